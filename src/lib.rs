@@ -1,0 +1,33 @@
+//! ibwarden keeps an Interactive Brokers IB Gateway (or TWS) logged in, unattended.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML schema, defaults and validation with `file:line:col` errors.
+//! - [`secret`]: secrets read from files, systemd credentials or the environment; redacted.
+//! - [`totp`]: IBKR Mobile Authenticator codes (RFC 6238) and the freshness/no-reuse policy.
+//! - [`state`]: small pieces of state that must survive a crash, written atomically.
+//! - [`core`]: the sans-IO state machine: login flow, dialog catalogue, policies. No IO, no
+//!   clocks: `now` is a parameter.
+//! - [`x11`]: adapters for the display (Xvfb), the window watcher and XTest typing.
+//! - [`gateway`]: install discovery, the JVM command line, process lifecycle.
+//! - [`probe`]: the TWS API handshake used as the only readiness signal.
+//! - [`sdnotify`]: systemd's notify protocol.
+//! - [`driver`]: the one loop that feeds adapter events to the core and executes its actions.
+//!
+//! # Theory of operation
+//!
+//! Adapters turn the world into [`core::Input`]s; the core answers with [`core::Action`]s and
+//! a wake-up deadline; the driver executes actions through the adapters. Every decision lives
+//! in the core and is unit-tested with virtual time; adapters are tested against the real
+//! thing (Xvfb, a JVM, sockets).
+#![warn(clippy::unwrap_used)]
+
+pub mod config;
+pub mod core;
+pub mod gateway;
+pub mod probe;
+pub mod sdnotify;
+pub mod secret;
+pub mod state;
+pub mod totp;
+pub mod x11;
