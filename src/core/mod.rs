@@ -1,8 +1,20 @@
 //! The sans-IO core: every decision ibwarden makes, as a pure state machine.
 //!
 //! No IO, no clocks, no randomness is read here: `now` is a parameter and the driver
-//! executes the actions the core asks for. (In progress: the state machine lands next.)
+//! executes the actions the core asks for (see [`machine`] for the call contract).
+//!
+//! - [`types`]: data shared with the adapters (windows, keys, probe outcomes).
+//! - [`dialog`]: the dialog catalogue (title → kind, text refinement, answers) as data.
+//! - [`timer`]: named deadlines.
+//! - [`machine`]: the [`Supervisor`] state machine.
 
+pub mod dialog;
+pub mod machine;
+pub mod timer;
 pub mod types;
 
+pub use machine::*;
 pub use types::*;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1503 @@
+//! The supervisor state machine for one gateway.
+//!
+//! # Contract (quinn-style)
+//!
+//! - Feed events with [`Supervisor::handle`] and expired deadlines with
+//!   [`Supervisor::handle_timeout`]; both take the current [`Now`], which must not go back.
+//! - After each call, drain [`Supervisor::poll_action`] until `None` and execute the actions
+//!   in order (a [`Action::SaveState`] must be durable before the next action runs: the
+//!   state it carries is what makes a TOTP step or a login attempt count across a crash).
+//! - Sleep until [`Supervisor::poll_timeout`], then call `handle_timeout`.
+//!
+//! The machine never reads a clock, never does IO and never sees a secret: it refers to
+//! credentials through [`SecretRef`].
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::dialog::{self, Answer, DialogKind};
+use super::timer::{Timer, TimerTable};
+use super::types::{KeyStep, NamedKey, ProbeOutcome, SecretRef, WindowInfo};
+use crate::totp;
+
+/// The current time, monotonic and wall-clock, as read by the driver.
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    /// Monotonic time, for deadlines.
+    pub mono: Instant,
+    /// Unix time in milliseconds, for TOTP steps and the persisted attempt history.
+    pub unix_ms: u64,
+}
+
+/// Live or paper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TradingMode {
+    /// Live trading: second factor required.
+    Live,
+    /// Paper trading: no second factor; a `Warning` to accept.
+    Paper,
+}
+
+/// IB Gateway or TWS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// IB Gateway.
+    Gateway,
+    /// Trader Workstation.
+    Tws,
+}
+
+/// IBC's `ExistingSessionDetectedAction` (`reference/ibc.md` §1.7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionPolicy {
+    /// Take the session; a running primary re-takes it.
+    Primary,
+    /// Take the session at login, but yield to a later login elsewhere.
+    PrimaryOverride,
+    /// Never override another session.
+    Secondary,
+    /// Leave the dialog to a person.
+    Manual,
+}
+
+/// What the core needs from the configuration (plain values, no IO).
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Gateway or TWS.
+    pub program: Program,
+    /// Live or paper.
+    pub trading_mode: TradingMode,
+    /// The second-factor device to pick in the chooser (`Mobile Authenticator app`).
+    pub second_factor_device: String,
+    /// Existing-session policy.
+    pub existing_session: SessionPolicy,
+    /// At most this many failed logins per rolling hour, across restarts.
+    pub max_failed_logins_per_hour: u32,
+    /// A TOTP code with less validity left than this is not typed.
+    pub min_code_validity: Duration,
+    /// Rejected codes tolerated in one login before stopping.
+    pub max_code_rejections: u32,
+    /// How long to wait for an IB Key push approval.
+    pub ib_key_wait: Duration,
+    /// The login frame must appear within this after launch.
+    pub launch_timeout: Duration,
+    /// From the login frame to API ready (waits for a fresh code are added on top).
+    pub login_timeout: Duration,
+    /// Probe interval once ready.
+    pub probe_interval: Duration,
+    /// Probe interval while waiting for the API to come up after login.
+    pub probe_retry: Duration,
+    /// Consecutive failed probes (once ready) that mean the gateway hangs.
+    pub failures_before_restart: u32,
+    /// How long an IB link loss (1100) may last before a restart.
+    pub link_lost_grace: Duration,
+    /// First back-off delay before a relaunch; doubles up to `backoff_max`.
+    pub backoff_initial: Duration,
+    /// Back-off cap.
+    pub backoff_max: Duration,
+    /// Whether a content reader (OCR, AT-SPI) can read dialog text.
+    pub content_reader: bool,
+    /// Seed for back-off jitter (the core reads no RNG).
+    pub seed: u64,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            program: Program::Gateway,
+            trading_mode: TradingMode::Live,
+            second_factor_device: "Mobile Authenticator app".into(),
+            existing_session: SessionPolicy::Primary,
+            max_failed_logins_per_hour: 3,
+            min_code_validity: Duration::from_secs(8),
+            max_code_rejections: 2,
+            ib_key_wait: Duration::from_secs(180),
+            launch_timeout: Duration::from_secs(90),
+            login_timeout: Duration::from_secs(180),
+            probe_interval: Duration::from_secs(30),
+            probe_retry: Duration::from_millis(1000),
+            failures_before_restart: 3,
+            link_lost_grace: Duration::from_secs(300),
+            backoff_initial: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(300),
+            content_reader: false,
+            seed: 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+}
+
+/// State that must survive a crash of ibwarden, the JVM or the machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Persisted {
+    /// The last TOTP step typed into the gateway; never typed again.
+    pub last_totp_step: Option<u64>,
+    /// Unix seconds of login submissions that have not (yet) succeeded. A submission is
+    /// recorded before Enter is pressed, and removed when that login reaches ready.
+    pub failed_logins: Vec<u64>,
+}
+
+/// How urgent a notification is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// Good news (recovered).
+    Info,
+    /// Something a person may want to look at.
+    Warning,
+    /// A person must act.
+    Critical,
+}
+
+/// Why the machine wants a person told something. One variant per event kind, so the
+/// notifier can deduplicate and send "recovered" when it clears.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NoticeKind {
+    /// Invalid username or password: logins stopped.
+    LoginFailed,
+    /// Codes rejected too often: logins stopped.
+    CodeRejected,
+    /// An IB Key push needs approval on the phone.
+    HumanApproval,
+    /// The failed-login budget is spent: waiting.
+    LockoutGuard,
+    /// The JVM crashed.
+    Crash,
+    /// Restarts keep failing.
+    RestartLoop,
+    /// A dialog nobody knows.
+    UnknownDialog,
+    /// The IBKR password expires soon.
+    PasswordExpiring,
+    /// A competing session keeps taking ours.
+    SessionConflict,
+    /// The gateway is ready again after a problem.
+    Recovered,
+}
+
+/// What a keyboard action came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TypeResult {
+    /// Every key was sent with the focus in the window.
+    Done,
+    /// The window did not have (or lost) the focus; no key went elsewhere.
+    FocusLost,
+    /// The window is gone or X failed.
+    Failed(String),
+}
+
+/// An event from the outside world.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// Begin: launch the gateway.
+    Start,
+    /// The JVM was spawned.
+    Spawned {
+        /// Its pid.
+        pid: u32,
+    },
+    /// The JVM could not be spawned.
+    SpawnFailed {
+        /// Why.
+        reason: String,
+    },
+    /// The JVM exited.
+    Exited {
+        /// Exit code, if it exited normally.
+        code: Option<i32>,
+        /// Signal number, if killed by one.
+        signal: Option<i32>,
+        /// The crash report, if one was written.
+        hs_err: Option<String>,
+    },
+    /// A top-level window was mapped (already filtered to the JVM's process tree).
+    Mapped(WindowInfo),
+    /// A window was unmapped.
+    Unmapped(u32),
+    /// A window was destroyed.
+    Destroyed(u32),
+    /// A window's title changed.
+    TitleChanged {
+        /// The window.
+        id: u32,
+        /// The new title.
+        title: String,
+    },
+    /// A keyboard action finished.
+    Typed {
+        /// The ticket of the [`Action::Type`].
+        ticket: u64,
+        /// How it went.
+        result: TypeResult,
+    },
+    /// Text read from a window by the content reader (`None`: could not read).
+    WindowText {
+        /// The window.
+        window: u32,
+        /// Its text.
+        text: Option<String>,
+    },
+    /// An API probe finished.
+    Probe(ProbeOutcome),
+    /// The X display died (the driver restarts it before the next launch).
+    DisplayLost,
+    /// A person or systemd asked to stop.
+    Stop,
+    /// A person asked for a restart.
+    Restart,
+}
+
+/// Something the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Action {
+    /// Start the JVM (with `-Drestart=` if `use_restart_token` and a token exists).
+    Launch {
+        /// Use the gateway's auto-restart token if there is one.
+        use_restart_token: bool,
+    },
+    /// Focus `window` (WM_TAKE_FOCUS, verified) and type `steps`; answer with
+    /// [`Input::Typed`].
+    Type {
+        /// Correlates the answer.
+        ticket: u64,
+        /// The top-level to type into.
+        window: u32,
+        /// What to type.
+        steps: Vec<KeyStep>,
+    },
+    /// Read the window's text; answer with [`Input::WindowText`].
+    ReadText {
+        /// The window.
+        window: u32,
+    },
+    /// Save a screenshot (PNG in the state dir) of a window, or the whole display.
+    Screenshot {
+        /// The window, or `None` for the whole display.
+        window: Option<u32>,
+        /// Short reason, used in the file name.
+        reason: &'static str,
+    },
+    /// Run one API probe; answer with [`Input::Probe`].
+    Probe,
+    /// Close the gateway the way a user would, then SIGTERM, then SIGKILL, each with a
+    /// deadline; the exit arrives as [`Input::Exited`].
+    CloseGateway {
+        /// The main window to send WM_DELETE_WINDOW to, if known.
+        main_window: Option<u32>,
+    },
+    /// Kill the JVM now (it hangs or its display is gone).
+    KillGateway,
+    /// Persist this state atomically before the next action.
+    SaveState(Persisted),
+    /// Tell a person.
+    Notify {
+        /// What kind of event (for deduplication).
+        kind: NoticeKind,
+        /// How urgent.
+        severity: Severity,
+        /// What happened and what to do.
+        message: String,
+    },
+    /// The state changed: log it, send `STATUS=` (and `READY=1` the first time `ready`).
+    Status {
+        /// True only after a passing API probe.
+        ready: bool,
+        /// One line for people.
+        text: String,
+    },
+    /// Give up and exit the process with this code.
+    Exit(i32),
+}
+
+/// Where the machine is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Not started.
+    Idle,
+    /// Launch requested, waiting for the spawn.
+    Launching,
+    /// JVM running; logging in (see [`Login`]).
+    LoggingIn,
+    /// Logged in as far as windows go; waiting for the API probe to pass.
+    AwaitApi,
+    /// The API answered: ready.
+    Ready,
+    /// The JVM is being stopped before a relaunch.
+    Restarting,
+    /// Waiting before the next launch or login attempt.
+    Backoff,
+    /// Stopped logging in: a person must act (invalid password, codes rejected, ...).
+    Halted,
+    /// Stopping for good.
+    Stopping,
+    /// Stopped; the process exits.
+    Stopped,
+}
+
+/// What the login attempt in progress has done so far.
+#[derive(Clone, Debug, Default)]
+struct Login {
+    /// The login frame.
+    frame: Option<u32>,
+    /// Credentials submitted (Enter pressed on Log In) in this attempt.
+    submitted: bool,
+    /// The frame showed a progress title after the submission.
+    saw_progress: bool,
+    /// The device chooser was answered.
+    chose_device: bool,
+    /// TOTP steps typed in this attempt.
+    codes_typed: u32,
+    /// The code entry dialog waiting for its code (while a fresh step is awaited).
+    code_dialog: Option<u32>,
+    /// Existing-session dialogs seen in this attempt.
+    existing_seen: u32,
+    /// This launch used the auto-restart token: no credentials expected.
+    token_login: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Window {
+    info: WindowInfo,
+    kind: DialogKind,
+    /// Waiting for the content reader.
+    reading: bool,
+    /// Already answered or deliberately left alone.
+    handled: bool,
+}
+
+#[derive(Clone, Debug)]
+struct PendingType {
+    window: u32,
+    steps: Vec<KeyStep>,
+    tries: u32,
+}
+
+/// What to do when a back-off ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AfterBackoff {
+    Launch { use_restart_token: bool },
+    Relogin,
+}
+
+/// The supervisor of one gateway.
+pub struct Supervisor {
+    cfg: CoreConfig,
+    persisted: Persisted,
+    phase: Phase,
+    /// Why the machine waits or halted, for `status`.
+    reason: String,
+    pid: Option<u32>,
+    windows: HashMap<u32, Window>,
+    login: Login,
+    timers: TimerTable,
+    actions: VecDeque<Action>,
+    next_ticket: u64,
+    pending: HashMap<u64, PendingType>,
+    /// The ticket of a retry waiting for [`Timer::RetryInput`].
+    retry_ticket: Option<u64>,
+    probe_in_flight: bool,
+    probe_failures: u32,
+    link_lost_since: Option<Instant>,
+    consecutive_restarts: u32,
+    after_backoff: AfterBackoff,
+    restart_after_exit: Option<AfterBackoff>,
+    rng: u64,
+    ready_once: bool,
+    /// Counters for `status` and metrics.
+    pub stats: Stats,
+}
+
+/// Counters reported by `status` and `/metrics`.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Login submissions.
+    pub logins: u64,
+    /// Times the machine reached ready.
+    pub readies: u64,
+    /// Relaunches, by reason.
+    pub restarts: Vec<(String, u64)>,
+    /// Unix ms of the last time ready was reached.
+    pub last_ready_unix_ms: Option<u64>,
+}
+
+impl Stats {
+    fn count_restart(&mut self, reason: &str) {
+        if let Some(e) = self.restarts.iter_mut().find(|(r, _)| r == reason) {
+            e.1 += 1;
+        } else {
+            self.restarts.push((reason.to_string(), 1));
+        }
+    }
+}
+
+impl Supervisor {
+    /// A new machine with the persisted state loaded by the driver.
+    pub fn new(cfg: CoreConfig, persisted: Persisted) -> Self {
+        let rng = cfg.seed | 1;
+        Supervisor {
+            cfg,
+            persisted,
+            phase: Phase::Idle,
+            reason: String::new(),
+            pid: None,
+            windows: HashMap::new(),
+            login: Login::default(),
+            timers: TimerTable::default(),
+            actions: VecDeque::new(),
+            next_ticket: 1,
+            pending: HashMap::new(),
+            retry_ticket: None,
+            probe_in_flight: false,
+            probe_failures: 0,
+            link_lost_since: None,
+            consecutive_restarts: 0,
+            after_backoff: AfterBackoff::Launch {
+                use_restart_token: true,
+            },
+            restart_after_exit: None,
+            rng,
+            ready_once: false,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    /// Why the machine is waiting or halted (empty when there is nothing to say).
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The persisted state as it stands.
+    pub fn persisted(&self) -> &Persisted {
+        &self.persisted
+    }
+
+    /// The JVM's pid, if one runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// Failed logins still allowed in the rolling hour at `now`.
+    pub fn login_budget_left(&self, now: Now) -> u32 {
+        let cutoff = now.unix_ms / 1000;
+        let recent = self
+            .persisted
+            .failed_logins
+            .iter()
+            .filter(|&&t| t + 3600 > cutoff)
+            .count() as u32;
+        self.cfg.max_failed_logins_per_hour.saturating_sub(recent)
+    }
+
+    /// The next action to execute.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When to call [`Supervisor::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Feed one event.
+    pub fn handle(&mut self, now: Now, input: Input) {
+        match input {
+            Input::Start => self.launch(now, true),
+            Input::Spawned { pid } => self.on_spawned(now, pid),
+            Input::SpawnFailed { reason } => {
+                self.pid = None;
+                self.backoff(now, &format!("spawn failed: {reason}"), None);
+            }
+            Input::Exited {
+                code,
+                signal,
+                hs_err,
+            } => self.on_exited(now, code, signal, hs_err),
+            Input::Mapped(info) => self.on_mapped(now, info),
+            Input::Unmapped(id) | Input::Destroyed(id) => self.on_gone(id),
+            Input::TitleChanged { id, title } => self.on_title(now, id, title),
+            Input::Typed { ticket, result } => self.on_typed(now, ticket, result),
+            Input::WindowText { window, text } => self.on_text(now, window, text),
+            Input::Probe(outcome) => self.on_probe(now, outcome),
+            Input::DisplayLost => {
+                if self.pid.is_some() && !matches!(self.phase, Phase::Stopping | Phase::Stopped)
+                {
+                    self.push(Action::KillGateway);
+                    self.restart_after_exit = Some(AfterBackoff::Launch {
+                        use_restart_token: true,
+                    });
+                    self.set_phase(Phase::Restarting, "the X display died");
+                }
+            }
+            Input::Stop => self.stop(now),
+            Input::Restart => {
+                if matches!(self.phase, Phase::Stopping | Phase::Stopped) {
+                    return;
+                }
+                self.consecutive_restarts = 0;
+                self.restart(now, "restart requested", false);
+            }
+        }
+    }
+
+    /// Handle every expired deadline.
+    pub fn handle_timeout(&mut self, now: Now) {
+        for timer in self.timers.take_expired(now.mono) {
+            self.on_timer(now, timer);
+        }
+    }
+
+    // ----- lifecycle ---------------------------------------------------------------------
+
+    fn launch(&mut self, now: Now, use_restart_token: bool) {
+        if matches!(self.phase, Phase::Stopping | Phase::Stopped) {
+            return;
+        }
+        self.windows.clear();
+        self.pending.clear();
+        self.retry_ticket = None;
+        self.login = Login {
+            token_login: use_restart_token,
+            ..Login::default()
+        };
+        self.probe_failures = 0;
+        self.link_lost_since = None;
+        self.timers.clear();
+        self.push(Action::Launch { use_restart_token });
+        self.timers
+            .set(Timer::LaunchDeadline, now.mono + self.cfg.launch_timeout);
+        self.set_phase(Phase::Launching, "launching the gateway");
+    }
+
+    fn on_spawned(&mut self, now: Now, pid: u32) {
+        self.pid = Some(pid);
+        self.set_phase(Phase::LoggingIn, "waiting for the login window");
+        // After an auto-restart the gateway logs itself in: watch the API from the start.
+        // In a normal launch, probing early costs a refused connection per second and
+        // catches a gateway that needs no login.
+        self.timers
+            .set(Timer::ProbeDue, now.mono + self.cfg.probe_retry);
+    }
+
+    fn on_exited(&mut self, now: Now, code: Option<i32>, signal: Option<i32>, hs: Option<String>) {
+        self.pid = None;
+        self.windows.clear();
+        self.pending.clear();
+        self.probe_in_flight = false;
+        for t in [
+            Timer::LaunchDeadline,
+            Timer::LoginDeadline,
+            Timer::ProbeDue,
+            Timer::TotpDue,
+            Timer::RetryInput,
+            Timer::IbKeyDeadline,
+            Timer::StopDeadline,
+        ] {
+            self.timers.stop(t);
+        }
+        let how = match (code, signal) {
+            (Some(c), _) => format!("exit code {c}"),
+            (None, Some(s)) => format!("signal {s}"),
+            (None, None) => "unknown status".to_string(),
+        };
+        match self.phase {
+            Phase::Stopping | Phase::Stopped => {
+                self.set_phase(Phase::Stopped, "stopped");
+                self.push(Action::Exit(0));
+                return;
+            }
+            Phase::Halted => {
+                // Stay halted; a person restarts us.
+                return;
+            }
+            _ => {}
+        }
+        if let Some(next) = self.restart_after_exit.take() {
+            // We stopped it on purpose; relaunch after the back-off.
+            self.backoff(now, "relaunching", Some(next));
+            return;
+        }
+        let crashed = code == Some(134) || signal == Some(6) || signal == Some(11) || hs.is_some();
+        let reason = if crashed {
+            let report = hs.clone().unwrap_or_else(|| "no crash report".into());
+            self.push(Action::Notify {
+                kind: NoticeKind::Crash,
+                severity: Severity::Warning,
+                message: format!(
+                    "The gateway JVM crashed ({how}); crash report kept at {report}. Restarting it."
+                ),
+            });
+            "jvm crashed"
+        } else if code == Some(0) {
+            // The nightly auto-restart exits 0 after writing its token.
+            "jvm exited cleanly (auto-restart)"
+        } else if code == Some(1) {
+            "jvm lost its X connection"
+        } else if signal.is_some() || matches!(code, Some(137) | Some(143)) {
+            "jvm was killed"
+        } else {
+            "jvm exited"
+        };
+        self.stats.count_restart(reason);
+        tracing::warn!(reason, status = %how, "gateway exited");
+        self.backoff(
+            now,
+            reason,
+            Some(AfterBackoff::Launch {
+                use_restart_token: true,
+            }),
+        );
+    }
+
+    /// Stop the JVM (if any) and launch again after a back-off.
+    fn restart(&mut self, now: Now, reason: &str, full_login: bool) {
+        self.stats.count_restart(reason);
+        let next = AfterBackoff::Launch {
+            use_restart_token: !full_login,
+        };
+        if self.pid.is_some() {
+            self.restart_after_exit = Some(next);
+            let main = self.login.frame;
+            self.push(Action::CloseGateway { main_window: main });
+            self.set_phase(Phase::Restarting, reason);
+        } else {
+            self.backoff(now, reason, Some(next));
+        }
+    }
+
+    fn backoff(&mut self, now: Now, reason: &str, next: Option<AfterBackoff>) {
+        if let Some(n) = next {
+            self.after_backoff = n;
+        }
+        let delay = self.next_backoff();
+        self.consecutive_restarts += 1;
+        if self.consecutive_restarts == 5 {
+            self.push(Action::Notify {
+                kind: NoticeKind::RestartLoop,
+                severity: Severity::Warning,
+                message: format!(
+                    "The gateway has failed to come up {} times in a row (last: {reason}). \
+                     ibwarden keeps retrying with back-off; check `ibwarden status` and the logs.",
+                    self.consecutive_restarts
+                ),
+            });
+        }
+        self.timers.set(Timer::BackoffEnd, now.mono + delay);
+        self.set_phase(
+            Phase::Backoff,
+            &format!("{reason}; next attempt in {}s", delay.as_secs()),
+        );
+    }
+
+    fn next_backoff(&mut self) -> Duration {
+        let exp = self.consecutive_restarts.min(16);
+        let base = self
+            .cfg
+            .backoff_initial
+            .saturating_mul(1u32 << exp.min(16))
+            .min(self.cfg.backoff_max);
+        // ±20 % jitter from a seeded xorshift: spreads several instances apart.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let frac = (self.rng % 401) as f64 / 1000.0 - 0.2;
+        base.mul_f64(1.0 + frac).min(self.cfg.backoff_max)
+    }
+
+    fn stop(&mut self, now: Now) {
+        if matches!(self.phase, Phase::Stopping | Phase::Stopped) {
+            return;
+        }
+        self.timers.clear();
+        if self.pid.is_some() {
+            let main = self.login.frame;
+            self.push(Action::CloseGateway { main_window: main });
+            self.timers
+                .set(Timer::StopDeadline, now.mono + Duration::from_secs(120));
+            self.set_phase(Phase::Stopping, "stopping the gateway");
+        } else {
+            self.set_phase(Phase::Stopped, "stopped");
+            self.push(Action::Exit(0));
+        }
+    }
+
+    fn halt(&mut self, reason: &str, kind: NoticeKind, message: String) {
+        self.timers.clear();
+        self.push(Action::Notify {
+            kind,
+            severity: Severity::Critical,
+            message,
+        });
+        self.set_phase(Phase::Halted, reason);
+    }
+
+    // ----- windows -------------------------------------------------------------------------
+
+    fn on_mapped(&mut self, now: Now, info: WindowInfo) {
+        if self.pid.is_none() || matches!(self.phase, Phase::Stopping | Phase::Stopped) {
+            return;
+        }
+        let (kind, needs_text) = dialog::classify(&info.title, info.transient_for.is_some());
+        tracing::debug!(window = info.id, title = %info.title, ?kind, "window mapped");
+        let id = info.id;
+        let reading = needs_text && self.cfg.content_reader;
+        self.windows.insert(
+            id,
+            Window {
+                info,
+                kind,
+                reading,
+                handled: false,
+            },
+        );
+        if reading {
+            self.push(Action::ReadText { window: id });
+        } else {
+            self.on_window(now, id, kind, None);
+        }
+    }
+
+    fn on_text(&mut self, now: Now, window: u32, text: Option<String>) {
+        let Some(w) = self.windows.get_mut(&window) else {
+            return;
+        };
+        if !w.reading {
+            return;
+        }
+        w.reading = false;
+        let kind = match &text {
+            Some(t) => dialog::refine(w.kind, t),
+            None => w.kind,
+        };
+        w.kind = kind;
+        tracing::debug!(window, ?kind, "window text read");
+        self.on_window(now, window, kind, text.as_deref());
+    }
+
+    fn on_gone(&mut self, id: u32) {
+        if self.windows.remove(&id).is_some() && self.login.code_dialog == Some(id) {
+            self.login.code_dialog = None;
+            self.timers.stop(Timer::TotpDue);
+        }
+        if self.login.frame == Some(id) {
+            self.login.frame = None;
+        }
+    }
+
+    fn on_title(&mut self, now: Now, id: u32, title: String) {
+        let Some(w) = self.windows.get_mut(&id) else {
+            return;
+        };
+        let (kind, _) = dialog::classify(&title, w.info.transient_for.is_some());
+        w.info.title = title;
+        if Some(id) != self.login.frame {
+            return;
+        }
+        match kind {
+            DialogKind::Progress => {
+                self.login.saw_progress = true;
+                let line = format!("gateway: {}", w.info.title);
+                self.status_line(&line);
+            }
+            DialogKind::GatewayFrame | DialogKind::TwsMainWindow
+                if self.login.saw_progress && self.phase == Phase::LoggingIn =>
+            {
+                // The login frame became the main window: logged in as far as windows go.
+                self.await_api(now);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_window(&mut self, now: Now, id: u32, kind: DialogKind, text: Option<&str>) {
+        use DialogKind as K;
+        match kind {
+            K::GatewayFrame | K::TwsLoginFrame => {
+                if self.login.frame.is_none() && self.phase == Phase::LoggingIn {
+                    self.login.frame = Some(id);
+                    self.timers.stop(Timer::LaunchDeadline);
+                    self.timers
+                        .set(Timer::LoginDeadline, now.mono + self.cfg.login_timeout);
+                    if self.login.submitted {
+                        return;
+                    }
+                    self.submit_credentials(now);
+                }
+            }
+            K::TwsMainWindow => {
+                if self.phase == Phase::LoggingIn {
+                    self.await_api(now);
+                }
+            }
+            K::Progress | K::ShutdownProgress => {}
+            K::SecondFactor | K::CodeEntry => {
+                if self.cfg.trading_mode == TradingMode::Paper {
+                    self.leave_alone(now, id, "a second-factor dialog in paper mode");
+                    return;
+                }
+                let device = self.cfg.second_factor_device.to_lowercase();
+                if device.contains("ib key") {
+                    self.ib_key_wait(now);
+                } else {
+                    self.type_code(now, id);
+                }
+            }
+            K::DeviceChooser => {
+                if self.login.chose_device {
+                    // The chooser again in the same attempt: the choice did not take.
+                    self.leave_alone(now, id, "the device chooser came back");
+                    return;
+                }
+                self.login.chose_device = true;
+                // JList type-ahead selects the first entry starting with the typed prefix
+                // (`reference/x11-java.md` §3.3); keys must be ≥5 ms apart and a pause must
+                // follow the selection before Enter presses OK.
+                let prefix: String = self
+                    .cfg
+                    .second_factor_device
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("M")
+                    .to_string();
+                self.type_into(
+                    id,
+                    vec![
+                        KeyStep::Text(prefix),
+                        KeyStep::PauseMs(200),
+                        KeyStep::Key(NamedKey::Enter),
+                    ],
+                );
+                if self
+                    .cfg
+                    .second_factor_device
+                    .to_lowercase()
+                    .contains("ib key")
+                {
+                    self.ib_key_wait(now);
+                }
+            }
+            K::PaperWarning => self.answer(id, Answer::Default),
+            K::Warning => {
+                if self.cfg.trading_mode == TradingMode::Paper && !self.cfg.content_reader {
+                    // Titles only: in paper mode the `Warning` dialog is the paper notice.
+                    self.answer(id, Answer::Default);
+                } else {
+                    self.unknown(now, id, text);
+                }
+            }
+            K::ExistingSession => self.existing_session(now, id),
+            K::LoginHandoff => match self.cfg.existing_session {
+                SessionPolicy::Primary => self.answer(id, Answer::Default),
+                SessionPolicy::Manual => self.leave_alone(now, id, "manual session policy"),
+                SessionPolicy::PrimaryOverride | SessionPolicy::Secondary => {
+                    // IBC exits here (1110); we let the other session have it and wait.
+                    self.answer(id, Answer::Second);
+                    self.halt(
+                        "another session holds the account",
+                        NoticeKind::SessionConflict,
+                        "Another session holds the IBKR account and the session policy lets it \
+                         keep it. Run `ibwarden restart` when the gateway should take over."
+                            .into(),
+                    );
+                }
+            },
+            K::ReloginRequired => {
+                self.answer(id, Answer::Default);
+                if self.phase == Phase::Ready {
+                    self.login.saw_progress = false;
+                    self.set_phase(Phase::AwaitApi, "re-login after a session drop");
+                    self.timers
+                        .set(Timer::LoginDeadline, now.mono + self.cfg.login_timeout);
+                }
+            }
+            K::LoginFailed => {
+                self.answer(id, Answer::Default);
+                self.halt(
+                    "invalid username or password",
+                    NoticeKind::LoginFailed,
+                    "IBKR rejected the username or password. ibwarden stopped logging in so the \
+                     account is not locked. Fix the secret (`ibwarden secret set password`) and \
+                     run `ibwarden restart`."
+                        .into(),
+                );
+            }
+            K::TooManyAttempts => {
+                let wait = text.and_then(dialog::parse_lockout_wait).unwrap_or(300) + 3;
+                self.answer(id, Answer::Default);
+                self.push(Action::Notify {
+                    kind: NoticeKind::LockoutGuard,
+                    severity: Severity::Warning,
+                    message: format!(
+                        "IBKR reports too many failed login attempts; waiting {wait} s before \
+                         the next one."
+                    ),
+                });
+                self.after_backoff = AfterBackoff::Relogin;
+                self.timers
+                    .set(Timer::BackoffEnd, now.mono + Duration::from_secs(wait));
+                self.timers.stop(Timer::LoginDeadline);
+                self.set_phase(
+                    Phase::Backoff,
+                    &format!("IBKR rate limit: waiting {wait} s"),
+                );
+            }
+            K::LoginError | K::ConnectionFailed => {
+                self.answer(id, Answer::Default);
+                self.restart(now, "login error or connection failed", false);
+            }
+            K::TokenExpired => {
+                self.answer(id, Answer::Default);
+                self.restart(now, "security token expired", true);
+            }
+            K::GatewayMessage | K::ProgressModal => {
+                // Its OK cancels the login: never press it.
+                self.leave_alone(now, id, "a `Gateway` progress dialog");
+            }
+            K::PasswordNotice => {
+                let days = text.and_then(dialog::parse_password_days);
+                let msg = match days {
+                    Some(d) => format!(
+                        "The IBKR password expires in {d} days. Change it in the Client Portal, \
+                         then `ibwarden secret set password`."
+                    ),
+                    None => "IBKR shows a password notice. Change the password in the Client \
+                             Portal, then `ibwarden secret set password`."
+                        .to_string(),
+                };
+                self.push(Action::Notify {
+                    kind: NoticeKind::PasswordExpiring,
+                    severity: Severity::Warning,
+                    message: msg,
+                });
+                self.answer(id, Answer::Default);
+            }
+            K::TipOfTheDay | K::NewerVersion => self.answer(id, Answer::Default),
+            K::AcceptIncoming => {
+                self.leave_alone(now, id, "incoming API connection prompt (manual)");
+            }
+            K::ExitConfirm => {
+                if self.phase == Phase::Stopping || self.phase == Phase::Restarting {
+                    self.answer(id, Answer::Default);
+                } else {
+                    self.leave_alone(now, id, "exit confirmation we did not ask for");
+                }
+            }
+            K::Unknown => self.unknown(now, id, text),
+        }
+    }
+
+    fn existing_session(&mut self, now: Now, id: u32) {
+        self.login.existing_seen += 1;
+        let logged_in = matches!(self.phase, Phase::Ready | Phase::AwaitApi);
+        let answer = match self.cfg.existing_session {
+            SessionPolicy::Manual => None,
+            SessionPolicy::Secondary => Some(Answer::Second),
+            SessionPolicy::Primary | SessionPolicy::PrimaryOverride if !logged_in => {
+                if self.login.existing_seen == 1 {
+                    Some(Answer::Default)
+                } else {
+                    Some(Answer::Second)
+                }
+            }
+            SessionPolicy::Primary => Some(Answer::Default),
+            SessionPolicy::PrimaryOverride => Some(Answer::Second),
+        };
+        match answer {
+            Some(a) => {
+                tracing::info!(policy = ?self.cfg.existing_session, answer = ?a, "existing session");
+                self.answer(id, a);
+                if a == Answer::Second {
+                    self.halt(
+                        "another session holds the account",
+                        NoticeKind::SessionConflict,
+                        "Another IBKR session holds the account and the session policy yields \
+                         to it. Run `ibwarden restart` when the gateway should take over."
+                            .into(),
+                    );
+                }
+            }
+            None => self.leave_alone(now, id, "existing session: manual policy"),
+        }
+    }
+
+    fn unknown(&mut self, now: Now, id: u32, text: Option<&str>) {
+        let Some(w) = self.windows.get(&id) else {
+            return;
+        };
+        let msg = format!(
+            "The gateway shows a dialog ibwarden does not know: title {:?}, {}x{}{}. It was left \
+             alone; a screenshot is in the state directory.",
+            w.info.title,
+            w.info.width,
+            w.info.height,
+            text.map(|t| format!(", text {:?}", t.trim()))
+                .unwrap_or_default()
+        );
+        self.push(Action::Screenshot {
+            window: Some(id),
+            reason: "unknown-dialog",
+        });
+        self.push(Action::Notify {
+            kind: NoticeKind::UnknownDialog,
+            severity: Severity::Warning,
+            message: msg,
+        });
+        self.leave_alone(now, id, "unknown dialog");
+    }
+
+    fn leave_alone(&mut self, _now: Now, id: u32, why: &str) {
+        if let Some(w) = self.windows.get_mut(&id) {
+            w.handled = true;
+            tracing::info!(window = id, title = %w.info.title, why, "dialog left alone");
+        }
+    }
+
+    fn answer(&mut self, id: u32, answer: Answer) {
+        if let Some(w) = self.windows.get_mut(&id) {
+            w.handled = true;
+            tracing::info!(window = id, title = %w.info.title, ?answer, "answering dialog");
+        }
+        self.type_into(id, answer.keys());
+    }
+
+    // ----- login -------------------------------------------------------------------------
+
+    fn submit_credentials(&mut self, now: Now) {
+        let Some(frame) = self.login.frame else {
+            return;
+        };
+        // The failed-login budget, across restarts of everything.
+        let now_s = now.unix_ms / 1000;
+        self.persisted.failed_logins.retain(|&t| t + 3600 > now_s);
+        if self.persisted.failed_logins.len() as u32 >= self.cfg.max_failed_logins_per_hour {
+            let oldest = self
+                .persisted
+                .failed_logins
+                .iter()
+                .min()
+                .copied()
+                .unwrap_or(now_s);
+            let wait = (oldest + 3600).saturating_sub(now_s).max(1);
+            self.push(Action::Notify {
+                kind: NoticeKind::LockoutGuard,
+                severity: Severity::Warning,
+                message: format!(
+                    "{} logins failed in the last hour; ibwarden waits {wait} s before the next \
+                     one so IBKR does not lock the account.",
+                    self.persisted.failed_logins.len()
+                ),
+            });
+            self.after_backoff = AfterBackoff::Relogin;
+            self.timers.stop(Timer::LoginDeadline);
+            self.timers
+                .set(Timer::BackoffEnd, now.mono + Duration::from_secs(wait));
+            self.set_phase(
+                Phase::Backoff,
+                &format!("failed-login budget spent; next login in {wait} s"),
+            );
+            return;
+        }
+        self.persisted.failed_logins.push(now_s);
+        self.push(Action::SaveState(self.persisted.clone()));
+        self.login.submitted = true;
+        self.login.saw_progress = false;
+        self.login.codes_typed = 0;
+        self.login.chose_device = false;
+        self.login.existing_seen = 0;
+        self.stats.logins += 1;
+        let steps = self.credential_steps();
+        self.type_into(frame, steps);
+        self.set_phase(Phase::LoggingIn, "credentials submitted");
+    }
+
+    /// Keys for the login frame, from its focus order (`tests/simulator/README.md`): focus
+    /// starts in the username field; Shift+Tab walks back over `Paper Trading` and `Live
+    /// Trading` (toggles in a group: Space selects the focused one). Select-all before each
+    /// field makes a retry after lost focus idempotent.
+    fn credential_steps(&self) -> Vec<KeyStep> {
+        use KeyStep::*;
+        use NamedKey::*;
+        let mut steps = Vec::new();
+        match self.cfg.trading_mode {
+            TradingMode::Live => steps.extend([
+                Key(ShiftTab),
+                Key(ShiftTab),
+                PauseMs(50),
+                Key(Space),
+                Key(Tab),
+                Key(Tab),
+            ]),
+            TradingMode::Paper => steps.extend([Key(ShiftTab), PauseMs(50), Key(Space), Key(Tab)]),
+        }
+        steps.extend([
+            PauseMs(100),
+            Key(SelectAll),
+            Secret(SecretRef::Username),
+            Key(Tab),
+            PauseMs(100),
+            Key(SelectAll),
+            Secret(SecretRef::Password),
+            PauseMs(150),
+            Key(Enter),
+        ]);
+        steps
+    }
+
+    fn type_code(&mut self, now: Now, dialog: u32) {
+        if self.login.codes_typed > 0 {
+            // The code dialog came back: the last code was rejected.
+            if self.login.codes_typed > self.cfg.max_code_rejections {
+                self.halt(
+                    "codes rejected",
+                    NoticeKind::CodeRejected,
+                    format!(
+                        "IBKR rejected {} authenticator codes in a row. Check the clock \
+                         (`ibwarden check`) and the activation code (`ibwarden totp` against the \
+                         phone), then run `ibwarden restart`.",
+                        self.login.codes_typed
+                    ),
+                );
+                return;
+            }
+            tracing::warn!(
+                rejected = self.login.codes_typed,
+                "authenticator code rejected; waiting for the next step"
+            );
+        }
+        self.login.code_dialog = Some(dialog);
+        let plan = totp::plan(
+            now.unix_ms,
+            self.cfg.min_code_validity,
+            self.persisted.last_totp_step,
+        );
+        if plan.wait.is_zero() {
+            self.send_code(now, dialog, plan.step);
+        } else {
+            tracing::info!(
+                wait_ms = plan.wait.as_millis() as u64,
+                "waiting for a fresh authenticator code"
+            );
+            self.timers.set(Timer::TotpDue, now.mono + plan.wait);
+            // A deliberate wait does not count against the login deadline.
+            if let Some(d) = self.timers.get(Timer::LoginDeadline) {
+                self.timers.set(Timer::LoginDeadline, d + plan.wait);
+            }
+            self.status_line("waiting for a fresh authenticator code");
+        }
+    }
+
+    fn send_code(&mut self, now: Now, dialog: u32, step: u64) {
+        let plan = totp::plan(
+            now.unix_ms,
+            self.cfg.min_code_validity,
+            self.persisted.last_totp_step,
+        );
+        if plan.step != step || !plan.wait.is_zero() {
+            // Woken early or late: re-plan.
+            self.timers.set(Timer::TotpDue, now.mono + plan.wait);
+            return;
+        }
+        self.persisted.last_totp_step = Some(step);
+        self.push(Action::SaveState(self.persisted.clone()));
+        self.login.codes_typed += 1;
+        self.login.code_dialog = None;
+        self.type_into(
+            dialog,
+            vec![
+                KeyStep::Key(NamedKey::SelectAll),
+                KeyStep::Secret(SecretRef::TotpCode { step }),
+                KeyStep::PauseMs(150),
+                KeyStep::Key(NamedKey::Enter),
+            ],
+        );
+        self.status_line("authenticator code sent");
+    }
+
+    fn ib_key_wait(&mut self, now: Now) {
+        if self.timers.get(Timer::IbKeyDeadline).is_some() {
+            return;
+        }
+        self.push(Action::Notify {
+            kind: NoticeKind::HumanApproval,
+            severity: Severity::Critical,
+            message: format!(
+                "IBKR sent an IB Key push: approve the login on your phone within {} s.",
+                self.cfg.ib_key_wait.as_secs()
+            ),
+        });
+        self.timers
+            .set(Timer::IbKeyDeadline, now.mono + self.cfg.ib_key_wait);
+        if let Some(d) = self.timers.get(Timer::LoginDeadline) {
+            self.timers
+                .set(Timer::LoginDeadline, d.max(now.mono + self.cfg.ib_key_wait));
+        }
+        self.status_line("waiting for IB Key approval on the phone");
+    }
+
+    fn await_api(&mut self, now: Now) {
+        self.set_phase(Phase::AwaitApi, "logged in; waiting for the API");
+        if !self.probe_in_flight {
+            self.timers.set(Timer::ProbeDue, now.mono);
+        }
+    }
+
+    fn relogin(&mut self, now: Now) {
+        // Re-drive Log In on the same login frame (a new JVM re-arms IBKR's limiter).
+        if self.pid.is_none() {
+            self.launch(now, false);
+            return;
+        }
+        match self.login.frame {
+            Some(_) => {
+                self.set_phase(Phase::LoggingIn, "logging in again");
+                self.login.submitted = false;
+                self.timers
+                    .set(Timer::LoginDeadline, now.mono + self.cfg.login_timeout);
+                self.submit_credentials(now);
+            }
+            None => self.restart(now, "login window gone", false),
+        }
+    }
+
+    // ----- typing --------------------------------------------------------------------------
+
+    fn type_into(&mut self, window: u32, steps: Vec<KeyStep>) {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.pending.insert(
+            ticket,
+            PendingType {
+                window,
+                steps: steps.clone(),
+                tries: 1,
+            },
+        );
+        self.push(Action::Type {
+            ticket,
+            window,
+            steps,
+        });
+    }
+
+    fn on_typed(&mut self, now: Now, ticket: u64, result: TypeResult) {
+        let Some(mut p) = self.pending.remove(&ticket) else {
+            return;
+        };
+        match result {
+            TypeResult::Done => {}
+            TypeResult::FocusLost if p.tries < 6 && self.windows.contains_key(&p.window) => {
+                tracing::warn!(window = p.window, tries = p.tries, "focus lost; retrying");
+                p.tries += 1;
+                self.pending.insert(ticket, p);
+                self.retry_ticket = Some(ticket);
+                self.timers
+                    .set(Timer::RetryInput, now.mono + Duration::from_millis(300));
+            }
+            TypeResult::FocusLost | TypeResult::Failed(_) => {
+                tracing::warn!(window = p.window, ?result, "keyboard input failed");
+                if self.windows.contains_key(&p.window) {
+                    self.push(Action::Screenshot {
+                        window: None,
+                        reason: "input-failed",
+                    });
+                }
+            }
+        }
+    }
+
+    // ----- probing -------------------------------------------------------------------------
+
+    fn on_probe(&mut self, now: Now, outcome: ProbeOutcome) {
+        self.probe_in_flight = false;
+        match (&self.phase, outcome) {
+            (
+                Phase::LoggingIn | Phase::AwaitApi,
+                ProbeOutcome::Up {
+                    server_version,
+                    accounts,
+                    ..
+                },
+            ) => {
+                self.timers.stop(Timer::LoginDeadline);
+                self.timers.stop(Timer::LaunchDeadline);
+                self.timers.stop(Timer::IbKeyDeadline);
+                // The login succeeded: it is not a failed one.
+                if self.login.submitted {
+                    self.persisted.failed_logins.pop();
+                    self.push(Action::SaveState(self.persisted.clone()));
+                }
+                let recovered = self.ready_once && self.consecutive_restarts > 0;
+                self.consecutive_restarts = 0;
+                self.probe_failures = 0;
+                self.ready_once = true;
+                self.stats.readies += 1;
+                self.stats.last_ready_unix_ms = Some(now.unix_ms);
+                self.phase = Phase::Ready;
+                self.reason.clear();
+                self.push(Action::Status {
+                    ready: true,
+                    text: format!(
+                        "ready: API up (server version {server_version}, accounts {})",
+                        accounts.join(",")
+                    ),
+                });
+                if recovered {
+                    self.push(Action::Notify {
+                        kind: NoticeKind::Recovered,
+                        severity: Severity::Info,
+                        message: "The gateway is logged in and its API answers again.".into(),
+                    });
+                }
+                self.timers
+                    .set(Timer::ProbeDue, now.mono + self.cfg.probe_interval);
+            }
+            (Phase::LoggingIn | Phase::AwaitApi, ProbeOutcome::Down { .. }) => {
+                self.timers
+                    .set(Timer::ProbeDue, now.mono + self.cfg.probe_retry);
+            }
+            (Phase::Ready, ProbeOutcome::Up { link_lost, .. }) => {
+                self.probe_failures = 0;
+                if link_lost {
+                    let since = *self.link_lost_since.get_or_insert(now.mono);
+                    if now.mono.duration_since(since) >= self.cfg.link_lost_grace {
+                        self.restart(now, "IB link lost too long", false);
+                        return;
+                    }
+                } else {
+                    self.link_lost_since = None;
+                }
+                self.timers
+                    .set(Timer::ProbeDue, now.mono + self.cfg.probe_interval);
+            }
+            (Phase::Ready, ProbeOutcome::Down { reason }) => {
+                self.probe_failures += 1;
+                tracing::warn!(failures = self.probe_failures, %reason, "API probe failed");
+                if self.probe_failures >= self.cfg.failures_before_restart {
+                    self.push(Action::Status {
+                        ready: false,
+                        text: format!("API not answering: {reason}"),
+                    });
+                    self.restart(now, "API stopped answering", false);
+                } else {
+                    self.timers
+                        .set(Timer::ProbeDue, now.mono + self.cfg.probe_retry);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ----- timers --------------------------------------------------------------------------
+
+    fn on_timer(&mut self, now: Now, timer: Timer) {
+        match timer {
+            Timer::LaunchDeadline => {
+                if matches!(self.phase, Phase::Launching | Phase::LoggingIn)
+                    && self.login.frame.is_none()
+                {
+                    self.push(Action::Screenshot {
+                        window: None,
+                        reason: "no-login-window",
+                    });
+                    self.restart(now, "login window did not appear", false);
+                }
+            }
+            Timer::LoginDeadline => {
+                if matches!(self.phase, Phase::LoggingIn | Phase::AwaitApi) {
+                    self.push(Action::Screenshot {
+                        window: None,
+                        reason: "login-timeout",
+                    });
+                    self.restart(now, "login did not complete in time", false);
+                }
+            }
+            Timer::TotpDue => {
+                if let Some(dialog) = self.login.code_dialog {
+                    let plan = totp::plan(
+                        now.unix_ms,
+                        self.cfg.min_code_validity,
+                        self.persisted.last_totp_step,
+                    );
+                    self.send_code(now, dialog, plan.step);
+                }
+            }
+            Timer::ProbeDue => {
+                if matches!(
+                    self.phase,
+                    Phase::LoggingIn | Phase::AwaitApi | Phase::Ready
+                ) && !self.probe_in_flight
+                    && self.pid.is_some()
+                {
+                    self.probe_in_flight = true;
+                    self.push(Action::Probe);
+                }
+            }
+            Timer::BackoffEnd => {
+                if self.phase == Phase::Backoff {
+                    match self.after_backoff {
+                        AfterBackoff::Launch { use_restart_token } => {
+                            self.launch(now, use_restart_token)
+                        }
+                        AfterBackoff::Relogin => self.relogin(now),
+                    }
+                }
+            }
+            Timer::RetryInput => {
+                if let Some(ticket) = self.retry_ticket.take() {
+                    if let Some(p) = self.pending.get(&ticket) {
+                        if self.windows.contains_key(&p.window) {
+                            self.push(Action::Type {
+                                ticket,
+                                window: p.window,
+                                steps: p.steps.clone(),
+                            });
+                        } else {
+                            self.pending.remove(&ticket);
+                        }
+                    }
+                }
+            }
+            Timer::IbKeyDeadline => {
+                if matches!(self.phase, Phase::LoggingIn) {
+                    self.restart(now, "IB Key approval timed out", false);
+                }
+            }
+            Timer::StopDeadline => {
+                if self.phase == Phase::Stopping {
+                    self.push(Action::KillGateway);
+                }
+            }
+        }
+    }
+
+    // ----- helpers -------------------------------------------------------------------------
+
+    fn push(&mut self, action: Action) {
+        self.actions.push_back(action);
+    }
+
+    fn set_phase(&mut self, phase: Phase, reason: &str) {
+        if self.phase != phase {
+            tracing::info!(from = ?self.phase, to = ?phase, reason, "phase");
+        }
+        let was_ready = self.phase == Phase::Ready;
+        self.phase = phase;
+        self.reason = reason.to_string();
+        let _ = was_ready;
+        self.push(Action::Status {
+            ready: false,
+            text: reason.to_string(),
+        });
+    }
+
+    fn status_line(&mut self, text: &str) {
+        self.reason = text.to_string();
+        self.push(Action::Status {
+            ready: false,
+            text: text.to_string(),
+        });
+    }
+}
