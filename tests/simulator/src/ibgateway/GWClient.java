@@ -1,0 +1,965 @@
+package ibgateway;
+
+import java.awt.BorderLayout;
+import java.awt.Component;
+import java.awt.EventQueue;
+import java.awt.GridBagConstraints;
+import java.awt.GridBagLayout;
+import java.awt.Insets;
+import java.awt.Window;
+import java.awt.event.WindowAdapter;
+import java.awt.event.WindowEvent;
+import java.io.File;
+import java.io.FileInputStream;
+import java.io.FileOutputStream;
+import java.io.IOException;
+import java.lang.management.ManagementFactory;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.util.List;
+import java.util.Properties;
+import javax.swing.BorderFactory;
+import javax.swing.ButtonGroup;
+import javax.swing.JButton;
+import javax.swing.JDialog;
+import javax.swing.JFrame;
+import javax.swing.JLabel;
+import javax.swing.JList;
+import javax.swing.JMenu;
+import javax.swing.JMenuBar;
+import javax.swing.JMenuItem;
+import javax.swing.JPanel;
+import javax.swing.JPasswordField;
+import javax.swing.JScrollPane;
+import javax.swing.JTextField;
+import javax.swing.JToggleButton;
+import javax.swing.ListSelectionModel;
+import javax.swing.SwingUtilities;
+import javax.swing.Timer;
+
+/**
+ * The gateway simulator: a stand-in for IB Gateway's login frame, dialogs, main window and
+ * API port. Main class named like the real one so WM_CLASS and install discovery match.
+ * Behaviour is chosen by the scenario file (-Dsim.scenario) and the control channel; what
+ * it receives is written to the record file (-Dsim.record). See tests/simulator/README.md.
+ */
+public final class GWClient {
+    final Scenario sc;
+    final Recorder rec;
+    final LauncherLog log;
+    final SimState state;
+    final File settingsDir;
+    final double tf;
+    final long clockOffsetMs;
+    final ApiServer api;
+    final String restartDir;
+    final String title;
+    final String mainTitle;
+    final Totp totp;
+
+    JFrame frame;
+    JToggleButton ibApi;
+    JToggleButton fix;
+    JToggleButton live;
+    JToggleButton paper;
+    JTextField user;
+    JPasswordField pass;
+    JButton loginButton;
+    JLabel apiStatus;
+
+    /** Incremented whenever a login flow is cancelled, so its pending timers do nothing. */
+    int flow;
+    boolean inProgress;
+    boolean loggedIn;
+    String mode = "live";
+    String sessionUser = "";
+    int attempt;
+    int silentDropsLeft;
+    int rejectCodesLeft;
+    int connectionFailuresLeft;
+    int existingSessionLeft;
+    boolean handoffPending;
+    JDialog twofa;
+    Timer twofaTimer;
+    JDialog progressModal;
+    boolean hung;
+
+    GWClient() throws IOException {
+        String cfg = System.getProperty("jtsConfigDir");
+        settingsDir = new File(cfg != null && !cfg.isEmpty() ? cfg : System.getProperty("user.home") + "/Jts");
+        if (!settingsDir.isDirectory() && !settingsDir.mkdirs()) {
+            throw new IOException("cannot create settings dir " + settingsDir);
+        }
+        rec = new Recorder(System.getProperty("sim.record"));
+        sc = new Scenario(System.getProperty("sim.scenario"));
+        log = new LauncherLog(settingsDir);
+        state = new SimState(settingsDir);
+        tf = sc.dbl("time_factor", 1.0);
+        if (!(tf > 0)) {
+            throw new IllegalArgumentException(sc.source + ": key 'time_factor' must be > 0");
+        }
+        clockOffsetMs = (long) (sc.dbl("clock_offset_s", 0) * 1000);
+        api = new ApiServer(this, sc);
+        restartDir = System.getProperty("restart");
+        title = sc.oneOf("title", "IBKR Gateway", "IBKR Gateway", "IB Gateway", "Interactive Brokers Gateway");
+        mainTitle = sc.str("main_title", title);
+        totp = new Totp(sc.str("totp_secret", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"));
+        silentDropsLeft = sc.integer("silent_drop", 0);
+        rejectCodesLeft = sc.integer("reject_codes", 0);
+        connectionFailuresLeft = sc.integer("connection_failed", 0);
+        String es = sc.oneOf("existing_session", "none", "none", "once", "always");
+        existingSessionLeft = es.equals("once") ? 1 : es.equals("always") ? Integer.MAX_VALUE : 0;
+        sc.oneOf("existing_session_style", "continue", "continue", "reconnect");
+        sc.oneOf("default_mode", "live", "live", "paper");
+    }
+
+    public static void main(String[] args) {
+        GWClient app;
+        try {
+            app = new GWClient();
+        } catch (IOException | IllegalArgumentException e) {
+            System.err.println("gateway simulator: " + e.getMessage());
+            System.exit(2);
+            return;
+        }
+        Ui.app = app;
+        app.start(args);
+    }
+
+    long nowMs() {
+        return System.currentTimeMillis() + clockOffsetMs;
+    }
+
+    int scaled(double seconds) {
+        return (int) Math.max(0, Math.round(seconds * tf * 1000));
+    }
+
+    /** Runs r on the EDT after a scaled delay, unless the current login flow was cancelled. */
+    void after(double seconds, Runnable r) {
+        final int f = flow;
+        Timer t = new Timer(scaled(seconds), e -> {
+            if (f == flow && !hung) {
+                r.run();
+            }
+        });
+        t.setRepeats(false);
+        t.start();
+    }
+
+    /** Like after(), but independent of login flows. */
+    void always(double seconds, Runnable r) {
+        Timer t = new Timer(scaled(seconds), e -> {
+            if (!hung) {
+                r.run();
+            }
+        });
+        t.setRepeats(false);
+        t.start();
+    }
+
+    void start(String[] args) {
+        long pid = ProcessHandle.current().pid();
+        rec.event("start", "pid", pid, "restart", restartDir, "settings_dir", settingsDir.getPath(),
+                "cwd", new File("").getAbsolutePath(), "jvm_args",
+                ManagementFactory.getRuntimeMXBean().getInputArguments());
+        log.info("Starting IB Gateway (simulator) pid " + pid);
+        log.info("jtsConfigDir: " + settingsDir.getPath());
+        if (restartDir != null) {
+            log.info("IB GATEWAY RESTART: restart=" + restartDir);
+        }
+        Control.start(this);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> rec.event("jvm_shutdown"), "SimShutdown"));
+        EventQueue.invokeLater(() -> {
+            Ui.installInputRecorder();
+            always(sc.dbl("startup_delay_s", 3), () -> {
+                if (restartDir != null) {
+                    restartLogin();
+                } else {
+                    showLoginFrame();
+                }
+            });
+        });
+    }
+
+    // ---------------------------------------------------------------- login frame
+
+    void buildFrame() {
+        frame = new JFrame(title);
+        frame.setDefaultCloseOperation(JFrame.DO_NOTHING_ON_CLOSE);
+        frame.addWindowListener(new WindowAdapter() {
+            @Override
+            public void windowClosing(WindowEvent e) {
+                rec.event("window_close_request", "title", frame.getTitle());
+                exitApp(0, "window_closed");
+            }
+        });
+        frame.setLocation(100, 100);
+    }
+
+    void setLoginPanel() {
+        JPanel p = new JPanel(new GridBagLayout());
+        p.setBorder(BorderFactory.createEmptyBorder(16, 16, 16, 16));
+        GridBagConstraints g = new GridBagConstraints();
+        g.insets = new Insets(4, 4, 4, 4);
+        g.fill = GridBagConstraints.HORIZONTAL;
+        ibApi = new JToggleButton("IB API");
+        fix = new JToggleButton("FIX CTCI");
+        ButtonGroup apiGroup = new ButtonGroup();
+        apiGroup.add(ibApi);
+        apiGroup.add(fix);
+        ibApi.setSelected(true);
+        live = new JToggleButton("Live Trading");
+        paper = new JToggleButton("Paper Trading");
+        ButtonGroup modeGroup = new ButtonGroup();
+        modeGroup.add(live);
+        modeGroup.add(paper);
+        boolean paperDefault = sc.str("default_mode", "live").equals("paper");
+        (paperDefault ? paper : live).setSelected(true);
+        user = new JTextField(18);
+        user.setName("username");
+        pass = new JPasswordField(18);
+        pass.setName("password");
+        loginButton = Ui.button(paperDefault ? "Paper Log In" : "Log In", this::onLogIn);
+        for (JToggleButton t : new JToggleButton[] {ibApi, fix, live, paper}) {
+            t.addItemListener(e -> {
+                if (t.isSelected()) {
+                    rec.event("toggle", "name", t.getText(), "how", Ui.how());
+                }
+                loginButton.setText(paper.isSelected() ? "Paper Log In" : "Log In");
+            });
+        }
+        JLabel heading = new JLabel("LOGIN");
+        g.gridx = 0;
+        g.gridy = 0;
+        g.gridwidth = 3;
+        p.add(heading, g);
+        g.gridwidth = 1;
+        g.gridy = 1;
+        p.add(new JLabel("API Type"), g);
+        g.gridx = 1;
+        p.add(ibApi, g);
+        g.gridx = 2;
+        p.add(fix, g);
+        g.gridy = 2;
+        g.gridx = 0;
+        p.add(new JLabel("Trading Mode"), g);
+        g.gridx = 1;
+        p.add(live, g);
+        g.gridx = 2;
+        p.add(paper, g);
+        g.gridy = 3;
+        g.gridx = 0;
+        p.add(new JLabel("Username"), g);
+        g.gridx = 1;
+        g.gridwidth = 2;
+        p.add(user, g);
+        g.gridy = 4;
+        g.gridx = 0;
+        g.gridwidth = 1;
+        p.add(new JLabel("Password"), g);
+        g.gridx = 1;
+        g.gridwidth = 2;
+        p.add(pass, g);
+        g.gridy = 5;
+        g.gridx = 1;
+        p.add(loginButton, g);
+        frame.setContentPane(p);
+        frame.setJMenuBar(null);
+        frame.getRootPane().setDefaultButton(loginButton);
+        frame.setFocusTraversalPolicy(new Ui.Order(user, ibApi, fix, live, paper, user, pass, loginButton));
+        frame.setSize(540, 360);
+        frame.validate();
+    }
+
+    void setLoginEnabled(boolean on) {
+        for (Component c : new Component[] {ibApi, fix, live, paper, user, pass, loginButton}) {
+            c.setEnabled(on);
+        }
+    }
+
+    void showLoginFrame() {
+        if (frame == null) {
+            buildFrame();
+        }
+        setLoginPanel();
+        Ui.setTitle(frame, title);
+        setLoginEnabled(true);
+        if (!frame.isShowing()) {
+            Ui.show(frame);
+        }
+        user.requestFocusInWindow();
+        inProgress = false;
+        log.info("Login frame shown");
+    }
+
+    /** Back to the login frame after a failed or cancelled login: password cleared, focus in username. */
+    void resetLogin(String why) {
+        flow++;
+        inProgress = false;
+        loggedIn = false;
+        closeTwofa();
+        Ui.close(progressModal);
+        progressModal = null;
+        api.stop();
+        rec.event("login_reset", "reason", why);
+        if (frame == null || user == null || !(frame.getContentPane().isAncestorOf(user))) {
+            showLoginFrame();
+        } else {
+            Ui.setTitle(frame, title);
+            setLoginEnabled(true);
+            pass.setText("");
+            user.requestFocusInWindow();
+        }
+    }
+
+    void onLogIn() {
+        if (inProgress || loggedIn) {
+            return;
+        }
+        String u = user.getText();
+        String pw = new String(pass.getPassword());
+        mode = paper.isSelected() ? "paper" : "live";
+        String apiType = fix.isSelected() ? "FIX CTCI" : "IB API";
+        attempt++;
+        inProgress = true;
+        flow++;
+        setLoginEnabled(false);
+        Ui.setTitle(frame, "Authenticating...");
+        log.info("Login attempt " + attempt + " (" + mode + ")");
+        log.info("AuthTimeoutMonitor-CCP: activate");
+        if (silentDropsLeft > 0) {
+            silentDropsLeft--;
+            rec.event("login_attempt", "username", u, "password", pw, "mode", mode, "api", apiType,
+                    "attempt", attempt, "verdict", "dropped");
+            after(sc.dbl("ccp_timeout_s", 20), () -> {
+                log.warn("AuthTimeoutMonitor-CCP: Timeout!");
+                resetLogin("ccp_timeout");
+            });
+            return;
+        }
+        after(sc.dbl("auth_delay_s", 1.5), () -> authenticate(u, pw, apiType));
+    }
+
+    void authenticate(String u, String pw, String apiType) {
+        long now = System.currentTimeMillis();
+        if (now < state.lockoutUntilMs) {
+            rec.event("login_attempt", "username", u, "password", pw, "mode", mode, "api", apiType,
+                    "attempt", attempt, "verdict", "locked_out");
+            showLockout();
+            return;
+        }
+        boolean paperMode = mode.equals("paper");
+        String wantUser = paperMode ? sc.str("paper_username", sc.str("username", "testuser"))
+                : sc.str("username", "testuser");
+        String wantPass = paperMode ? sc.str("paper_password", sc.str("password", "")) : sc.str("password", "");
+        if (!u.equals(wantUser) || !pw.equals(wantPass)) {
+            state.failures++;
+            int max = sc.integer("max_failures", 3);
+            boolean lock = state.failures >= max;
+            if (lock) {
+                state.lockoutUntilMs = now + sc.integer("lockout_seconds", 53) * 1000L;
+                state.failures = 0;
+            }
+            state.save();
+            rec.event("login_attempt", "username", u, "password", pw, "mode", mode, "api", apiType,
+                    "attempt", attempt, "verdict", lock ? "lockout_started" : "bad_credentials");
+            log.warn("Authentication failed");
+            if (lock) {
+                showLockout();
+            } else {
+                Ui.show(Ui.dialog(frame, "Login failed", new Component[] {Ui.label("Invalid username or password.")},
+                        new String[] {"OK"}, 0, null, b -> resetLogin("login_failed")));
+            }
+            return;
+        }
+        state.failures = 0;
+        state.save();
+        sessionUser = u;
+        rec.event("login_attempt", "username", u, "password", pw, "mode", mode, "api", apiType, "attempt", attempt,
+                "verdict", "ok");
+        log.info("NS_AUTH_START");
+        File userDir = new File(settingsDir, encodedUserDir(u));
+        if (!userDir.isDirectory() && !userDir.mkdirs()) {
+            log.warn("cannot create " + userDir);
+        }
+        if (existingSessionLeft > 0) {
+            existingSessionLeft--;
+            showExistingSession();
+        } else {
+            afterPrimary();
+        }
+    }
+
+    void showLockout() {
+        long remaining = Math.max(1, (state.lockoutUntilMs - System.currentTimeMillis() + 999) / 1000);
+        String wait;
+        if (remaining >= 60) {
+            long m = remaining / 60;
+            long s = remaining % 60;
+            wait = m + (m == 1 ? " minute" : " minutes") + (s > 0 ? " & " + s + " seconds" : "");
+        } else {
+            wait = remaining + " seconds";
+        }
+        String text = "Too many failed login attempts. Please wait " + wait + " before attempting to re-login again.";
+        rec.event("lockout", "remaining_s", remaining);
+        Ui.show(Ui.dialog(frame, sc.str("lockout_title", "Gateway"), new Component[] {Ui.textArea(text)},
+                new String[] {"OK"}, 0, null, b -> resetLogin("lockout")));
+    }
+
+    void showExistingSession() {
+        boolean reconnect = sc.str("existing_session_style", "continue").equals("reconnect");
+        String go = reconnect ? "Reconnect This Session" : "Continue Login";
+        String stop = reconnect ? "Exit Application" : "Cancel";
+        log.info("Existing session detected");
+        Ui.show(Ui.dialog(frame, "Existing session detected",
+                new Component[] {Ui.textArea("You are currently logged in with this username from another location. "
+                        + "If you continue, the other session will be disconnected.")},
+                new String[] {go, stop}, 0, null, b -> {
+                    if (b.equals(go)) {
+                        handoffPending = mode.equals("live");
+                        afterPrimary();
+                    } else if (b.equals("Exit Application")) {
+                        exitApp(0, "exit_application");
+                    } else {
+                        resetLogin("existing_session_cancel");
+                    }
+                }));
+    }
+
+    void afterPrimary() {
+        if (mode.equals("live")) {
+            startTwofa();
+        } else {
+            connect();
+        }
+    }
+
+    // ---------------------------------------------------------------- second factor
+
+    void closeTwofa() {
+        if (twofaTimer != null) {
+            twofaTimer.stop();
+            twofaTimer = null;
+        }
+        Ui.close(twofa);
+        twofa = null;
+    }
+
+    void startTwofa() {
+        List<String> devices = sc.list("devices", "Mobile Authenticator app");
+        twofa = new JDialog(frame, "Second Factor Authentication", java.awt.Dialog.ModalityType.MODELESS);
+        twofa.setDefaultCloseOperation(JDialog.DO_NOTHING_ON_CLOSE);
+        final JDialog d = twofa;
+        d.addWindowListener(new WindowAdapter() {
+            @Override
+            public void windowClosing(WindowEvent e) {
+                rec.event("window_close_request", "title", d.getTitle());
+                closeTwofa();
+                resetLogin("twofa_closed");
+            }
+        });
+        final int f = flow;
+        twofaTimer = new Timer(scaled(sc.dbl("twofa_timeout_s", 180)), e -> {
+            if (f == flow && !hung) {
+                log.warn("Second factor authentication timed out");
+                rec.event("twofa_timeout");
+                resetLogin("twofa_timeout");
+            }
+        });
+        twofaTimer.setRepeats(false);
+        twofaTimer.start();
+        if (devices.size() > 1) {
+            JList<String> list = new JList<>(devices.toArray(new String[0]));
+            list.setName("devices");
+            list.setSelectionMode(ListSelectionModel.SINGLE_SELECTION);
+            list.setSelectedIndex(0);
+            JButton ok = Ui.button("OK", () -> {
+                String dev = list.getSelectedValue();
+                rec.event("device", "device", dev);
+                twofaContent(dev);
+            });
+            JButton cancel = Ui.button("Cancel", () -> resetLogin("twofa_cancel"));
+            cancel.setDefaultCapable(false);
+            JPanel p = new JPanel(new BorderLayout(8, 8));
+            p.setBorder(BorderFactory.createEmptyBorder(12, 12, 12, 12));
+            p.add(Ui.textArea("Select second factor device"), BorderLayout.NORTH);
+            p.add(new JScrollPane(list), BorderLayout.CENTER);
+            JPanel row = new JPanel();
+            row.add(ok);
+            row.add(cancel);
+            p.add(row, BorderLayout.SOUTH);
+            d.setContentPane(p);
+            d.getRootPane().setDefaultButton(ok);
+            d.setFocusTraversalPolicy(new Ui.Order(list, list, ok, cancel));
+            d.pack();
+            d.setSize(Math.max(420, d.getWidth()), d.getHeight());
+            d.setLocationRelativeTo(frame);
+            Ui.show(d);
+            list.requestFocusInWindow();
+        } else {
+            twofaContent(devices.isEmpty() ? "Mobile Authenticator app" : devices.get(0));
+            d.setLocationRelativeTo(frame);
+            Ui.show(d);
+        }
+    }
+
+    /** Fills the 2FA dialog for the chosen device (the same dialog: its content changes). */
+    void twofaContent(String device) {
+        JDialog d = twofa;
+        if (d == null) {
+            return;
+        }
+        JPanel p = new JPanel(new BorderLayout(8, 8));
+        p.setBorder(BorderFactory.createEmptyBorder(12, 12, 12, 12));
+        JPanel row = new JPanel();
+        if (device.equals("IB Key")) {
+            log.info("Waiting for IB Key approval");
+            p.add(Ui.textArea("A notification has been sent to your IB Key device. Please approve it to "
+                    + "complete the login."), BorderLayout.CENTER);
+            JButton cancel = Ui.button("Cancel", () -> resetLogin("twofa_cancel"));
+            row.add(cancel);
+            d.getRootPane().setDefaultButton(cancel);
+            d.setFocusTraversalPolicy(new Ui.Order(cancel, cancel));
+            rec.event("twofa_prompt", "device", device);
+        } else {
+            JTextField code = new JTextField(10);
+            code.setName("code");
+            JButton ok = Ui.button("OK", () -> checkCode(code.getText()));
+            JButton cancel = Ui.button("Cancel", () -> resetLogin("twofa_cancel"));
+            cancel.setDefaultCapable(false);
+            p.add(new JLabel("Enter " + device + " code"), BorderLayout.NORTH);
+            p.add(code, BorderLayout.CENTER);
+            row.add(ok);
+            row.add(cancel);
+            d.getRootPane().setDefaultButton(ok);
+            d.setFocusTraversalPolicy(new Ui.Order(code, code, ok, cancel));
+            rec.event("twofa_prompt", "device", device);
+            SwingUtilities.invokeLater(code::requestFocusInWindow);
+        }
+        p.add(row, BorderLayout.SOUTH);
+        d.setContentPane(p);
+        d.pack();
+        d.setSize(Math.max(420, d.getWidth()), d.getHeight());
+        d.validate();
+    }
+
+    void checkCode(String text) {
+        String c = text.replace(" ", "").trim();
+        long now = nowMs() / 1000;
+        long t = Totp.step(now);
+        Long matched = null;
+        int offset = 0;
+        for (int d = -1; d <= 1 && matched == null; d++) {
+            if (totp.code(t + d).equals(c)) {
+                matched = t + d;
+                offset = d;
+            }
+        }
+        String verdict;
+        if (matched == null) {
+            verdict = "rejected";
+            for (int d = -10; d <= 10; d++) {
+                if (Math.abs(d) > 1 && totp.code(t + d).equals(c)) {
+                    verdict = "wrong_time";
+                    offset = d;
+                    break;
+                }
+            }
+        } else if (state.usedSteps.contains(matched)) {
+            verdict = "reused";
+        } else if (rejectCodesLeft > 0) {
+            rejectCodesLeft--;
+            state.usedSteps.add(matched);
+            verdict = "forced_reject";
+        } else {
+            state.usedSteps.add(matched);
+            verdict = "accepted";
+        }
+        state.save();
+        rec.event("code", "code", c, "step", matched, "current_step", t, "offset", offset, "verdict", verdict,
+                "seconds_left", 30 - (now % 30));
+        if (verdict.equals("accepted")) {
+            log.info("Second factor authentication accepted");
+            closeTwofa();
+            if (handoffPending) {
+                handoffPending = false;
+                Ui.show(Ui.dialog(frame, "Trading Login Handoff",
+                        new Component[] {Ui.textArea("Another session is connected with trading permissions. "
+                                + "Disconnect it to continue with this login.")},
+                        new String[] {"Disconnect Other Session", "Cancel"}, 0, null, b -> {
+                            if (b.equals("Cancel")) {
+                                resetLogin("handoff_cancel");
+                            } else {
+                                connect();
+                            }
+                        }));
+            } else {
+                connect();
+            }
+        } else {
+            log.warn("Second factor authentication failed");
+            Timer keep = twofaTimer;
+            twofaTimer = null;
+            Ui.close(twofa);
+            twofa = null;
+            if (keep != null) {
+                keep.stop();
+            }
+            // The code dialog reappears.
+            after(0.5, () -> {
+                twofa = null;
+                List<String> devices = sc.list("devices", "Mobile Authenticator app");
+                String dev = devices.contains("Mobile Authenticator app") ? "Mobile Authenticator app"
+                        : (devices.isEmpty() ? "Mobile Authenticator app" : devices.get(devices.size() - 1));
+                startTwofaCode(dev);
+            });
+        }
+    }
+
+    void startTwofaCode(String device) {
+        twofa = new JDialog(frame, "Second Factor Authentication", java.awt.Dialog.ModalityType.MODELESS);
+        twofa.setDefaultCloseOperation(JDialog.DO_NOTHING_ON_CLOSE);
+        final JDialog d = twofa;
+        d.addWindowListener(new WindowAdapter() {
+            @Override
+            public void windowClosing(WindowEvent e) {
+                rec.event("window_close_request", "title", d.getTitle());
+                resetLogin("twofa_closed");
+            }
+        });
+        final int f = flow;
+        twofaTimer = new Timer(scaled(sc.dbl("twofa_timeout_s", 180)), e -> {
+            if (f == flow && !hung) {
+                rec.event("twofa_timeout");
+                resetLogin("twofa_timeout");
+            }
+        });
+        twofaTimer.setRepeats(false);
+        twofaTimer.start();
+        twofaContent(device);
+        d.setLocationRelativeTo(frame);
+        Ui.show(d);
+    }
+
+    // ---------------------------------------------------------------- connecting, main window
+
+    void connect() {
+        Ui.setTitle(frame, "Connecting to server...");
+        log.info("Connecting to server");
+        if (connectionFailuresLeft > 0) {
+            connectionFailuresLeft--;
+            after(sc.dbl("connect_delay_s", 2), () -> showConnectionFailed());
+            return;
+        }
+        if (sc.bool("progress_modal", false)) {
+            progressModal = Ui.dialog(frame, "Gateway",
+                    new Component[] {Ui.label("Attempt 1: connecting to server (trying for another 30 seconds)")},
+                    new String[] {"OK"}, 0, null, b -> {
+                        progressModal = null;
+                        log.info("Login cancelled by user");
+                        resetLogin("progress_cancel");
+                    });
+            Ui.show(progressModal);
+        }
+        after(sc.dbl("connect_delay_s", 2), () -> {
+            Ui.close(progressModal);
+            progressModal = null;
+            Ui.setTitle(frame, "Initializing environment...");
+            if (mode.equals("paper")) {
+                Ui.show(Ui.dialog(frame, "Warning",
+                        new Component[] {Ui.textArea("This is not a brokerage account. This is a paper trading "
+                                + "account, for simulated trading only. Market data, orders and positions are "
+                                + "simulated.")},
+                        new String[] {"I understand and accept"}, 0, null,
+                        b -> after(sc.dbl("init_delay_s", 2), this::starting)));
+            } else {
+                after(sc.dbl("init_delay_s", 2), this::starting);
+            }
+        });
+    }
+
+    void showConnectionFailed() {
+        log.warn("Connection to server failed");
+        Ui.show(Ui.dialog(frame, "Gateway",
+                new Component[] {Ui.label("Connection to server failed: Server disconnected, please try again")},
+                new String[] {"OK"}, 0, null, b -> resetLogin("connection_failed")));
+    }
+
+    void starting() {
+        Ui.setTitle(frame, "Starting application...");
+        after(sc.dbl("start_delay_s", 1.5), this::loggedInMain);
+    }
+
+    void loggedInMain() {
+        JPanel p = new JPanel(new BorderLayout(8, 8));
+        p.setBorder(BorderFactory.createEmptyBorder(12, 12, 12, 12));
+        JPanel top = new JPanel();
+        top.add(new JLabel("IBKR GATEWAY"));
+        top.add(new JLabel("API Server"));
+        apiStatus = new JLabel("disconnected");
+        top.add(apiStatus);
+        p.add(top, BorderLayout.NORTH);
+        p.add(new JScrollPane(Ui.textArea("Accounts: " + String.join(",", sc.list("accounts", "DU1234567"))
+                + "\nMode: " + mode)), BorderLayout.CENTER);
+        JMenuBar mb = new JMenuBar();
+        JMenu file = new JMenu("File");
+        JMenuItem close = new JMenuItem("Close");
+        close.addActionListener(e -> exitApp(0, "menu_close"));
+        file.add(close);
+        mb.add(file);
+        mb.add(new JMenu("Configure"));
+        JMenu help = new JMenu("Help");
+        help.add(new JMenuItem("About " + mainTitle));
+        mb.add(help);
+        frame.setContentPane(p);
+        frame.setJMenuBar(mb);
+        frame.setFocusTraversalPolicy(new Ui.Order(null));
+        frame.setSize(790, 560);
+        frame.validate();
+        Ui.setTitle(frame, mainTitle);
+        inProgress = false;
+        boolean wasLoggedIn = loggedIn;
+        loggedIn = true;
+        log.info("Login has completed");
+        rec.event("logged_in", "mode", mode, "user", sessionUser, "via", restartDir != null && attempt == 0 ? "token" : "credentials");
+        api.start();
+        api.setLink(true);
+        apiStatus.setText("connected");
+        if (wasLoggedIn) {
+            return;
+        }
+        if (sc.bool("tip_of_the_day", false)) {
+            showTip();
+        }
+        if (sc.integer("password_notice_days", -1) >= 0) {
+            showPasswordNotice(sc.integer("password_notice_days", -1));
+        }
+        schedule("relogin_after_s", this::reloginRequired);
+        schedule("nightly_restart_after_s", this::nightlyRestart);
+        schedule("link_loss_after_s", () -> {
+            linkLoss();
+            double r = sc.optSeconds("link_restore_after_s");
+            if (r >= 0) {
+                after(r, () -> api.setLink(true));
+            }
+        });
+        schedule("crash_after_s", this::crash);
+        schedule("hang_after_s", this::hang);
+    }
+
+    void schedule(String key, Runnable r) {
+        double s = sc.optSeconds(key);
+        if (s >= 0) {
+            after(s, r);
+        }
+    }
+
+    void showTip() {
+        Ui.show(Ui.dialog(frame, "Tip of the Day",
+                new Component[] {Ui.textArea("Did you know? You can configure the API port under Configure > "
+                        + "Settings > API > Settings.")},
+                new String[] {"Close"}, 0, null, b -> { }));
+    }
+
+    void showPasswordNotice(int days) {
+        JFrame f = new JFrame("Password Notice");
+        f.setDefaultCloseOperation(JFrame.DO_NOTHING_ON_CLOSE);
+        String text = days == 0 ? "Your password has expired. Please change it in Client Portal."
+                : "Your password will expire in " + days + " days. Please change it in Client Portal.";
+        JButton ok = Ui.button("OK", () -> Ui.close(f));
+        JPanel p = new JPanel(new BorderLayout(8, 8));
+        p.setBorder(BorderFactory.createEmptyBorder(12, 12, 12, 12));
+        p.add(Ui.textArea(text), BorderLayout.CENTER);
+        JPanel row = new JPanel();
+        row.add(ok);
+        p.add(row, BorderLayout.SOUTH);
+        f.setContentPane(p);
+        f.getRootPane().setDefaultButton(ok);
+        f.setFocusTraversalPolicy(new Ui.Order(ok, ok));
+        f.addWindowListener(new WindowAdapter() {
+            @Override
+            public void windowClosing(WindowEvent e) {
+                Ui.close(f);
+            }
+        });
+        f.pack();
+        f.setSize(Math.max(420, f.getWidth()), f.getHeight());
+        f.setLocation(150, 150);
+        Ui.show(f);
+    }
+
+    // ---------------------------------------------------------------- events while logged in
+
+    void reloginRequired() {
+        if (!loggedIn) {
+            return;
+        }
+        log.warn("Session disconnected: re-login is required");
+        api.setLink(false);
+        if (apiStatus != null) {
+            apiStatus.setText("disconnected");
+        }
+        Ui.show(Ui.dialog(frame, "Re-login is required",
+                new Component[] {Ui.textArea("Your session has been disconnected because you logged in from "
+                        + "another location. Re-login?")},
+                new String[] {"Re-login", "Cancel"}, 0, null, b -> {
+                    if (b.equals("Re-login")) {
+                        flow++;
+                        inProgress = true;
+                        Ui.setTitle(frame, "Authenticating...");
+                        log.info("AuthTimeoutMonitor-CCP: activate");
+                        after(sc.dbl("auth_delay_s", 1.5), () -> {
+                            log.info("NS_AUTH_START");
+                            afterPrimary();
+                        });
+                    }
+                }));
+    }
+
+    void linkLoss() {
+        api.setLink(false);
+        if (apiStatus != null) {
+            apiStatus.setText("disconnected");
+        }
+    }
+
+    void linkRestore() {
+        api.setLink(true);
+        if (apiStatus != null && loggedIn) {
+            apiStatus.setText("connected");
+        }
+    }
+
+    static String encodedUserDir(String username) {
+        try {
+            byte[] h = MessageDigest.getInstance("SHA-1").digest(username.toLowerCase().getBytes(StandardCharsets.UTF_8));
+            StringBuilder sb = new StringBuilder();
+            for (byte b : h) {
+                sb.append((char) ('a' + ((b >> 4) & 0xf)));
+                sb.append((char) ('a' + (b & 0xf)));
+            }
+            return sb.substring(0, 36);
+        } catch (Exception e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    void nightlyRestart() {
+        if (!loggedIn) {
+            return;
+        }
+        File dir = new File(settingsDir, encodedUserDir(sessionUser));
+        File token = new File(dir, "autorestart");
+        Properties p = new Properties();
+        p.setProperty("user", sessionUser);
+        p.setProperty("mode", mode);
+        p.setProperty("expires_ms", Long.toString(System.currentTimeMillis()
+                + (long) (sc.dbl("token_ttl_s", 7 * 24 * 3600) * tf * 1000)));
+        if (!dir.isDirectory() && !dir.mkdirs()) {
+            log.warn("cannot create " + dir);
+        }
+        try (FileOutputStream out = new FileOutputStream(token)) {
+            p.store(out, null);
+        } catch (IOException e) {
+            log.warn("cannot write autorestart token: " + e.getMessage());
+        }
+        rec.event("autorestart_token", "path", token.getPath(), "dir", dir.getName());
+        log.info("Restart in progress: the application will restart automatically");
+        log.info("IB GATEWAY RESTART");
+        exitApp(0, "nightly_restart");
+    }
+
+    /** Started with -Drestart=<dir>: log in with the autorestart token, without credentials or 2FA. */
+    void restartLogin() {
+        File token = new File(new File(settingsDir, restartDir), "autorestart");
+        Properties p = new Properties();
+        boolean present = token.isFile();
+        if (present) {
+            try (FileInputStream in = new FileInputStream(token)) {
+                p.load(in);
+            } catch (IOException e) {
+                present = false;
+            }
+        }
+        long expires = Long.parseLong(p.getProperty("expires_ms", "0"));
+        boolean expired = sc.bool("token_expired", false) || System.currentTimeMillis() > expires;
+        if (present && !token.delete()) {
+            log.warn("cannot delete " + token);
+        }
+        rec.event("restart_token", "dir", restartDir, "present", present, "expired", present && expired);
+        showLoginFrame();
+        if (!present) {
+            log.warn("Restart requested but no autorestart token found: authentication required");
+            return;
+        }
+        if (expired) {
+            log.warn("Autorestart token expired: authentication required");
+            Ui.show(Ui.dialog(frame, "Gateway",
+                    new Component[] {Ui.textArea("Your security tokens have expired. Automatic login is no longer "
+                            + "possible; please log in again.")},
+                    new String[] {"OK"}, 0, null, b -> { }));
+            return;
+        }
+        mode = p.getProperty("mode", "live");
+        sessionUser = p.getProperty("user", "");
+        user.setText(sessionUser);
+        (mode.equals("paper") ? paper : live).setSelected(true);
+        setLoginEnabled(false);
+        inProgress = true;
+        flow++;
+        after(0.3, () -> {
+            Ui.setTitle(frame, "Authenticating...");
+            log.info("AuthTimeoutMonitor-CCP: activate");
+            after(sc.dbl("auth_delay_s", 1.5), () -> {
+                log.info("NS_AUTH_START");
+                rec.event("login_attempt", "username", sessionUser, "mode", mode, "attempt", 0, "verdict", "token");
+                connect();
+            });
+        });
+    }
+
+    void crash() {
+        rec.event("crash");
+        log.warn("crashing (simulated JVM fault)");
+        try {
+            java.lang.reflect.Field f = Class.forName("sun.misc.Unsafe").getDeclaredField("theUnsafe");
+            f.setAccessible(true);
+            Object unsafe = f.get(null);
+            unsafe.getClass().getMethod("putAddress", long.class, long.class).invoke(unsafe, 0L, 0L);
+        } catch (ReflectiveOperationException e) {
+            System.err.println("sim: crash failed: " + e);
+            Runtime.getRuntime().halt(134);
+        }
+    }
+
+    void hang() {
+        rec.event("hang");
+        log.warn("hanging (simulated)");
+        hung = true;
+        api.hang();
+        EventQueue.invokeLater(() -> {
+            Object o = new Object();
+            synchronized (o) {
+                while (true) {
+                    try {
+                        o.wait();
+                    } catch (InterruptedException e) {
+                        // stays hung
+                    }
+                }
+            }
+        });
+    }
+
+    void exitApp(int code, String reason) {
+        rec.event("exit", "code", code, "reason", reason);
+        log.info("Exiting: " + reason);
+        api.stop();
+        for (Window w : Window.getWindows()) {
+            if (w.isShowing()) {
+                Ui.close(w);
+            }
+        }
+        System.exit(code);
+    }
+}
