@@ -24,8 +24,10 @@
 
 pub mod config;
 pub mod core;
+pub mod driver;
 pub mod gateway;
 pub mod probe;
+pub mod reader;
 pub mod sdnotify;
 pub mod secret;
 pub mod state;

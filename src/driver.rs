@@ -1,0 +1,750 @@
+//! The driver: one loop that feeds adapter events to the core and executes its actions.
+//!
+//! ```text
+//!   Xvfb ─┐  window watcher ─┐  JVM wait ─┐  probe ─┐  typist ─┐  signals ─┐
+//!         └──────────────────┴────────────┴────────┴──────────┴───────────┴─► mpsc<Input>
+//!                                                                              │
+//!                         Supervisor::handle / handle_timeout  ◄──────────────┘
+//!                                      │
+//!                         poll_action ─┴─► execute (spawn, type, probe, save, notify, ...)
+//! ```
+//!
+//! The driver decides nothing: every policy lives in [`crate::core`]. Blocking X11 work
+//! (typing, screenshots, OCR) runs on the typist thread or the blocking pool, never on the
+//! loop. Each adapter task only sends [`Input`]s; the loop owns all state.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::config::{self, Config};
+use crate::core::{
+    self, Action, CoreConfig, Input, Now, Persisted, SecretRef, Supervisor, TypeResult,
+};
+use crate::gateway::{install, launch, process};
+use crate::reader::ContentReader;
+use crate::secret::{Secret, Secrets};
+use crate::state::{self, PersistedState};
+use crate::x11::display::Xvfb;
+use crate::x11::input::{InputError, Typist, TypingOptions};
+use crate::x11::{DisplayTarget, Watcher, WindowEvent};
+
+/// Exit codes of `ibwarden run` (also in the README and the systemd unit).
+pub mod exit {
+    /// Stopped on request.
+    pub const OK: i32 = 0;
+    /// A runtime failure ibwarden could not recover from (display, state directory).
+    pub const FAILURE: i32 = 1;
+    /// The configuration or the install is unusable (`EX_CONFIG`); systemd must not restart.
+    pub const CONFIG: i32 = 78;
+}
+
+/// Everything `run` needs, resolved by the CLI.
+pub struct RunOptions {
+    /// The validated configuration.
+    pub config: Config,
+    /// The loaded secrets.
+    pub secrets: Secrets,
+}
+
+/// A keyboard job for the typist thread.
+struct TypeJob {
+    ticket: u64,
+    window: u32,
+    steps: Vec<crate::core::KeyStep>,
+}
+
+/// The display and the two X clients on it; recreated when Xvfb dies.
+struct Screen {
+    target: DisplayTarget,
+    xvfb: Option<Xvfb>,
+    _watcher: Watcher,
+    typist: Arc<Typist>,
+    jobs: std::sync::mpsc::Sender<TypeJob>,
+}
+
+/// The JVM we run.
+struct Jvm {
+    pid: u32,
+    pidfd: Arc<process::PidFd>,
+}
+
+struct Driver {
+    cfg: Config,
+    secrets: Arc<Secrets>,
+    install: install::Install,
+    inputs: launch::LaunchInputs,
+    state_dir: PathBuf,
+    work_dir: PathBuf,
+    reader: ContentReader,
+    tx: mpsc::UnboundedSender<Input>,
+    screen: Option<Screen>,
+    /// The current JVM's pid, shared with the window-event filter.
+    jvm_pid: Arc<AtomicU32>,
+    jvm: Option<Jvm>,
+    ready_sent: bool,
+    sd: sd::Notifier,
+}
+
+fn now() -> Now {
+    let unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Now {
+        mono: Instant::now(),
+        unix_ms,
+    }
+}
+
+/// Maps the user's configuration onto the core's plain values.
+pub fn core_config(cfg: &Config, content_reader: bool) -> CoreConfig {
+    let d = CoreConfig::default();
+    CoreConfig {
+        program: match cfg.gateway.program {
+            config::Program::Gateway => core::Program::Gateway,
+            config::Program::Tws => core::Program::Tws,
+        },
+        trading_mode: match cfg.gateway.trading_mode {
+            config::TradingMode::Live => core::TradingMode::Live,
+            config::TradingMode::Paper => core::TradingMode::Paper,
+        },
+        second_factor_device: cfg.login.second_factor_device.clone(),
+        existing_session: match cfg.login.existing_session {
+            config::ExistingSession::Primary => core::SessionPolicy::Primary,
+            config::ExistingSession::PrimaryOverride => core::SessionPolicy::PrimaryOverride,
+            config::ExistingSession::Secondary => core::SessionPolicy::Secondary,
+            config::ExistingSession::Manual => core::SessionPolicy::Manual,
+        },
+        max_failed_logins_per_hour: cfg.login.max_failed_logins_per_hour,
+        min_code_validity: cfg.login.min_code_validity,
+        max_code_rejections: cfg.login.max_code_rejections,
+        ib_key_wait: cfg.login.ib_key_wait,
+        login_timeout: cfg.login.login_timeout,
+        probe_interval: cfg.probe.interval,
+        failures_before_restart: cfg.probe.failures_before_restart,
+        link_lost_grace: cfg.probe.link_lost_grace,
+        content_reader,
+        seed: std::process::id() as u64 ^ now().unix_ms,
+        ..d
+    }
+}
+
+/// Runs the supervisor until it is stopped. Returns the process exit code.
+pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
+    let RunOptions { config: cfg, secrets } = opts;
+    let state_dir = cfg.state.dir.clone();
+    state::create_private_dir(&state_dir)
+        .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
+    let work_dir = state_dir.join("jvm");
+    state::create_private_dir(&work_dir)?;
+    std::fs::create_dir_all(&cfg.gateway.settings_dir).with_context(|| {
+        format!(
+            "cannot create the gateway settings directory {}",
+            cfg.gateway.settings_dir.display()
+        )
+    })?;
+    if let Err(e) = process::become_subreaper() {
+        warn!(error = %e, "cannot become a subreaper; a forking launcher could escape");
+    }
+
+    let query = install::InstallQuery {
+        program: Some(match cfg.gateway.program {
+            config::Program::Gateway => install::Program::Gateway,
+            config::Program::Tws => install::Program::Tws,
+        }),
+        install_dir: cfg.gateway.install_dir.clone(),
+        java: match &cfg.gateway.java {
+            config::Java::Auto => None,
+            config::Java::Path(p) => Some(p.clone()),
+        },
+        home: std::env::var_os("HOME").map(PathBuf::from),
+        path_env: std::env::var_os("PATH"),
+    };
+    let install = match install::discover(&query) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!(error = %e, "gateway install not usable");
+            eprintln!("ibwarden: {e}");
+            return Ok(exit::CONFIG);
+        }
+    };
+    let inputs = launch::read_inputs(&install).context("cannot read the gateway install")?;
+    info!(install = %install.dir.display(), java = %install.java.display(), "gateway install found");
+
+    let reader = match cfg.login.content_reader {
+        config::ContentReader::None => ContentReader::None,
+        _ => ContentReader::auto(),
+    };
+    let persisted = match PersistedState::load(&state_dir) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ibwarden: {e}");
+            return Ok(exit::FAILURE);
+        }
+    };
+    let mut sv = Supervisor::new(
+        core_config(&cfg, reader.available()),
+        Persisted {
+            last_totp_step: persisted.last_totp_step,
+            failed_logins: persisted.failed_logins.clone(),
+        },
+    );
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut d = Driver {
+        cfg,
+        secrets: Arc::new(secrets),
+        install,
+        inputs,
+        state_dir,
+        work_dir,
+        reader,
+        tx,
+        screen: None,
+        jvm_pid: Arc::new(AtomicU32::new(0)),
+        jvm: None,
+        ready_sent: false,
+        sd: sd::Notifier::from_env(),
+    };
+    d.ensure_screen().await?;
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let watchdog = d.sd.watchdog_interval().map(|i| i / 2);
+    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    let mut stop_requests = 0u32;
+
+    sv.handle(now(), Input::Start);
+    loop {
+        while let Some(action) = sv.poll_action() {
+            if let Some(code) = d.execute(action, &sv).await {
+                d.shutdown().await;
+                return Ok(code);
+            }
+        }
+        // Check the deadline before awaiting (quinn `drive_timer`): tokio's sleep may
+        // report a passed deadline late under the cooperative budget.
+        let deadline = sv.poll_timeout();
+        if let Some(at) = deadline {
+            if at <= Instant::now() {
+                sv.handle_timeout(now());
+                continue;
+            }
+        }
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            Some(input) = rx.recv() => {
+                if let Input::DisplayLost = input {
+                    d.screen_lost();
+                }
+                sv.handle(now(), input);
+            }
+            _ = sleep => sv.handle_timeout(now()),
+            _ = sigterm.recv() => {
+                stop_requests += 1;
+                info!("SIGTERM: stopping");
+                if stop_requests > 1 { d.kill_jvm(); }
+                sv.handle(now(), Input::Stop);
+            }
+            _ = sigint.recv() => {
+                stop_requests += 1;
+                info!("interrupted: stopping");
+                if stop_requests > 1 { d.kill_jvm(); }
+                sv.handle(now(), Input::Stop);
+            }
+            _ = watchdog_tick.tick(), if watchdog.is_some() => d.sd.notify("WATCHDOG=1"),
+        }
+    }
+}
+
+impl Driver {
+    /// Starts Xvfb (or connects to the configured display), the watcher and the typist.
+    async fn ensure_screen(&mut self) -> anyhow::Result<()> {
+        if self.screen.is_some() {
+            return Ok(());
+        }
+        let (target, xvfb) = match self.cfg.display.mode {
+            config::DisplayMode::Xvfb => {
+                let dir = self.state_dir.join("display");
+                state::create_private_dir(&dir)?;
+                let geometry = self.cfg.display.geometry.to_string();
+                let xvfb = Xvfb::start(&dir, &geometry)
+                    .await
+                    .context("cannot start Xvfb")?;
+                info!(display = xvfb.display(), pid = xvfb.pid(), "Xvfb started");
+                (xvfb.target().clone(), Some(xvfb))
+            }
+            config::DisplayMode::Existing => {
+                let name = self
+                    .cfg
+                    .display
+                    .display
+                    .clone()
+                    .ok_or_else(|| anyhow!("display.mode = \"existing\" needs display.display"))?;
+                (
+                    DisplayTarget::existing(name, self.cfg.display.xauthority.clone()),
+                    None,
+                )
+            }
+        };
+        let (watcher, mut events) = Watcher::spawn(&target).context("cannot watch windows")?;
+        let typist = Arc::new(
+            Typist::connect(&target, TypingOptions::default()).context("cannot open XTest")?,
+        );
+        // Window events: keep only the JVM's windows (its pid or a descendant's).
+        let tx = self.tx.clone();
+        let jvm_pid = self.jvm_pid.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                let input = match ev {
+                    WindowEvent::Mapped(info) => {
+                        let jvm = jvm_pid.load(Ordering::SeqCst);
+                        match info.pid {
+                            Some(p) if jvm != 0 && is_same_or_descendant(p, jvm) => {
+                                Input::Mapped(info)
+                            }
+                            _ => {
+                                debug!(window = info.id, title = %info.title, pid = ?info.pid,
+                                    "ignoring a window that is not the gateway's");
+                                continue;
+                            }
+                        }
+                    }
+                    WindowEvent::Unmapped { id } => Input::Unmapped(id),
+                    WindowEvent::Destroyed { id } => Input::Destroyed(id),
+                    WindowEvent::TitleChanged { id, title } => Input::TitleChanged { id, title },
+                    WindowEvent::ConnectionLost { reason } => {
+                        warn!(%reason, "X connection lost");
+                        Input::DisplayLost
+                    }
+                };
+                if tx.send(input).is_err() {
+                    break;
+                }
+            }
+        });
+        // The typist thread: one job at a time, focus verified before every key.
+        let (jobs, job_rx) = std::sync::mpsc::channel::<TypeJob>();
+        let secrets = self.secrets.clone();
+        let tx = self.tx.clone();
+        let t = typist.clone();
+        std::thread::Builder::new()
+            .name("typist".into())
+            .spawn(move || typist_thread(t, secrets, job_rx, tx))
+            .context("cannot start the typist thread")?;
+        self.screen = Some(Screen {
+            target,
+            xvfb,
+            _watcher: watcher,
+            typist,
+            jobs,
+        });
+        Ok(())
+    }
+
+    fn screen_lost(&mut self) {
+        // Dropping the screen stops the watcher; the next launch starts a new display.
+        if let Some(mut s) = self.screen.take() {
+            if let Some(x) = s.xvfb.as_mut() {
+                let _ = x.pid();
+            }
+        }
+    }
+
+    fn kill_jvm(&mut self) {
+        if let Some(j) = &self.jvm {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(j.pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        self.sd.notify("STOPPING=1");
+        if let Some(mut s) = self.screen.take() {
+            if let Some(x) = s.xvfb.as_mut() {
+                let _ = x.stop().await;
+            }
+        }
+    }
+
+    /// Executes one action. Returns an exit code when the process should end.
+    async fn execute(&mut self, action: Action, sv: &Supervisor) -> Option<i32> {
+        match action {
+            Action::Launch { use_restart_token } => self.launch(use_restart_token).await,
+            Action::Type {
+                ticket,
+                window,
+                steps,
+            } => {
+                debug!(ticket, window, ?steps, "typing");
+                let sent = self.screen.as_ref().map(|s| {
+                    s.jobs.send(TypeJob {
+                        ticket,
+                        window,
+                        steps,
+                    })
+                });
+                if !matches!(sent, Some(Ok(()))) {
+                    let _ = self.tx.send(Input::Typed {
+                        ticket,
+                        result: TypeResult::Failed("no display".into()),
+                    });
+                }
+            }
+            Action::ReadText { window } => {
+                let Some(s) = &self.screen else {
+                    let _ = self.tx.send(Input::WindowText { window, text: None });
+                    return None;
+                };
+                let target = s.target.clone();
+                let reader = self.reader.clone();
+                let tx = self.tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let text = read_window_text(&target, window, &reader);
+                    debug!(window, text = ?text, "dialog text");
+                    let _ = tx.send(Input::WindowText { window, text });
+                });
+            }
+            Action::Screenshot { window, reason } => {
+                if let Some(s) = &self.screen {
+                    let target = s.target.clone();
+                    let dir = self.state_dir.join("screenshots");
+                    tokio::task::spawn_blocking(move || {
+                        match save_screenshot(&target, window, &dir, reason) {
+                            Ok(p) => info!(path = %p.display(), reason, "screenshot saved"),
+                            Err(e) => warn!(error = %e, reason, "screenshot failed"),
+                        }
+                    });
+                }
+            }
+            Action::Probe => {
+                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.cfg.gateway.api_port));
+                let client_id = self.cfg.probe.client_id;
+                let timeout = self.cfg.probe.timeout;
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let outcome = crate::probe::probe(addr, client_id, timeout).await;
+                    debug!(?outcome, "probe");
+                    let _ = tx.send(Input::Probe(outcome));
+                });
+            }
+            Action::CloseGateway { main_window } => self.close_gateway(main_window),
+            Action::KillGateway => self.kill_jvm(),
+            Action::SaveState(p) => {
+                let mut st = PersistedState::load(&self.state_dir).unwrap_or_default();
+                st.last_totp_step = p.last_totp_step;
+                st.failed_logins = p.failed_logins;
+                if let Err(e) = st.save(&self.state_dir) {
+                    // Without durable state a TOTP step or a login attempt could be
+                    // replayed after a crash: stop instead of risking the account.
+                    tracing::error!(error = %e, "cannot persist state; stopping");
+                    self.kill_jvm();
+                    return Some(exit::FAILURE);
+                }
+            }
+            Action::Notify {
+                kind,
+                severity,
+                message,
+            } => {
+                warn!(?kind, ?severity, %message, "notify");
+            }
+            Action::Status { ready, text } => {
+                if ready {
+                    info!(status = %text, "ready");
+                    if !self.ready_sent {
+                        self.ready_sent = true;
+                        self.sd.notify(&format!("READY=1\nSTATUS={text}"));
+                    } else {
+                        self.sd.notify(&format!("STATUS={text}"));
+                    }
+                } else {
+                    info!(status = %text, phase = ?sv.phase(), "status");
+                    self.sd.notify(&format!("STATUS={text}"));
+                }
+            }
+            Action::Exit(code) => return Some(code),
+        }
+        None
+    }
+
+    async fn launch(&mut self, use_restart_token: bool) {
+        if let Err(e) = self.ensure_screen().await {
+            let _ = self.tx.send(Input::SpawnFailed {
+                reason: format!("{e:#}"),
+            });
+            return;
+        }
+        let Some(screen) = &self.screen else {
+            return;
+        };
+        let restart = if use_restart_token {
+            match launch::find_autorestart_token(&self.cfg.gateway.settings_dir) {
+                launch::AutorestartScan::None => None,
+                scan => {
+                    let arg = scan.restart_arg();
+                    if arg.is_some() {
+                        info!("auto-restart token found: relaunching without credentials");
+                    }
+                    arg
+                }
+            }
+        } else {
+            None
+        };
+        let params = launch::LaunchParams {
+            settings_dir: self.cfg.gateway.settings_dir.clone(),
+            work_dir: self.work_dir.clone(),
+            restart,
+            extra_jvm_args: self.cfg.gateway.jvm_args.clone(),
+            display: screen.target.name.clone(),
+            xauthority: screen.target.xauthority.clone(),
+            dbus_session_bus_address: None,
+            path_env: std::env::var_os("PATH"),
+            home: std::env::var_os("HOME"),
+        };
+        let cmd = match launch::build_command(&self.install, &self.inputs, &params) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = self.tx.send(Input::SpawnFailed {
+                    reason: e.to_string(),
+                });
+                return;
+            }
+        };
+        let opts = process::SpawnOptions::new(self.work_dir.join("gateway.log"));
+        let mut child = match process::spawn(&cmd, &opts) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = self.tx.send(Input::SpawnFailed {
+                    reason: e.to_string(),
+                });
+                return;
+            }
+        };
+        let pid = child.pid();
+        let started = child.started();
+        info!(pid, "gateway JVM started");
+        self.jvm_pid.store(pid, Ordering::SeqCst);
+        self.jvm = Some(Jvm {
+            pid,
+            pidfd: child.pidfd(),
+        });
+        let _ = self.tx.send(Input::Spawned { pid });
+        let tx = self.tx.clone();
+        let work_dir = self.work_dir.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let (code, signal) = match &status {
+                Ok(s) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    (s.code(), s.signal())
+                }
+                Err(_) => (None, None),
+            };
+            let hs = process::find_hs_err(&work_dir, pid, started);
+            info!(pid, ?code, ?signal, hs_err = ?hs, "gateway JVM exited");
+            let _ = tx.send(Input::Exited {
+                code,
+                signal,
+                hs_err: hs.map(|p| p.display().to_string()),
+            });
+        });
+    }
+
+    fn close_gateway(&mut self, main_window: Option<u32>) {
+        let Some(jvm) = &self.jvm else {
+            return;
+        };
+        let pidfd = jvm.pidfd.clone();
+        let typist = self.screen.as_ref().map(|s| s.typist.clone());
+        tokio::spawn(async move {
+            // Close it the way a user would: a hard-killed JVM can strand the server-side
+            // session for hours (`reference/peers.md` §16).
+            if let (Some(t), Some(w)) = (typist, main_window) {
+                let _ = tokio::task::spawn_blocking(move || t.close_window(w)).await;
+                if tokio::time::timeout(Duration::from_secs(15), pidfd.exited())
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+                warn!("gateway did not close from its window; sending SIGTERM");
+            }
+            if let Err(e) = process::terminate_pidfd(&pidfd, Duration::from_secs(10)).await {
+                warn!(error = %e, "could not terminate the gateway");
+            }
+        });
+    }
+}
+
+fn typist_thread(
+    typist: Arc<Typist>,
+    secrets: Arc<Secrets>,
+    jobs: std::sync::mpsc::Receiver<TypeJob>,
+    tx: mpsc::UnboundedSender<Input>,
+) {
+    let resolve = |r: SecretRef| -> Option<Secret> {
+        match r {
+            SecretRef::Username => Some(Secret::new(secrets.username.clone())),
+            SecretRef::Password => Some(Secret::new(secrets.password.expose().to_string())),
+            SecretRef::TotpCode { step } => secrets.totp.as_ref().map(|c| c.code_at_step(step)),
+        }
+    };
+    while let Ok(job) = jobs.recv() {
+        let result = match typist
+            .focus(job.window)
+            .and_then(|()| typist.type_steps(job.window, &job.steps, &resolve))
+        {
+            Ok(()) => TypeResult::Done,
+            Err(InputError::FocusLost { .. }) | Err(InputError::FocusNotTaken { .. }) => {
+                TypeResult::FocusLost
+            }
+            Err(e) => TypeResult::Failed(e.to_string()),
+        };
+        debug!(ticket = job.ticket, ?result, "typed");
+        if tx
+            .send(Input::Typed {
+                ticket: job.ticket,
+                result,
+            })
+            .is_err()
+        {
+            break;
+        }
+    }
+}
+
+/// Captures a window and reads its text, retrying while Swing has not painted it yet.
+fn read_window_text(target: &DisplayTarget, window: u32, reader: &ContentReader) -> Option<String> {
+    for attempt in 0..4 {
+        if attempt > 0 {
+            // The window was mapped before Swing painted it; give the EDT a moment.
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        let png = crate::x11::screenshot::screenshot(target, Some(window)).ok()?;
+        if let Some(text) = reader.read_png(&png) {
+            if text.split_whitespace().count() >= 2 {
+                return Some(text);
+            }
+        }
+    }
+    None
+}
+
+fn save_screenshot(
+    target: &DisplayTarget,
+    window: Option<u32>,
+    dir: &Path,
+    reason: &str,
+) -> anyhow::Result<PathBuf> {
+    state::create_private_dir(dir)?;
+    let png = crate::x11::screenshot::screenshot(target, window)?;
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let path = dir.join(format!("{stamp}-{reason}.png"));
+    state::write_atomic(&path, &png)?;
+    prune_screenshots(dir, 20);
+    Ok(path)
+}
+
+/// Keeps the newest `keep` screenshots.
+fn prune_screenshots(dir: &Path, keep: usize) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    files.sort();
+    if files.len() > keep {
+        for p in &files[..files.len() - keep] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// True if `pid` is `ancestor` or one of its descendants (a launcher script may fork the
+/// JVM). Reads `/proc/<pid>/stat` parent links; bounded depth.
+fn is_same_or_descendant(pid: u32, ancestor: u32) -> bool {
+    let mut p = pid;
+    for _ in 0..16 {
+        if p == ancestor {
+            return true;
+        }
+        if p <= 1 {
+            return false;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            return false;
+        };
+        // The command name is in parentheses and may contain spaces: parse after the last ')'.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            return false;
+        };
+        let Some(ppid) = rest.split_whitespace().nth(1).and_then(|s| s.parse().ok()) else {
+            return false;
+        };
+        p = ppid;
+    }
+    false
+}
+
+/// Minimal systemd notify client used until `crate::sdnotify` lands.
+mod sd {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::Duration;
+
+    pub struct Notifier {
+        path: Option<std::ffi::OsString>,
+    }
+
+    impl Notifier {
+        pub fn from_env() -> Notifier {
+            Notifier {
+                path: std::env::var_os("NOTIFY_SOCKET"),
+            }
+        }
+
+        pub fn notify(&self, msg: &str) {
+            let Some(p) = &self.path else { return };
+            let Ok(sock) = UnixDatagram::unbound() else {
+                return;
+            };
+            let bytes = p.as_encoded_bytes();
+            let res = if let Some(abs) = bytes.strip_prefix(b"@") {
+                use std::os::linux::net::SocketAddrExt;
+                std::os::unix::net::SocketAddr::from_abstract_name(abs)
+                    .and_then(|a| sock.send_to_addr(msg.as_bytes(), &a))
+            } else {
+                sock.send_to(msg.as_bytes(), p)
+            };
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "sd_notify failed");
+            }
+        }
+
+        pub fn watchdog_interval(&self) -> Option<Duration> {
+            let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+            Some(Duration::from_micros(usec))
+        }
+    }
+}
