@@ -1,0 +1,726 @@
+//! Keyboard input into the gateway's windows: focus with ICCCM `WM_TAKE_FOCUS`, verify with
+//! `GetInputFocus`, type with XTest, and close windows with `WM_DELETE_WINDOW`.
+//!
+//! The API is blocking (X round trips and the deliberate inter-key pauses): the driver calls
+//! it from `tokio::task::spawn_blocking` (a [`Typist`] is `Send + Sync`; share it in an
+//! `Arc`). Calls are serialised internally so two callers cannot interleave keys.
+//!
+//! Safety rule: before every step, and every [`CHECK_EVERY`] characters inside a text, the
+//! focus must still be inside the target window (the top-level or a descendant: Java moves it
+//! to its `FocusProxy` child). If not, typing stops with [`InputError::FocusLost`] and no
+//! further key is sent, so a secret never goes into a window that stole the focus.
+//!
+//! # Why XTest and not enigo on the typing path
+//!
+//! The design card names `enigo`. It is kept as an opt-in [`InputBackend::Enigo`] and the
+//! default is our own XTest code, because of what was measured (x11-java.md §3.4, §6, §8.4):
+//! - enigo's keysym lookup searches keymap column 0 only (`enigo/src/linux/keymap.rs`), so
+//!   every uppercase letter and shifted symbol (`@`, `!`, `"`, ...) is bound to a spare keycode
+//!   with `ChangeKeyboardMapping` per character and unbound again. Java reads the new
+//!   mapping asynchronously (MappingNotify), which is exactly the race that lost and doubled
+//!   non-ASCII characters with xdotool at ≤4 ms per key (§3.2).
+//! - Each keymap change costs a window manager 40–90 ms of CPU; under openbox, enigo typing
+//!   scored 1/5 at 12 ms and 0/5 at 0 ms, with text landing in the wrong field (§3.4).
+//! - enigo has no hook to wait for the client between remap and keypress, and no focus
+//!   check between characters.
+//!
+//! Without a WM enigo passed 5/5 in the reference runs; `tests/x11.rs` re-measures both
+//! backends on our own Xvfb (see the numbers quoted in `enigo_backend_measurement`).
+//! The enigo backend needs the display to admit our uid without a cookie (enigo connects
+//! through x11rb, which reads the cookie from `$XAUTHORITY`, and we must not mutate the
+//! environment); [`Typist::connect`] grants `+si:localuser:<our user>` for it, which admits
+//! nothing that could not already read the private cookie file.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use xcb::x;
+use xcb::Xid;
+
+use super::keymap::{self, char_to_keysym, keysym, KeyPos, Keymap, NotEnoughSpare};
+use super::{connect, root_of, window_from_id, ConnectError, DisplayTarget};
+use crate::core::types::{KeyStep, NamedKey, SecretRef};
+use crate::secret::Secret;
+
+/// XTest `FakeInput` event types (core protocol event codes).
+const XTEST_KEY_PRESS: u8 = 2;
+const XTEST_KEY_RELEASE: u8 = 3;
+
+/// Characters typed between two focus checks inside one text.
+pub const CHECK_EVERY: usize = 8;
+
+/// Which mechanism sends the key events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InputBackend {
+    /// Our own XTest code: existing keymap with Shift, spare keycodes premapped once.
+    #[default]
+    Xtest,
+    /// The `enigo` crate (XTest through x11rb, remaps per shifted character). Opt-in; see
+    /// the module doc for why it is not the default.
+    Enigo,
+}
+
+/// Timing and behaviour of a [`Typist`].
+#[derive(Clone, Debug)]
+pub struct TypingOptions {
+    /// Pause after each character or key (measured: ≥5 ms avoids Swing races, §3.3).
+    pub key_delay: Duration,
+    /// Pause after Tab/Shift+Tab/select-all and before Enter, and after gaining focus.
+    pub settle_delay: Duration,
+    /// Pause after binding spare keycodes, so Java has re-read the keymap (§3.2: 150 ms).
+    pub remap_settle: Duration,
+    /// How long a window may take to accept the focus.
+    pub focus_timeout: Duration,
+    /// Which mechanism types.
+    pub backend: InputBackend,
+}
+
+impl Default for TypingOptions {
+    fn default() -> Self {
+        TypingOptions {
+            key_delay: Duration::from_millis(8),
+            settle_delay: Duration::from_millis(100),
+            remap_settle: Duration::from_millis(150),
+            focus_timeout: Duration::from_secs(1),
+            backend: InputBackend::Xtest,
+        }
+    }
+}
+
+/// Failures while focusing or typing. Messages never contain typed text.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// Could not open the connection.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// An X request failed (e.g. the window is gone).
+    #[error("x11 {request} failed: {detail}")]
+    Request {
+        /// The request.
+        request: &'static str,
+        /// The X error, as xcb reports it.
+        detail: String,
+    },
+    /// The window did not take the focus in time.
+    #[error(
+        "window {window:#x} did not take the focus within {waited:?} (focus is on {focus:#x})"
+    )]
+    FocusNotTaken {
+        /// Target window.
+        window: u32,
+        /// Where the focus was at the deadline (0 = none, 1 = pointer root).
+        focus: u32,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// The focus left the window before or during typing; nothing more was sent.
+    #[error(
+        "focus left window {window:#x} before step {step} (focus is on {focus:#x}); typing stopped"
+    )]
+    FocusLost {
+        /// Target window.
+        window: u32,
+        /// Index of the step that was not (fully) typed.
+        step: usize,
+        /// Where the focus was (0 = none, 1 = pointer root).
+        focus: u32,
+    },
+    /// The driver could not provide a referenced secret.
+    #[error("secret {0:?} is not available")]
+    SecretUnavailable(SecretRef),
+    /// A step contains a character that has no keysym (a control character).
+    #[error("step {step} contains a control character, which cannot be typed")]
+    Untypable {
+        /// Index of the step.
+        step: usize,
+    },
+    /// Too many distinct characters missing from the keymap.
+    #[error(transparent)]
+    NotEnoughSpare(#[from] NotEnoughSpare),
+    /// The enigo backend failed.
+    #[error("enigo: {0}")]
+    Enigo(String),
+}
+
+fn request_err(request: &'static str) -> impl FnOnce(xcb::Error) -> InputError {
+    move |e| InputError::Request {
+        request,
+        detail: format!("{e:?}"),
+    }
+}
+
+fn proto_err(request: &'static str) -> impl FnOnce(xcb::ProtocolError) -> InputError {
+    move |e| InputError::Request {
+        request,
+        detail: format!("{e:?}"),
+    }
+}
+
+fn conn_err(request: &'static str) -> impl FnOnce(xcb::ConnError) -> InputError {
+    move |e| InputError::Request {
+        request,
+        detail: format!("{e:?}"),
+    }
+}
+
+struct Atoms {
+    wm_protocols: x::Atom,
+    wm_take_focus: x::Atom,
+    wm_delete_window: x::Atom,
+}
+
+/// Types into windows of one display. One X connection with XTest, separate from the
+/// watcher's.
+pub struct Typist {
+    conn: xcb::Connection,
+    root: x::Window,
+    atoms: Atoms,
+    opts: TypingOptions,
+    /// Serialises focus/typing so keys from two callers never interleave. Never held across
+    /// an `.await` (this API is blocking).
+    busy: Mutex<Option<enigo::Enigo>>,
+}
+
+impl std::fmt::Debug for Typist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Typist")
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Typist {
+    /// Connects to `target` (requires XTEST).
+    pub fn connect(target: &DisplayTarget, opts: TypingOptions) -> Result<Typist, InputError> {
+        let (conn, screen) = connect(target, &[xcb::Extension::Test])?;
+        let root = root_of(&conn, screen).ok_or(InputError::Request {
+            request: "setup",
+            detail: format!("no screen {screen}"),
+        })?;
+        let intern = |name: &[u8]| {
+            conn.send_request(&x::InternAtom {
+                only_if_exists: false,
+                name,
+            })
+        };
+        let cookies = [
+            intern(b"WM_PROTOCOLS"),
+            intern(b"WM_TAKE_FOCUS"),
+            intern(b"WM_DELETE_WINDOW"),
+        ];
+        let mut atoms = Vec::with_capacity(3);
+        for c in cookies {
+            atoms.push(
+                conn.wait_for_reply(c)
+                    .map_err(request_err("InternAtom"))?
+                    .atom(),
+            );
+        }
+        let atoms = Atoms {
+            wm_protocols: atoms[0],
+            wm_take_focus: atoms[1],
+            wm_delete_window: atoms[2],
+        };
+        let enigo = match opts.backend {
+            InputBackend::Xtest => None,
+            InputBackend::Enigo => {
+                grant_local_user(&conn)?;
+                let settings = enigo::Settings {
+                    x11_display: Some(target.name.clone()),
+                    linux_delay: u32::try_from(opts.key_delay.as_millis()).unwrap_or(12),
+                    ..Default::default()
+                };
+                Some(enigo::Enigo::new(&settings).map_err(|e| InputError::Enigo(e.to_string()))?)
+            }
+        };
+        Ok(Typist {
+            conn,
+            root,
+            atoms,
+            opts,
+            busy: Mutex::new(enigo),
+        })
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> &TypingOptions {
+        &self.opts
+    }
+
+    /// Where the keyboard focus is (0 = none, 1 = pointer root).
+    pub fn focused_window(&self) -> Result<u32, InputError> {
+        let reply = self
+            .conn
+            .wait_for_reply(self.conn.send_request(&x::GetInputFocus {}))
+            .map_err(request_err("GetInputFocus"))?;
+        Ok(reply.focus().resource_id())
+    }
+
+    /// Whether the focus is `window` or one of its descendants; returns the focus too.
+    fn focus_inside(&self, window: u32) -> Result<(bool, u32), InputError> {
+        let focus = self.focused_window()?;
+        if focus == window {
+            return Ok((true, focus));
+        }
+        // 0 = None, 1 = PointerRoot: keys go nowhere useful.
+        if focus <= 1 {
+            return Ok((false, focus));
+        }
+        let mut current = focus;
+        // Java's focus proxy is a direct child; a WM frame adds a level or two.
+        for _ in 0..8 {
+            let reply = self
+                .conn
+                .wait_for_reply(self.conn.send_request(&x::QueryTree {
+                    window: window_from_id(current),
+                }));
+            let parent = match reply {
+                Ok(r) => r.parent().resource_id(),
+                // The focus window vanished between the two requests: not inside.
+                Err(xcb::Error::Protocol(_)) => return Ok((false, focus)),
+                Err(e) => return Err(request_err("QueryTree")(e)),
+            };
+            if parent == window {
+                return Ok((true, focus));
+            }
+            if parent == 0 || parent == self.root.resource_id() {
+                break;
+            }
+            current = parent;
+        }
+        Ok((false, focus))
+    }
+
+    /// Gives `window` (a top-level) the keyboard focus with ICCCM `WM_TAKE_FOCUS` and waits
+    /// until `GetInputFocus` confirms it (x11-java.md §3.1: `SetInputFocus` on a Java
+    /// top-level does not work, `WM_TAKE_FOCUS` does). When the focus had to move, waits
+    /// `settle_delay` more so Java has processed the activation before keys arrive.
+    pub fn focus(&self, window: u32) -> Result<(), InputError> {
+        let _busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        self.focus_locked(window)
+    }
+
+    fn focus_locked(&self, window: u32) -> Result<(), InputError> {
+        let (inside, _) = self.focus_inside(window)?;
+        if inside {
+            return Ok(());
+        }
+        let start = Instant::now();
+        let event = x::ClientMessageEvent::new(
+            window_from_id(window),
+            self.atoms.wm_protocols,
+            x::ClientMessageData::Data32([self.atoms.wm_take_focus.resource_id(), 0, 0, 0, 0]),
+        );
+        self.conn
+            .send_and_check_request(&x::SendEvent {
+                propagate: false,
+                destination: x::SendEventDest::Window(window_from_id(window)),
+                event_mask: x::EventMask::NO_EVENT,
+                event: &event,
+            })
+            .map_err(proto_err("SendEvent(WM_TAKE_FOCUS)"))?;
+        // Java answers asynchronously with SetInputFocus on its proxy; a short bounded
+        // poll of GetInputFocus is the simplest exact check (no event selection needed).
+        loop {
+            let (inside, focus) = self.focus_inside(window)?;
+            if inside {
+                tracing::debug!(
+                    window,
+                    elapsed_ms = start.elapsed().as_millis() as u64,
+                    "focus taken"
+                );
+                std::thread::sleep(self.opts.settle_delay);
+                return Ok(());
+            }
+            if start.elapsed() >= self.opts.focus_timeout {
+                return Err(InputError::FocusNotTaken {
+                    window,
+                    focus,
+                    waited: start.elapsed(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Types `steps` into `window`, which must already have the focus (see [`Typist::focus`]).
+    ///
+    /// Secrets are resolved through `resolve` when this call starts, held zeroising, and
+    /// never logged (only step kinds and lengths are). Characters missing from the keymap
+    /// are bound to spare keycodes once before the first key and unbound afterwards.
+    pub fn type_steps(
+        &self,
+        window: u32,
+        steps: &[KeyStep],
+        resolve: &dyn Fn(SecretRef) -> Option<Secret>,
+    ) -> Result<(), InputError> {
+        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let started = Instant::now();
+        // Resolve everything up front: a missing secret must fail before the first key.
+        let mut secrets: Vec<Option<Secret>> = Vec::with_capacity(steps.len());
+        for step in steps {
+            secrets.push(match step {
+                KeyStep::Secret(r) => Some(resolve(*r).ok_or(InputError::SecretUnavailable(*r))?),
+                _ => None,
+            });
+        }
+        let texts: Vec<&str> = steps
+            .iter()
+            .zip(&secrets)
+            .map(|(step, secret)| match step {
+                KeyStep::Text(t) => t.as_str(),
+                KeyStep::Secret(_) => secret.as_ref().map(Secret::expose).unwrap_or(""),
+                _ => "",
+            })
+            .collect();
+        let mut needed: Vec<u32> = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            for c in text.chars() {
+                needed.push(char_to_keysym(c).ok_or(InputError::Untypable { step: i })?);
+            }
+        }
+        needed.extend([
+            keysym::SHIFT_L,
+            keysym::CONTROL_L,
+            keysym::TAB,
+            keysym::RETURN,
+            keysym::SPACE,
+            keysym::ESCAPE,
+            keysym::UP,
+            keysym::DOWN,
+            keysym::HOME,
+            keysym::A,
+        ]);
+        self.drain_events();
+
+        // Nothing is sent, not even a keymap change, if the focus is already wrong.
+        let (inside, focus) = self.focus_inside(window)?;
+        if !inside {
+            return Err(InputError::FocusLost {
+                window,
+                step: 0,
+                focus,
+            });
+        }
+
+        let result = match busy.as_mut() {
+            None => {
+                let keymap = self.read_keymap()?;
+                let plan = keymap::plan(&keymap, &needed)?;
+                self.bind(&plan.premap, &keymap)?;
+                if !plan.premap.is_empty() {
+                    tracing::debug!(keysyms = plan.premap.len(), "spare keycodes bound");
+                    std::thread::sleep(self.opts.remap_settle);
+                }
+                let r = self.type_xtest(window, steps, &texts, &plan.positions);
+                if !plan.premap.is_empty() {
+                    // Let Java translate the last keys before their keycodes go blank.
+                    std::thread::sleep(self.opts.remap_settle);
+                    let unbind: Vec<(u8, u32)> = plan
+                        .premap
+                        .iter()
+                        .map(|(kc, _)| (*kc, keymap::NO_SYMBOL))
+                        .collect();
+                    if let Err(e) = self.bind(&unbind, &keymap) {
+                        tracing::warn!(error = %e, "failed to unbind spare keycodes");
+                    }
+                }
+                r
+            }
+            Some(enigo) => self.type_enigo(enigo, window, steps, &texts),
+        };
+        tracing::debug!(
+            window,
+            steps = steps.len(),
+            ok = result.is_ok(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "typing done"
+        );
+        result
+    }
+
+    /// Closes `window` the way a user would: ICCCM `WM_DELETE_WINDOW` (Java then runs the
+    /// window's close operation; for the gateway's main frame that is a clean exit 0).
+    pub fn close_window(&self, window: u32) -> Result<(), InputError> {
+        let event = x::ClientMessageEvent::new(
+            window_from_id(window),
+            self.atoms.wm_protocols,
+            x::ClientMessageData::Data32([self.atoms.wm_delete_window.resource_id(), 0, 0, 0, 0]),
+        );
+        self.conn
+            .send_and_check_request(&x::SendEvent {
+                propagate: false,
+                destination: x::SendEventDest::Window(window_from_id(window)),
+                event_mask: x::EventMask::NO_EVENT,
+                event: &event,
+            })
+            .map_err(proto_err("SendEvent(WM_DELETE_WINDOW)"))
+    }
+
+    /// Discards queued events (MappingNotify etc.): this connection never reads events, and
+    /// libxcb would otherwise queue them forever.
+    fn drain_events(&self) {
+        while let Ok(Some(_)) = self.conn.poll_for_event() {}
+    }
+
+    fn read_keymap(&self) -> Result<Keymap, InputError> {
+        let setup = self.conn.get_setup();
+        let (min, max) = (setup.min_keycode(), setup.max_keycode());
+        let km = self.conn.send_request(&x::GetKeyboardMapping {
+            first_keycode: min,
+            count: max - min + 1,
+        });
+        let mm = self.conn.send_request(&x::GetModifierMapping {});
+        let km = self
+            .conn
+            .wait_for_reply(km)
+            .map_err(request_err("GetKeyboardMapping"))?;
+        let mm = self
+            .conn
+            .wait_for_reply(mm)
+            .map_err(request_err("GetModifierMapping"))?;
+        Ok(Keymap::new(
+            min,
+            usize::from(km.keysyms_per_keycode()),
+            km.keysyms().to_vec(),
+            mm.keycodes().iter().copied().filter(|k| *k != 0).collect(),
+        ))
+    }
+
+    /// Binds (or, with `NO_SYMBOL`, unbinds) each keycode, one request per keycode (spare
+    /// keycodes are scattered; rewriting a whole range would also rewrite real keys), then
+    /// one round trip so the server has applied them all.
+    fn bind(&self, bindings: &[(u8, u32)], keymap: &Keymap) -> Result<(), InputError> {
+        if bindings.is_empty() {
+            return Ok(());
+        }
+        let per = keymap.per_keycode();
+        for &(keycode, ks) in bindings {
+            let mut row = vec![keymap::NO_SYMBOL; per];
+            row[0] = ks;
+            if per > 1 {
+                row[1] = ks;
+            }
+            self.conn
+                .send_and_check_request(&x::ChangeKeyboardMapping {
+                    keycode_count: 1,
+                    first_keycode: keycode,
+                    keysyms_per_keycode: per as u8,
+                    keysyms: &row,
+                })
+                .map_err(proto_err("ChangeKeyboardMapping"))?;
+        }
+        Ok(())
+    }
+
+    fn fake(&self, press: bool, keycode: u8) {
+        self.conn.send_request(&xcb::xtest::FakeInput {
+            r#type: if press {
+                XTEST_KEY_PRESS
+            } else {
+                XTEST_KEY_RELEASE
+            },
+            detail: keycode,
+            time: x::CURRENT_TIME,
+            root: x::Window::none(),
+            root_x: 0,
+            root_y: 0,
+            deviceid: 0,
+        });
+    }
+
+    /// Presses and releases one key, with Shift and/or Control held around it.
+    fn tap(
+        &self,
+        pos: KeyPos,
+        ctrl: Option<KeyPos>,
+        shift: Option<KeyPos>,
+    ) -> Result<(), InputError> {
+        let mods: Vec<u8> = [ctrl, if pos.shift { shift } else { None }]
+            .into_iter()
+            .flatten()
+            .map(|m| m.keycode)
+            .collect();
+        for m in &mods {
+            self.fake(true, *m);
+        }
+        self.fake(true, pos.keycode);
+        self.fake(false, pos.keycode);
+        for m in mods.iter().rev() {
+            self.fake(false, *m);
+        }
+        self.conn.flush().map_err(conn_err("FakeInput"))?;
+        std::thread::sleep(self.opts.key_delay);
+        Ok(())
+    }
+
+    fn check(&self, window: u32, step: usize) -> Result<(), InputError> {
+        let (inside, focus) = self.focus_inside(window)?;
+        if inside {
+            Ok(())
+        } else {
+            tracing::warn!(window, step, focus, "focus lost, typing stopped");
+            Err(InputError::FocusLost {
+                window,
+                step,
+                focus,
+            })
+        }
+    }
+
+    fn type_xtest(
+        &self,
+        window: u32,
+        steps: &[KeyStep],
+        texts: &[&str],
+        positions: &std::collections::BTreeMap<u32, KeyPos>,
+    ) -> Result<(), InputError> {
+        let pos = |ks: u32| -> Result<KeyPos, InputError> {
+            positions.get(&ks).copied().ok_or(InputError::Request {
+                request: "keymap",
+                detail: format!("keysym {ks:#x} has no keycode"),
+            })
+        };
+        let shift = positions.get(&keysym::SHIFT_L).copied();
+        let ctrl = positions.get(&keysym::CONTROL_L).copied();
+        for (i, step) in steps.iter().enumerate() {
+            self.check(window, i)?;
+            match step {
+                KeyStep::Text(_) | KeyStep::Secret(_) => {
+                    let text = texts[i];
+                    tracing::debug!(
+                        window,
+                        step = i,
+                        kind = if matches!(step, KeyStep::Secret(_)) {
+                            "secret"
+                        } else {
+                            "text"
+                        },
+                        len = text.chars().count(),
+                        "typing step"
+                    );
+                    for (n, c) in text.chars().enumerate() {
+                        if n > 0 && n % CHECK_EVERY == 0 {
+                            self.check(window, i)?;
+                        }
+                        let ks = char_to_keysym(c).ok_or(InputError::Untypable { step: i })?;
+                        self.tap(pos(ks)?, None, shift)?;
+                    }
+                }
+                KeyStep::Key(key) => {
+                    tracing::debug!(window, step = i, key = ?key, "key");
+                    let (ks, with_shift, with_ctrl) = match key {
+                        NamedKey::Tab => (keysym::TAB, false, false),
+                        NamedKey::ShiftTab => (keysym::TAB, true, false),
+                        NamedKey::Enter => (keysym::RETURN, false, false),
+                        NamedKey::Space => (keysym::SPACE, false, false),
+                        NamedKey::Escape => (keysym::ESCAPE, false, false),
+                        NamedKey::Up => (keysym::UP, false, false),
+                        NamedKey::Down => (keysym::DOWN, false, false),
+                        NamedKey::Home => (keysym::HOME, false, false),
+                        NamedKey::SelectAll => (keysym::A, false, true),
+                    };
+                    if *key == NamedKey::Enter {
+                        std::thread::sleep(self.opts.settle_delay);
+                        // The pause is long enough for focus to move; check again.
+                        self.check(window, i)?;
+                    }
+                    let mut p = pos(ks)?;
+                    p.shift |= with_shift;
+                    self.tap(p, if with_ctrl { ctrl } else { None }, shift)?;
+                    if matches!(
+                        key,
+                        NamedKey::Tab | NamedKey::ShiftTab | NamedKey::SelectAll
+                    ) {
+                        std::thread::sleep(self.opts.settle_delay);
+                    }
+                }
+                KeyStep::PauseMs(ms) => std::thread::sleep(Duration::from_millis(u64::from(*ms))),
+            }
+        }
+        // One round trip: every fake event has reached the server when we return.
+        self.focused_window()?;
+        Ok(())
+    }
+
+    fn type_enigo(
+        &self,
+        enigo: &mut enigo::Enigo,
+        window: u32,
+        steps: &[KeyStep],
+        texts: &[&str],
+    ) -> Result<(), InputError> {
+        use enigo::{Direction, Key, Keyboard};
+        let e = |r: enigo::InputResult<()>| r.map_err(|e| InputError::Enigo(e.to_string()));
+        for (i, step) in steps.iter().enumerate() {
+            self.check(window, i)?;
+            match step {
+                KeyStep::Text(_) | KeyStep::Secret(_) => {
+                    let text = texts[i];
+                    let chars: Vec<char> = text.chars().collect();
+                    for (n, chunk) in chars.chunks(CHECK_EVERY).enumerate() {
+                        if n > 0 {
+                            self.check(window, i)?;
+                        }
+                        let s: zeroize::Zeroizing<String> =
+                            zeroize::Zeroizing::new(chunk.iter().collect());
+                        e(enigo.text(&s))?;
+                    }
+                }
+                KeyStep::Key(key) => {
+                    if *key == NamedKey::Enter {
+                        std::thread::sleep(self.opts.settle_delay);
+                        self.check(window, i)?;
+                    }
+                    match key {
+                        NamedKey::Tab => e(enigo.key(Key::Tab, Direction::Click))?,
+                        NamedKey::ShiftTab => {
+                            e(enigo.key(Key::Shift, Direction::Press))?;
+                            e(enigo.key(Key::Tab, Direction::Click))?;
+                            e(enigo.key(Key::Shift, Direction::Release))?;
+                        }
+                        NamedKey::Enter => e(enigo.key(Key::Return, Direction::Click))?,
+                        NamedKey::Space => e(enigo.key(Key::Space, Direction::Click))?,
+                        NamedKey::Escape => e(enigo.key(Key::Escape, Direction::Click))?,
+                        NamedKey::Up => e(enigo.key(Key::UpArrow, Direction::Click))?,
+                        NamedKey::Down => e(enigo.key(Key::DownArrow, Direction::Click))?,
+                        NamedKey::Home => e(enigo.key(Key::Home, Direction::Click))?,
+                        NamedKey::SelectAll => {
+                            e(enigo.key(Key::Control, Direction::Press))?;
+                            e(enigo.key(Key::Unicode('a'), Direction::Click))?;
+                            e(enigo.key(Key::Control, Direction::Release))?;
+                        }
+                    }
+                    if matches!(
+                        key,
+                        NamedKey::Tab | NamedKey::ShiftTab | NamedKey::SelectAll
+                    ) {
+                        std::thread::sleep(self.opts.settle_delay);
+                    }
+                }
+                KeyStep::PauseMs(ms) => std::thread::sleep(Duration::from_millis(u64::from(*ms))),
+            }
+        }
+        self.focused_window()?;
+        Ok(())
+    }
+}
+
+/// Admits local connections of our own uid without a cookie (`xhost +si:localuser:NAME`),
+/// for the enigo backend only (see the module doc).
+fn grant_local_user(conn: &xcb::Connection) -> Result<(), InputError> {
+    let uid = nix::unistd::getuid();
+    let user = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .ok_or(InputError::Enigo(format!("no user name for uid {uid}")))?;
+    let mut address = b"localuser\0".to_vec();
+    address.extend_from_slice(user.as_bytes());
+    conn.send_and_check_request(&x::ChangeHosts {
+        mode: x::HostMode::Insert,
+        family: x::Family::ServerInterpreted,
+        address: &address,
+    })
+    .map_err(proto_err("ChangeHosts"))
+}

@@ -1,0 +1,196 @@
+//! Screenshots: X `GetImage` of a window (or the whole screen) encoded as PNG, for unknown
+//! dialogs (saved in the state dir and reported) and for OCR of a dialog's text.
+//!
+//! Blocking; call from `spawn_blocking`. Opens its own short-lived connection, so it can be
+//! used at any time without touching the watcher's or typist's connection.
+
+use xcb::x;
+
+use super::{connect, root_of, window_from_id, ConnectError, DisplayTarget};
+
+/// Failure to take a screenshot.
+#[derive(Debug, thiserror::Error)]
+pub enum ScreenshotError {
+    /// Could not connect.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// An X request failed (e.g. the window is gone or not viewable).
+    #[error("screenshot: x11 {request} failed: {detail}")]
+    Request {
+        /// The request.
+        request: &'static str,
+        /// The X error.
+        detail: String,
+    },
+    /// The pixel format is not one we convert (only 24/32 bits per pixel, 8 bits per
+    /// channel, as Xvfb `-screen 0 WxHx24` gives).
+    #[error("screenshot: unsupported pixel format (depth {depth}, {bpp} bits per pixel)")]
+    UnsupportedFormat {
+        /// Drawable depth.
+        depth: u8,
+        /// Bits per pixel of that depth's pixmap format.
+        bpp: u8,
+    },
+    /// PNG encoding failed.
+    #[error("screenshot: png encoding: {0}")]
+    Png(#[from] png::EncodingError),
+}
+
+fn req_err(request: &'static str) -> impl FnOnce(xcb::Error) -> ScreenshotError {
+    move |e| ScreenshotError::Request {
+        request,
+        detail: format!("{e:?}"),
+    }
+}
+
+/// A captured image: RGB, 8 bits per channel, row-major.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Image {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// `width * height * 3` bytes.
+    pub rgb: Vec<u8>,
+}
+
+impl Image {
+    /// Encodes as PNG.
+    pub fn to_png(&self) -> Result<Vec<u8>, ScreenshotError> {
+        let mut out = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut out, self.width, self.height);
+            enc.set_color(png::ColorType::Rgb);
+            enc.set_depth(png::BitDepth::Eight);
+            let mut writer = enc.write_header()?;
+            writer.write_image_data(&self.rgb)?;
+            writer.finish()?;
+        }
+        Ok(out)
+    }
+}
+
+/// PNG of `window` (its own contents, size of the window) or of the whole screen (`None`).
+pub fn screenshot(target: &DisplayTarget, window: Option<u32>) -> Result<Vec<u8>, ScreenshotError> {
+    capture(target, window)?.to_png()
+}
+
+/// Raw RGB capture; see [`screenshot`].
+pub fn capture(target: &DisplayTarget, window: Option<u32>) -> Result<Image, ScreenshotError> {
+    let (conn, screen) = connect(target, &[])?;
+    let root = root_of(&conn, screen).ok_or(ScreenshotError::Request {
+        request: "setup",
+        detail: format!("no screen {screen}"),
+    })?;
+    let window = window.map(window_from_id).unwrap_or(root);
+    let geom = conn
+        .wait_for_reply(conn.send_request(&x::GetGeometry {
+            drawable: x::Drawable::Window(window),
+        }))
+        .map_err(req_err("GetGeometry"))?;
+    let (width, height) = (geom.width(), geom.height());
+    // With no compositing, GetImage of a window returns what is on screen inside it; the
+    // window must be viewable and fully on screen (else BadMatch, reported as an error).
+    let image = conn
+        .wait_for_reply(conn.send_request(&x::GetImage {
+            format: x::ImageFormat::ZPixmap,
+            drawable: x::Drawable::Window(window),
+            x: 0,
+            y: 0,
+            width,
+            height,
+            plane_mask: u32::MAX,
+        }))
+        .map_err(req_err("GetImage"))?;
+    let depth = image.depth();
+    let setup = conn.get_setup();
+    let bpp = setup
+        .pixmap_formats()
+        .iter()
+        .find(|f| f.depth() == depth)
+        .map(|f| f.bits_per_pixel())
+        .unwrap_or(0);
+    let visual = setup
+        .roots()
+        .flat_map(|s| s.allowed_depths())
+        .flat_map(|d| d.visuals())
+        .find(|v| v.visual_id() == image.visual());
+    let (rm, gm, bm) = visual
+        .map(|v| (v.red_mask(), v.green_mask(), v.blue_mask()))
+        .unwrap_or((0xff0000, 0x00ff00, 0x0000ff));
+    let lsb_first = setup.image_byte_order() == x::ImageOrder::LsbFirst;
+    let rgb = to_rgb(
+        image.data(),
+        usize::from(width),
+        usize::from(height),
+        bpp,
+        lsb_first,
+        (rm, gm, bm),
+    )
+    .ok_or(ScreenshotError::UnsupportedFormat { depth, bpp })?;
+    Ok(Image {
+        width: u32::from(width),
+        height: u32::from(height),
+        rgb,
+    })
+}
+
+/// Converts ZPixmap data (rows padded to 32 bits) to packed RGB. `None` for formats other
+/// than 24/32 bpp with 8-bit channel masks.
+fn to_rgb(
+    data: &[u8],
+    width: usize,
+    height: usize,
+    bpp: u8,
+    lsb_first: bool,
+    masks: (u32, u32, u32),
+) -> Option<Vec<u8>> {
+    let bytes_pp = match bpp {
+        32 => 4,
+        24 => 3,
+        _ => return None,
+    };
+    let shift = |m: u32| -> Option<u32> {
+        (m.count_ones() == 8 && (m >> m.trailing_zeros()) == 0xff).then_some(m.trailing_zeros())
+    };
+    let (rs, gs, bs) = (shift(masks.0)?, shift(masks.1)?, shift(masks.2)?);
+    let stride = (width * bytes_pp + 3) & !3;
+    if data.len() < stride * height {
+        return None;
+    }
+    let mut out = Vec::with_capacity(width * height * 3);
+    for row in data.chunks(stride).take(height) {
+        for px in row[..width * bytes_pp].chunks(bytes_pp) {
+            let mut v = 0u32;
+            for (i, b) in px.iter().enumerate() {
+                let i = if lsb_first { i } else { bytes_pp - 1 - i };
+                v |= u32::from(*b) << (8 * i);
+            }
+            out.extend_from_slice(&[(v >> rs) as u8, (v >> gs) as u8, (v >> bs) as u8]);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bgrx_rows_with_padding_convert_to_rgb() {
+        // 1x2 image, 32 bpp little-endian BGRX: red, then blue.
+        let data = [0, 0, 0xff, 0, 0xff, 0, 0, 0];
+        let rgb = to_rgb(&data, 1, 2, 32, true, (0xff0000, 0xff00, 0xff)).expect("format");
+        assert_eq!(rgb, vec![0xff, 0, 0, 0, 0, 0xff]);
+        // 24 bpp, width 1: 3 bytes + 1 byte row padding.
+        let data = [0x10, 0x20, 0x30, 0, 0x01, 0x02, 0x03, 0];
+        let rgb = to_rgb(&data, 1, 2, 24, true, (0xff0000, 0xff00, 0xff)).expect("format");
+        assert_eq!(rgb, vec![0x30, 0x20, 0x10, 0x03, 0x02, 0x01]);
+    }
+
+    #[test]
+    fn sixteen_bit_is_unsupported() {
+        assert!(to_rgb(&[0; 8], 2, 2, 16, true, (0xf800, 0x7e0, 0x1f)).is_none());
+        assert!(to_rgb(&[0; 4], 1, 1, 32, true, (0xf800, 0x7e0, 0x1f)).is_none());
+    }
+}
