@@ -1,1 +1,366 @@
-//! (in progress)
+//! Secrets: the password and the TOTP activation code, read from a private file, a systemd
+//! credential or an environment variable, and kept out of every log line and error message.
+//!
+//! [`Secret`] wraps the value: its `Debug` and `Display` print `[redacted]` and its memory is
+//! wiped on drop. The only way to see the value is [`Secret::expose`], which is easy to grep
+//! for. [`SecretSource`] is where the config says a secret lives; [`Secrets::load`] resolves
+//! all of them at once for a [`Config`].
+//!
+//! Sources, strongest first:
+//! - `*_credential`: a systemd credential (`LoadCredential=`/`LoadCredentialEncrypted=`),
+//!   read from `$CREDENTIALS_DIRECTORY/<name>`. systemd owns that directory and its modes.
+//! - `*_file`: a file only its owner may read. Like ssh with a private key, a file that the
+//!   group or others can read is refused, with the `chmod` that fixes it.
+//! - `*_env`: an environment variable. The weakest: the environment of a process is visible
+//!   to its owner and root in `/proc/PID/environ`, and is inherited by children unless they
+//!   are started with the variable removed.
+//!
+//! Error messages name the file, credential or variable, never the value.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroize;
+
+use crate::config::{Config, TradingMode};
+use crate::totp::{ActivationCode, ActivationCodeError};
+
+/// A secret string. Redacted in `Debug`/`Display`, zeroed on drop.
+///
+/// Deliberately not `PartialEq` (no accidental non-constant-time comparisons) and not
+/// `Serialize`.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value. The caller's `String` moves in; no copy is left behind.
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    /// The value. Call this only at the last moment (typing it, hashing it).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True if the value is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Where a secret is read from, as written in the config (`*_file`, `*_credential`, `*_env`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file readable by its owner only. Relative paths were already resolved against the
+    /// config file's directory.
+    File(PathBuf),
+    /// A systemd credential name, looked up in `$CREDENTIALS_DIRECTORY`.
+    Credential(String),
+    /// An environment variable name.
+    Env(String),
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::File(p) => write!(f, "file {}", p.display()),
+            SecretSource::Credential(n) => write!(f, "systemd credential {n}"),
+            SecretSource::Env(v) => write!(f, "environment variable {v}"),
+        }
+    }
+}
+
+/// Why a secret could not be loaded. Never contains the value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// The file could not be read (missing, permission denied, ...).
+    #[error("cannot read secret file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The file can be read by the group or others.
+    #[error(
+        "secret file {} is readable by group or others (mode {mode:04o}); fix: chmod 600 {}",
+        path.display(),
+        path.display()
+    )]
+    TooOpen {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The path is a directory or another non-regular file.
+    #[error("secret file {} is not a regular file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// `*_credential` is used but systemd did not set `$CREDENTIALS_DIRECTORY`.
+    #[error(
+        "systemd credential {name}: $CREDENTIALS_DIRECTORY is not set (use LoadCredential= in \
+         the unit, or a *_file key when not running under systemd)"
+    )]
+    NoCredentialsDirectory {
+        /// The credential name.
+        name: String,
+    },
+    /// The environment variable is not set.
+    #[error("environment variable {var} is not set")]
+    EnvMissing {
+        /// The variable name.
+        var: String,
+    },
+    /// The value is not UTF-8.
+    #[error("secret from {source_desc} is not valid UTF-8")]
+    NotUtf8 {
+        /// Where it came from.
+        source_desc: String,
+    },
+    /// The value is empty.
+    #[error("secret from {source_desc} is empty")]
+    Empty {
+        /// Where it came from.
+        source_desc: String,
+    },
+    /// The activation code is malformed.
+    #[error("activation code from {source_desc}: {error}")]
+    ActivationCode {
+        /// Where it came from.
+        source_desc: String,
+        /// What is wrong (never the value).
+        error: ActivationCodeError,
+    },
+    /// Live mode with the Mobile Authenticator app needs an activation code.
+    #[error("no activation code configured (set account.totp_file, totp_credential or totp_env)")]
+    NoActivationCode,
+}
+
+impl SecretSource {
+    /// Reads the secret. One trailing newline (`\n` or `\r\n`) is removed, since editors and
+    /// `echo` add one; anything else is kept as is.
+    pub fn load(&self) -> Result<Secret, SecretError> {
+        let bytes = match self {
+            SecretSource::File(path) => read_private_file(path)?,
+            SecretSource::Credential(name) => {
+                let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+                    .ok_or_else(|| SecretError::NoCredentialsDirectory { name: name.clone() })?;
+                // systemd creates these files itself (mode 0400, owned by the service user),
+                // so their mode is not checked.
+                let path = Path::new(&dir).join(name);
+                fs::read(&path).map_err(|source| SecretError::Read { path, source })?
+            }
+            SecretSource::Env(var) => match std::env::var_os(var) {
+                Some(v) => v.into_encoded_bytes(),
+                None => return Err(SecretError::EnvMissing { var: var.clone() }),
+            },
+        };
+        let mut text = String::from_utf8(bytes).map_err(|e| {
+            // Wipe the rejected bytes too.
+            let mut b = e.into_bytes();
+            b.zeroize();
+            SecretError::NotUtf8 {
+                source_desc: self.to_string(),
+            }
+        })?;
+        strip_one_newline(&mut text);
+        if text.is_empty() {
+            return Err(SecretError::Empty {
+                source_desc: self.to_string(),
+            });
+        }
+        Ok(Secret::new(text))
+    }
+}
+
+/// Removes one trailing `\n` or `\r\n`.
+fn strip_one_newline(text: &mut String) {
+    if text.ends_with("\r\n") {
+        text.truncate(text.len() - 2);
+    } else if text.ends_with('\n') {
+        text.truncate(text.len() - 1);
+    }
+}
+
+/// Checks that a secret file is a regular file private to its owner, without reading it.
+pub fn check_private_file(path: &Path) -> Result<(), SecretError> {
+    let meta = fs::metadata(path).map_err(|source| SecretError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !meta.is_file() {
+        return Err(SecretError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(SecretError::TooOpen {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+fn read_private_file(path: &Path) -> Result<Vec<u8>, SecretError> {
+    check_private_file(path)?;
+    fs::read(path).map_err(|source| SecretError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// All the credentials one gateway instance needs, resolved.
+#[derive(Debug)]
+pub struct Secrets {
+    /// The IBKR username. Not secret, but typed like the others.
+    pub username: String,
+    /// The IBKR password.
+    pub password: Secret,
+    /// The Mobile Authenticator activation code (None in paper mode without one).
+    pub totp: Option<ActivationCode>,
+}
+
+impl Secrets {
+    /// Reads the password and (when configured or required) the activation code.
+    ///
+    /// The activation code is required in live mode when the second factor is the
+    /// Mobile Authenticator app; in paper mode it is loaded only if configured.
+    pub fn load(config: &Config) -> Result<Secrets, SecretError> {
+        let account = &config.account;
+        let password = account.password.load()?;
+        let totp = match &account.totp {
+            Some(source) => Some(load_activation_code(source)?),
+            None if config.gateway.trading_mode == TradingMode::Live
+                && config.login.uses_authenticator_app() =>
+            {
+                return Err(SecretError::NoActivationCode)
+            }
+            None => None,
+        };
+        Ok(Secrets {
+            username: account.username.clone(),
+            password,
+            totp,
+        })
+    }
+}
+
+/// Loads and parses an activation code.
+pub fn load_activation_code(source: &SecretSource) -> Result<ActivationCode, SecretError> {
+    let raw = source.load()?;
+    ActivationCode::parse(raw.expose()).map_err(|error| SecretError::ActivationCode {
+        source_desc: source.to_string(),
+        error,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write_file(dir: &Path, name: &str, content: &str, mode: u32) -> PathBuf {
+        let path = dir.join(name);
+        let mut f = fs::File::create(&path).expect("create");
+        f.write_all(content.as_bytes()).expect("write");
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+        path
+    }
+
+    #[test]
+    fn redacted_debug_and_display() {
+        let s = Secret::new("hunter2-value".into());
+        assert_eq!(format!("{s:?}"), "[redacted]");
+        assert_eq!(format!("{s}"), "[redacted]");
+        assert_eq!(s.expose(), "hunter2-value");
+    }
+
+    #[test]
+    fn file_strips_one_newline_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = write_file(dir.path(), "pw", "pa ss\n\n", 0o600);
+        let s = SecretSource::File(p).load().expect("load");
+        assert_eq!(s.expose(), "pa ss\n");
+        let p = write_file(dir.path(), "pw2", "x\r\n", 0o400);
+        assert_eq!(SecretSource::File(p).load().expect("load").expose(), "x");
+    }
+
+    #[test]
+    fn group_readable_file_is_refused_with_fix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = write_file(dir.path(), "pw", "Sup3rSecretValue", 0o640);
+        let err = SecretSource::File(p.clone())
+            .load()
+            .expect_err("must refuse");
+        let msg = err.to_string();
+        assert!(msg.contains(&p.display().to_string()), "{msg}");
+        assert!(msg.contains(&format!("chmod 600 {}", p.display())), "{msg}");
+        assert!(msg.contains("0640"), "{msg}");
+        assert!(!msg.contains("Sup3rSecretValue"));
+        let p = write_file(dir.path(), "pw3", "x", 0o604);
+        assert!(matches!(
+            SecretSource::File(p).load(),
+            Err(SecretError::TooOpen { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_file_and_empty_value() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = SecretSource::File(dir.path().join("nope"))
+            .load()
+            .expect_err("missing");
+        assert!(err.to_string().contains("nope"));
+        let p = write_file(dir.path(), "empty", "\n", 0o600);
+        assert!(matches!(
+            SecretSource::File(p).load(),
+            Err(SecretError::Empty { .. })
+        ));
+        assert!(matches!(
+            SecretSource::File(dir.path().to_path_buf()).load(),
+            Err(SecretError::NotAFile { .. })
+        ));
+    }
+
+    #[test]
+    fn env_source() {
+        // A variable name unique to this test, so parallel tests cannot interfere.
+        let var = "IBWARDEN_TEST_SECRET_ENV_SOURCE_UNSET";
+        let err = SecretSource::Env(var.into()).load().expect_err("unset");
+        assert!(err.to_string().contains(var));
+    }
+}
