@@ -102,10 +102,7 @@ pub enum FrameError {
 pub fn decode_frames(buf: &[u8]) -> Result<(Vec<Frame>, usize), FrameError> {
     let mut frames = Vec::new();
     let mut pos = 0usize;
-    loop {
-        let Some(header) = buf.get(pos..pos + 4) else {
-            break;
-        };
+    while let Some(header) = buf.get(pos..pos + 4) {
         let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
         if len as usize > MAX_FRAME_LEN {
             return Err(FrameError::TooLong {
