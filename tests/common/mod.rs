@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -266,7 +266,7 @@ impl Xvfb {
         drop(wr);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let f = fs::File::from(OwnedFd::from(rd));
+            let f = fs::File::from(rd);
             let mut line = String::new();
             let _ = BufReader::new(f).read_line(&mut line);
             let _ = tx.send(line);
