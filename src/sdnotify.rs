@@ -127,6 +127,11 @@ impl Notifier {
         ))
     }
 
+    /// The watchdog interval for this process ([`watchdog_interval`]).
+    pub fn watchdog_interval(&self) -> Option<Duration> {
+        watchdog_interval()
+    }
+
     /// `STOPPING=1` with a status line.
     pub fn stopping(&self, status: &str) -> bool {
         self.send(&format!("STOPPING=1\nSTATUS={}", clean_status(status)))

@@ -303,6 +303,15 @@ fn default_search_picks_highest_valid_version() {
     assert_eq!(install.java, want.join(".install4j/jre/bin/java"));
     assert_eq!(install.java_source, JavaSource::Bundled);
 
+    // Configuring the parent of the version directories works the same way.
+    let install = discover(&InstallQuery {
+        program: Some(Program::Gateway),
+        install_dir: Some(base.clone()),
+        ..Default::default()
+    })
+    .expect("found under the configured parent");
+    assert_eq!(install.dir, want);
+
     // TWS looks in ~/Jts/<version> and needs tws.vmoptions.
     let err = discover(&InstallQuery {
         program: Some(Program::Tws),

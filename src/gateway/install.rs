@@ -182,8 +182,16 @@ pub fn discover(query: &InstallQuery) -> Result<Install, InstallError> {
             if !dir.is_dir() {
                 return Err(InstallError::NoSuchDir { dir: dir.clone() });
             }
-            check_install_dir(dir, program)?;
-            dir.clone()
+            match check_install_dir(dir, program) {
+                Ok(()) => dir.clone(),
+                // A common slip: naming the parent of the versioned directories
+                // (`~/Jts/ibgateway`). Take its highest valid version, else report the
+                // error for the directory as configured.
+                Err(e) => numbered_dirs(dir)
+                    .into_iter()
+                    .find(|d| check_install_dir(d, program).is_ok())
+                    .ok_or(e)?,
+            }
         }
         None => search_default(program, query.home.as_deref())?,
     };

@@ -346,6 +346,9 @@ pub fn find_hs_err(work_dir: &Path, pid: u32, since: SystemTime) -> Option<PathB
     if exact.is_file() {
         return Some(exact);
     }
+    // File times come from the kernel's coarse clock and can read slightly *before* a
+    // precise `SystemTime::now()` taken earlier; allow for that.
+    let since = since.checked_sub(Duration::from_secs(2)).unwrap_or(since);
     let entries = fs::read_dir(work_dir).ok()?;
     entries
         .filter_map(Result::ok)
