@@ -401,7 +401,7 @@ public final class GWClient {
             wait = remaining + " seconds";
         }
         String text = "Too many failed login attempts. Please wait " + wait + " before attempting to re-login again.";
-        rec.event("lockout", "remaining_s", remaining);
+        rec.event("lockout", "remaining_s", remaining, "until_ms", state.lockoutUntilMs, "text", text);
         Ui.show(Ui.dialog(frame, sc.str("lockout_title", "Gateway"), new Component[] {Ui.textArea(text)},
                 new String[] {"OK"}, 0, null, b -> resetLogin("lockout")));
     }
