@@ -1,7 +1,10 @@
 //! Install discovery, the JVM command line and the process lifecycle, against a fake install
 //! in a temp dir whose `java` is a shell script that records its argv, environment and cwd.
 //! Real processes, real signals; every wait is on an event (exit, pidfd, fifo) with a
-//! deadline.
+//! deadline. The last tests run the real gateway simulator JVM (`tests/simulator`) on a
+//! private Xvfb through the same discovery, command line and spawn code ibwarden uses.
+
+mod common;
 
 use std::ffi::OsString;
 use std::fs;
@@ -676,4 +679,122 @@ async fn dropping_a_running_handle_kills_the_group_unless_detached() {
         terminate(pid, Duration::from_secs(5)).await.expect("stop"),
         Termination::Terminated
     );
+}
+
+// ---- the real simulator JVM -------------------------------------------------------------
+
+/// Discovers the simulator install, builds the command exactly as ibwarden does and spawns
+/// it on `xvfb`. Returns the process and its work dir.
+fn launch_simulator(sim: &common::SimInstall, xvfb: &common::Xvfb, work: &Path) -> GatewayProcess {
+    let install = discover(&InstallQuery {
+        program: Some(Program::Gateway),
+        install_dir: Some(sim.install_dir.clone()),
+        path_env: std::env::var_os("PATH"),
+        ..Default::default()
+    })
+    .expect("simulator install found");
+    let inputs = read_inputs(&install).expect("inputs");
+    let params = LaunchParams {
+        settings_dir: sim.settings_dir.clone(),
+        work_dir: work.to_path_buf(),
+        restart: None,
+        extra_jvm_args: vec![],
+        display: xvfb.display.clone(),
+        xauthority: Some(xvfb.xauthority.clone()),
+        dbus_session_bus_address: None,
+        path_env: std::env::var_os("PATH"),
+        home: Some(sim.home.clone().into_os_string()),
+    };
+    let cmd = build_command(&install, &inputs, &params).expect("command");
+    spawn(&cmd, &SpawnOptions::new(work.join("jvm.log"))).expect("spawn simulator")
+}
+
+#[tokio::test]
+async fn real_jvm_starts_with_our_command_line_and_its_crash_is_classified() {
+    let xvfb = common::Xvfb::start();
+    let sim = common::SimInstall::new(&common::Scenario::new());
+    let work = TempDir::new().expect("tempdir");
+    let mut p = launch_simulator(&sim, &xvfb, work.path());
+    let mut rec = sim.record();
+    let start = rec.wait_ev("start", common::START_TIMEOUT);
+    assert_eq!(start["pid"].as_u64(), Some(u64::from(p.pid())), "{start}");
+    assert_eq!(
+        start["settings_dir"],
+        sim.settings_dir.display().to_string()
+    );
+    assert_eq!(start["cwd"], work.path().display().to_string());
+    let jvm_args: Vec<String> = start["jvm_args"]
+        .as_array()
+        .expect("jvm_args")
+        .iter()
+        .map(|v| v.as_str().expect("string").to_owned())
+        .collect();
+    for want in [
+        format!("-DjtsConfigDir={}", sim.settings_dir.display()),
+        format!("-XX:ErrorFile={}/hs_err_pid%p.log", work.path().display()),
+        "--add-opens=java.desktop/javax.swing=ALL-UNNAMED".to_owned(),
+        "-Xmx768m".to_owned(),
+    ] {
+        assert!(jvm_args.contains(&want), "{want} missing from {jvm_args:?}");
+    }
+
+    // The running JVM is recognisable as ours, and its environment is the allowed set.
+    let id = JvmIdentity {
+        main_class: "ibgateway.GWClient".into(),
+        settings_dir: sim.settings_dir.clone(),
+    };
+    assert!(ibwarden::gateway::process::is_our_jvm(p.pid(), &id));
+    let environ = fs::read(format!("/proc/{}/environ", p.pid())).expect("environ");
+    for var in environ.split(|b| *b == 0).filter(|v| !v.is_empty()) {
+        let key = String::from_utf8_lossy(var.split(|b| *b == b'=').next().expect("key"));
+        assert!(
+            ALLOWED_ENV.contains(&key.as_ref()),
+            "unexpected {key} in the JVM env"
+        );
+    }
+
+    // A real JVM fault: SIGSEGV inside the JVM, hs_err written where we pinned it, abort.
+    // (Not `sim.control`: the simulator faults before it can answer "ok".)
+    {
+        use std::io::Write;
+        let mut ctl = std::net::TcpStream::connect(("127.0.0.1", sim.control_port()))
+            .expect("control channel");
+        writeln!(ctl, "crash").expect("send crash");
+    }
+    let status = tokio::time::timeout(Duration::from_secs(60), p.wait())
+        .await
+        .expect("crashed JVM exited")
+        .expect("wait");
+    let hs_err = find_hs_err(work.path(), p.pid(), p.started());
+    let expected = work.path().join(format!("hs_err_pid{}.log", p.pid()));
+    assert_eq!(
+        classify_exit(status, hs_err),
+        ExitKind::Crash {
+            signal: Some(libc::SIGABRT),
+            hs_err: Some(expected.clone())
+        }
+    );
+    let report = fs::read_to_string(&expected).expect("hs_err");
+    assert!(
+        report.contains("A fatal error has been detected"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn real_jvm_stops_on_sigterm_within_the_grace() {
+    let xvfb = common::Xvfb::start();
+    let sim = common::SimInstall::new(&common::Scenario::new());
+    let work = TempDir::new().expect("tempdir");
+    let mut p = launch_simulator(&sim, &xvfb, work.path());
+    sim.record().wait_ev("start", common::START_TIMEOUT);
+    let outcome = terminate(p.pid(), Duration::from_secs(20))
+        .await
+        .expect("terminate");
+    assert_eq!(outcome, Termination::Terminated);
+    // The JVM runs its shutdown hooks on SIGTERM and exits with 143 (x11-java.md §7).
+    let status = wait_exit(&mut p).await;
+    assert_eq!(classify_exit(status, None), ExitKind::Killed { signal: 15 });
+    let log = fs::read_to_string(work.path().join("jvm.log")).expect("jvm log");
+    assert!(log.starts_with("--- ibwarden: launching"), "{log}");
 }
