@@ -26,6 +26,7 @@ pub mod config;
 pub mod core;
 pub mod driver;
 pub mod gateway;
+pub mod logging;
 pub mod probe;
 pub mod reader;
 pub mod sdnotify;

@@ -144,6 +144,28 @@ impl ActivationCode {
         self.key.len()
     }
 
+    /// The canonical spelling (upper-case base32, no spaces, no padding), for writing the
+    /// code back to a secret file.
+    pub fn to_base32(&self) -> Secret {
+        const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        let mut out = String::with_capacity(self.key.len() * 8 / 5 + 1);
+        let mut bits: u32 = 0;
+        let mut nbits = 0;
+        for &b in self.key.iter() {
+            bits = (bits << 8) | u32::from(b);
+            nbits += 8;
+            while nbits >= 5 {
+                nbits -= 5;
+                out.push(char::from(ALPHABET[((bits >> nbits) & 31) as usize]));
+            }
+        }
+        if nbits > 0 {
+            out.push(char::from(ALPHABET[((bits << (5 - nbits)) & 31) as usize]));
+        }
+        zeroize::Zeroize::zeroize(&mut bits);
+        Secret::new(out)
+    }
+
     fn code(&self, step: u64, digits: u8) -> Secret {
         // `build_noncompliant`: IBKR codes may be shorter than the RFC's 128-bit minimum,
         // and the other parameters are constants known to be valid.
@@ -254,6 +276,14 @@ mod tests {
         let y = ActivationCode::parse(padded).expect("padded");
         assert_eq!(x.key, y.key);
         assert_eq!(x.key_len(), 16);
+        assert_eq!(x.to_base32().expose(), unpadded);
+        assert_eq!(
+            ActivationCode::parse("gezd gnbv gy3t qojq gezd gnbv gy3t qojq")
+                .expect("valid")
+                .to_base32()
+                .expose(),
+            RFC_KEY
+        );
     }
 
     #[test]

@@ -5,9 +5,11 @@ use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-/// One problem in the config file.
+/// One problem in the config file. `Display` gives `path:line:col: key `k`: message`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// The config file (as given).
+    pub path: PathBuf,
     /// 1-based line.
     pub line: usize,
     /// 1-based column, in characters.
@@ -19,18 +21,28 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    /// A diagnostic at byte offset `span.start` of `source`.
-    pub fn at(source: &str, span: Range<usize>, key: Option<String>, message: String) -> Self {
+    /// A diagnostic at byte offset `span.start` of `source`, the text of `path`.
+    pub fn at(
+        source: &str,
+        path: &Path,
+        span: Range<usize>,
+        key: Option<String>,
+        message: String,
+    ) -> Self {
         let (line, column) = line_col(source, span.start);
         Diagnostic {
+            path: path.to_path_buf(),
             line,
             column,
             key,
             message,
         }
     }
+}
 
-    /// Formats as `path:line:col: key `k`: message`.
+impl Diagnostic {
+    /// Formats as `path:line:col: key `k`: message` with `path` in place of
+    /// [`Diagnostic::path`]. Plain `Display` is usually what you want.
     pub fn display_with<'a>(&'a self, path: &'a Path) -> impl fmt::Display + 'a {
         DisplayWith { d: self, path }
     }
@@ -43,17 +55,21 @@ struct DisplayWith<'a> {
 
 impl fmt::Display for DisplayWith<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: ",
-            self.path.display(),
-            self.d.line,
-            self.d.column
-        )?;
-        if let Some(key) = &self.d.key {
+        let d = Diagnostic {
+            path: self.path.to_path_buf(),
+            ..self.d.clone()
+        };
+        d.fmt(f)
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.path.display(), self.line, self.column)?;
+        if let Some(key) = &self.key {
             write!(f, "key `{key}`: ")?;
         }
-        f.write_str(&self.d.message)
+        f.write_str(&self.message)
     }
 }
 
@@ -108,12 +124,12 @@ impl fmt::Display for ConfigError {
             ConfigError::Read { path, source } => {
                 write!(f, "cannot read config file {}: {source}", path.display())
             }
-            ConfigError::Invalid { path, diagnostics } => {
+            ConfigError::Invalid { diagnostics, .. } => {
                 for (i, d) in diagnostics.iter().enumerate() {
                     if i > 0 {
                         f.write_str("\n")?;
                     }
-                    write!(f, "{}", d.display_with(path))?;
+                    write!(f, "{d}")?;
                 }
                 Ok(())
             }
@@ -150,12 +166,14 @@ mod tests {
             path: PathBuf::from("c.toml"),
             diagnostics: vec![
                 Diagnostic {
+                    path: PathBuf::from("c.toml"),
                     line: 3,
                     column: 1,
                     key: Some("login.foo".into()),
                     message: "unknown key".into(),
                 },
                 Diagnostic {
+                    path: PathBuf::from("c.toml"),
                     line: 9,
                     column: 5,
                     key: None,

@@ -394,6 +394,7 @@ impl Config {
         let base_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
         let mut ctx = Ctx {
             source: text,
+            path: path.to_path_buf(),
             base_dir,
             home: env.home.clone(),
             errors: Vec::new(),
@@ -423,7 +424,13 @@ impl Config {
         diagnostics.dedup();
         if diagnostics.is_empty() {
             // build() returns None only after recording an error; keep a message anyway.
-            diagnostics.push(Diagnostic::at(text, 0..0, None, "invalid config".into()));
+            diagnostics.push(Diagnostic::at(
+                text,
+                path,
+                0..0,
+                None,
+                "invalid config".into(),
+            ));
         }
         Err(ConfigError::Invalid {
             path: path.to_path_buf(),

@@ -98,6 +98,8 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
 /// Accumulates diagnostics while reading; knows how to resolve relative paths.
 pub(crate) struct Ctx<'s> {
     pub source: &'s str,
+    /// The config file, for messages.
+    pub path: PathBuf,
     /// Directory relative paths are resolved against (the config file's directory).
     pub base_dir: PathBuf,
     /// `$HOME`, for `~/` in paths.
@@ -118,13 +120,13 @@ type Val<'t, 'i> = &'t Spanned<DeValue<'i>>;
 
 impl<'s> Ctx<'s> {
     pub fn error(&mut self, span: Range<usize>, key: Option<String>, message: String) {
-        self.errors
-            .push(Diagnostic::at(self.source, span, key, message));
+        let d = Diagnostic::at(self.source, &self.path, span, key, message);
+        self.errors.push(d);
     }
 
     pub fn warn(&mut self, span: Range<usize>, key: Option<String>, message: String) {
-        self.warnings
-            .push(Diagnostic::at(self.source, span, key, message));
+        let d = Diagnostic::at(self.source, &self.path, span, key, message);
+        self.warnings.push(d);
     }
 
     /// Checks the top level: only known sections, each a table. Returns nothing; sections are

@@ -1,0 +1,157 @@
+//! The command line: argument parsing (clap derive), logging set-up, and the mapping from
+//! errors to messages and exit codes. Each subcommand is a module with an `Args` struct and
+//! a `run(args) -> anyhow::Result<ExitCode>`.
+//!
+//! To add a subcommand: a variant in [`Command`] holding `name::Args`, a `src/cli/name.rs`,
+//! and one arm in [`run`].
+//!
+//! Exit codes: 0 success; 1 failure (a check failed, a code was not confirmed, an IO error);
+//! 2 usage error (clap); 78 (`EX_CONFIG`) the config file is invalid, so a systemd unit
+//! with `RestartPreventExitStatus=78` does not restart-loop on a typo.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use ibwarden::config::ConfigError;
+use ibwarden::logging::{self, LogFormat};
+
+mod check;
+mod input;
+mod run;
+mod secret;
+mod setup;
+mod totp;
+
+/// Exit code for an invalid config file (sysexits.h `EX_CONFIG`).
+pub const EXIT_CONFIG: u8 = 78;
+
+/// Keeps an Interactive Brokers IB Gateway (or TWS) logged in, unattended.
+#[derive(Debug, Parser)]
+#[command(name = "ibwarden", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options accepted by every subcommand.
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// Log line format. `auto`: journald-friendly under systemd, human otherwise.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+/// The `--config FILE` option shared by the subcommands that read a config.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArg {
+    /// Config file [default: /etc/ibwarden/config.toml for root,
+    /// ~/.config/ibwarden/config.toml otherwise].
+    #[arg(short, long, value_name = "FILE", env = "IBWARDEN_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    /// The file to use: the option, else the default location.
+    pub fn path(&self) -> PathBuf {
+        if let Some(p) = &self.config {
+            return p.clone();
+        }
+        if nix::unistd::Uid::effective().is_root() {
+            return PathBuf::from("/etc/ibwarden/config.toml");
+        }
+        let base = std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        base.join("ibwarden/config.toml")
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway: own Xvfb, log in (password + TOTP), answer dialogs, keep it up.
+    /// Ready (systemd READY=1) only after a passing TWS API handshake.
+    Run(run::Args),
+    /// Validate the config and the machine: secrets, activation code, java, the gateway
+    /// install, Xvfb, the clock. One line per check; exits non-zero if any fails.
+    Check(check::Args),
+    /// Print the current Mobile Authenticator code (to compare with the phone).
+    Totp(totp::Args),
+    /// Interactive first-time setup: writes the config and the secret files.
+    Setup(setup::Args),
+    /// Manage secret files.
+    #[command(subcommand)]
+    Secret(secret::Command),
+}
+
+/// Parses arguments, runs the subcommand, prints any error once, returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.global.log_format, cli.global.verbose);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(err) => report(&err),
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run(args) => run::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Totp(args) => totp::run(args),
+        Command::Setup(args) => setup::run(args),
+        Command::Secret(cmd) => secret::run(cmd),
+    }
+}
+
+/// Prints an error (config errors one per line, others with their context chain on one
+/// line) and picks the exit code.
+fn report(err: &anyhow::Error) -> ExitCode {
+    if let Some(cfg) = err.downcast_ref::<ConfigError>() {
+        if let ConfigError::Invalid { .. } = cfg {
+            eprintln!("ibwarden: invalid config:");
+            eprintln!("{cfg}");
+        } else {
+            eprintln!("ibwarden: {cfg}");
+        }
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    eprintln!("ibwarden: {err:#}");
+    ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_anywhere() {
+        let cli = Cli::try_parse_from([
+            "ibwarden",
+            "totp",
+            "--config",
+            "c.toml",
+            "-vv",
+            "--log-format",
+            "json",
+        ])
+        .expect("parses");
+        assert_eq!(cli.global.verbose, 2);
+        assert_eq!(cli.global.log_format, LogFormat::Json);
+        assert!(Cli::try_parse_from(["ibwarden", "--log-format", "xml", "check"]).is_err());
+    }
+}
