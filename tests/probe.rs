@@ -1,13 +1,17 @@
 //! The TWS API probe against small fake gateways on 127.0.0.1:0, plus property tests of the
 //! frame decoder. Each fake server is a scripted tokio task that also records what the
-//! probe sent, so the wire format is checked from the server's side.
+//! probe sent, so the wire format is checked from the server's side. One test runs the
+//! probe against the gateway simulator's API server (an independent implementation, in
+//! Java) after a real login over X11.
+
+mod common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ibwarden::core::types::ProbeOutcome;
 use ibwarden::probe::{
-    decode_frames, encode_frame, probe, probe_report, FrameError, MAX_FRAME_LEN,
+    decode_frames, encode_frame, handshake_request, probe, probe_report, FrameError, MAX_FRAME_LEN,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -490,4 +494,85 @@ fn decode_frames_reassembles_frames_split_at_any_point() {
         assert!(buf.is_empty());
         assert_eq!(got, expected);
     }
+}
+
+// ---- against the gateway simulator ------------------------------------------------------
+
+#[tokio::test]
+async fn probe_against_the_simulator_api_server() {
+    let mut s = common::Session::start(&common::Scenario::new());
+    s.login_live();
+    let mut rec = s.install.record();
+    rec.wait_ev("api_listen", common::STEP_TIMEOUT);
+    let addr: SocketAddr = ([127, 0, 0, 1], s.install.api_port).into();
+
+    let report = probe_report(addr, 999, TIMEOUT).await;
+    assert_eq!(
+        report.outcome,
+        ProbeOutcome::Up {
+            server_version: 176,
+            accounts: vec!["DU1234567".into()],
+            link_lost: false
+        }
+    );
+    let codes: Vec<i32> = report.notices.iter().map(|n| n.code).collect();
+    assert_eq!(codes, [2104, 2106, 2158]);
+    let start = rec.wait_ev("api_start", common::STEP_TIMEOUT);
+    assert_eq!(start["client_id"], 999);
+
+    // IB link down: a fresh connection is told 1100 after START_API.
+    s.install.control("link_loss");
+    let outcome = probe(addr, 999, TIMEOUT).await;
+    assert!(
+        matches!(
+            outcome,
+            ProbeOutcome::Up {
+                link_lost: true,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    s.install.control("link_restore");
+    let outcome = probe(addr, 999, TIMEOUT).await;
+    assert!(
+        matches!(
+            outcome,
+            ProbeOutcome::Up {
+                link_lost: false,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+
+    // Another client holds id 7: the probe with id 7 is refused with 326.
+    let mut other = TcpStream::connect(addr).await.expect("connect");
+    other
+        .write_all(&handshake_request())
+        .await
+        .expect("handshake");
+    let mut ack = [0u8; 4];
+    other.read_exact(&mut ack).await.expect("ack length");
+    other
+        .write_all(&encode_frame(&["71", "2", "7", ""]))
+        .await
+        .expect("start api");
+    rec.wait_for("client 7 started", common::STEP_TIMEOUT, |v| {
+        common::is_ev(v, "api_start") && v["client_id"] == 7
+    });
+    let outcome = probe(addr, 7, TIMEOUT).await;
+    assert!(
+        matches!(&outcome, ProbeOutcome::Down { reason } if reason.starts_with("client id in use")),
+        "{outcome:?}"
+    );
+    drop(other);
+
+    // A hung gateway still accepts TCP but never answers the handshake.
+    s.install.control("hang");
+    let outcome = probe(addr, 999, Duration::from_millis(500)).await;
+    assert!(
+        matches!(&outcome, ProbeOutcome::Down { reason } if reason.starts_with("no handshake reply")),
+        "{outcome:?}"
+    );
 }
