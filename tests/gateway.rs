@@ -604,6 +604,79 @@ async fn terminate_of_a_gone_process() {
     );
 }
 
+/// A forked helper that outlives the JVM is re-parented to us (subreaper) and reaped once
+/// it dies. Runs in a child copy of the test binary: being a subreaper changes how the
+/// whole process inherits orphans, which other tests must not see.
+#[tokio::test]
+async fn orphans_of_the_group_come_to_us_and_are_reaped() {
+    const MARK: &str = "IBWARDEN_SUBREAPER_TEST_CHILD";
+    if std::env::var_os(MARK).is_none() {
+        let out = std::process::Command::new(std::env::current_exe().expect("exe"))
+            .args([
+                "--exact",
+                "orphans_of_the_group_come_to_us_and_are_reaped",
+                "--nocapture",
+            ])
+            .env(MARK, "1")
+            .output()
+            .expect("run child test");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("reap-check-done"),
+            "child did not run:\n{stdout}"
+        );
+        return;
+    }
+    ibwarden::gateway::become_subreaper().expect("subreaper");
+    let tmp = TempDir::new().expect("tempdir");
+    let fifo_path = tmp.path().join("fifo");
+    let mut rx = fifo(&fifo_path).await;
+    // The "JVM" starts a helper in its group, reports its pid and exits at once.
+    let cmd = sh(
+        tmp.path(),
+        &format!("sleep 1000 & echo $! > '{}'; exit 0", fifo_path.display()),
+    );
+    let mut p = spawn(&cmd, &SpawnOptions::new(tmp.path().join("log"))).expect("spawn");
+    let helper: u32 = read_line(&mut rx).await.parse().expect("helper pid");
+    let helper_fd = PidFd::open(helper).expect("helper alive");
+    assert_eq!(
+        classify_exit(wait_exit(&mut p).await, None),
+        ExitKind::Clean
+    );
+    let stat = fs::read_to_string(format!("/proc/{helper}/stat")).expect("helper stat");
+    let ppid: u32 = stat[stat.rfind(')').expect(")") + 1..]
+        .split_whitespace()
+        .nth(1)
+        .expect("ppid")
+        .parse()
+        .expect("number");
+    assert_eq!(ppid, std::process::id(), "helper was re-parented to us");
+    assert!(
+        ibwarden::gateway::reap_group_orphans(p.pid()).is_empty(),
+        "helper still alive"
+    );
+
+    // The leftover member is killed by the group stop and then reaped by us.
+    assert_eq!(
+        terminate(p.pid(), Duration::from_secs(5))
+            .await
+            .expect("stop"),
+        Termination::AlreadyGone
+    );
+    tokio::time::timeout(DEADLINE, helper_fd.exited())
+        .await
+        .expect("helper killed")
+        .expect("pidfd");
+    assert_eq!(ibwarden::gateway::reap_group_orphans(p.pid()), [helper]);
+    assert!(
+        !Path::new(&format!("/proc/{helper}")).exists(),
+        "zombie gone"
+    );
+    println!("reap-check-done");
+}
+
 // ---- pid file and adoption ------------------------------------------------------------
 
 #[tokio::test]

@@ -13,6 +13,7 @@ pub use launch::{
     LaunchInputs, LaunchParams,
 };
 pub use process::{
-    become_subreaper, classify_exit, find_adoptable, find_hs_err, spawn, terminate, ExitKind,
+    become_subreaper, classify_exit, find_adoptable, find_hs_err, is_our_jvm, read_pidfile,
+    reap_group_orphans, remove_pidfile, spawn, terminate, terminate_pidfd, write_pidfile, ExitKind,
     GatewayProcess, JvmIdentity, PidFd, ProcessError, SpawnOptions, Termination,
 };

@@ -91,6 +91,57 @@ pub fn become_subreaper() -> Result<(), ProcessError> {
     })
 }
 
+/// Reaps zombie orphans of the gateway's process group: processes the JVM forked that
+/// outlived it, were re-parented to us (we are a subreaper) and have since exited.
+///
+/// Only members of group `pgid` other than its leader are touched: the leader is the
+/// [`GatewayProcess`] tokio waits for, and other children belong to other owners. Call it
+/// after the gateway exits and on SIGCHLD. Returns the pids reaped.
+pub fn reap_group_orphans(pgid: u32) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut reaped = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == pgid {
+            continue;
+        }
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((state, ppid, pgrp)) = parse_stat(&stat) else {
+            continue;
+        };
+        if state == 'Z' && ppid == me && pgrp == pgid {
+            use nix::sys::wait::{waitpid, WaitPidFlag};
+            if waitpid(pid_of(pid), Some(WaitPidFlag::WNOHANG)).is_ok() {
+                debug!(pid, pgid, "reaped an orphan of the gateway");
+                reaped.push(pid);
+            }
+        }
+    }
+    reaped
+}
+
+/// `(state, ppid, pgrp)` from `/proc/<pid>/stat`; the command name may hold spaces and
+/// parentheses, so fields are counted from the last `)`.
+fn parse_stat(stat: &str) -> Option<(char, u32, u32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((state, ppid, pgrp))
+}
+
 /// How to spawn.
 #[derive(Clone, Debug)]
 pub struct SpawnOptions {
@@ -739,6 +790,17 @@ mod tests {
                 hs_err: None
             }
         );
+    }
+
+    #[test]
+    fn stat_parsing_survives_odd_command_names() {
+        assert_eq!(
+            parse_stat("42 (a) b (c)) Z 7 40 40 0 -1"),
+            Some(('Z', 7, 40))
+        );
+        assert_eq!(parse_stat("42 (java) S 1 42 42"), Some(('S', 1, 42)));
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat("1 (x) R"), None);
     }
 
     #[test]
