@@ -147,6 +147,64 @@ impl Drop for App {
     }
 }
 
+/// Starts openbox on `xvfb` and waits until it manages the screen.
+fn start_openbox(xvfb: &Xvfb) -> KillOnDrop {
+    let child = Command::new("openbox")
+        .arg("--sm-disable")
+        .env("DISPLAY", xvfb.display())
+        .env("XAUTHORITY", xvfb.xauthority())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("openbox not runnable ({e}): apt-get install openbox"));
+    let guard = KillOnDrop(child);
+    // A WM announces itself with _NET_SUPPORTING_WM_CHECK on the root.
+    let (conn, screen) = x11::connect(xvfb.target(), &[]).expect("connect");
+    let root = conn
+        .get_setup()
+        .roots()
+        .nth(screen as usize)
+        .expect("screen")
+        .root();
+    let atom = conn
+        .wait_for_reply(conn.send_request(&xcb::x::InternAtom {
+            only_if_exists: false,
+            name: b"_NET_SUPPORTING_WM_CHECK",
+        }))
+        .expect("atom")
+        .atom();
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let reply = conn
+            .wait_for_reply(conn.send_request(&xcb::x::GetProperty {
+                delete: false,
+                window: root,
+                property: atom,
+                r#type: xcb::x::ATOM_WINDOW,
+                long_offset: 0,
+                long_length: 1,
+            }))
+            .expect("property");
+        if reply.format() == 32 {
+            return guard;
+        }
+        assert!(
+            Instant::now() < end,
+            "openbox did not start within {DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 async fn next_event(rx: &mut mpsc::Receiver<WindowEvent>) -> WindowEvent {
     match tokio::time::timeout(DEADLINE, rx.recv()).await {
         Ok(Some(ev)) => ev,
@@ -322,8 +380,9 @@ async fn watcher_reports_maps_titles_dialogs_and_closes() {
 }
 
 /// Types the password 20 times (username, Tab, password, Enter) and checks every run exactly.
-async fn typing_runs(backend: InputBackend, runs: usize) -> (usize, Duration) {
+async fn typing_runs(backend: InputBackend, runs: usize, wm: bool) -> (usize, Duration) {
     let (_dir, mut xvfb) = start_xvfb().await;
+    let _wm = wm.then(|| start_openbox(&xvfb));
     let (_watcher, mut rx) = Watcher::spawn(xvfb.target()).expect("watcher");
     let app = App::start(&xvfb, "IBKR Gateway");
     let frame = wait_mapped(&mut rx, |w| w.title == "IBKR Gateway").await;
@@ -333,7 +392,12 @@ async fn typing_runs(backend: InputBackend, runs: usize) -> (usize, Duration) {
     };
     let typist = std::sync::Arc::new(Typist::connect(xvfb.target(), opts).expect("typist"));
     let t = typist.clone();
+    let started = Instant::now();
     blocking(move || t.focus(frame.id)).await.expect("focus");
+    eprintln!(
+        "{backend:?}: focus() took {:?} (incl. settle delay)",
+        started.elapsed()
+    );
     app.expect_line(|l| l == "FOCUS f1", "FOCUS f1");
 
     let steps = vec![
@@ -366,7 +430,7 @@ async fn typing_runs(backend: InputBackend, runs: usize) -> (usize, Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_with_every_symbol_and_non_ascii_arrives_exactly_20_times() {
-    let (exact, per_run) = typing_runs(InputBackend::Xtest, 20).await;
+    let (exact, per_run) = typing_runs(InputBackend::Xtest, 20, false).await;
     eprintln!("xtest: {exact}/20 exact, {per_run:?} per run");
     assert_eq!(exact, 20, "dropped or doubled characters");
 }
@@ -376,8 +440,18 @@ async fn password_with_every_symbol_and_non_ascii_arrives_exactly_20_times() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement: cargo test --test x11 -- --ignored enigo"]
 async fn enigo_backend_measurement() {
-    let (exact, per_run) = typing_runs(InputBackend::Enigo, 20).await;
+    let (exact, per_run) = typing_runs(InputBackend::Enigo, 20, false).await;
     eprintln!("enigo: {exact}/20 exact, {per_run:?} per run");
+}
+
+/// Measurement under a window manager (openbox), both backends (slow; `--ignored`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: cargo test --test x11 -- --ignored openbox_measurement"]
+async fn openbox_measurement() {
+    let (exact, per_run) = typing_runs(InputBackend::Xtest, 10, true).await;
+    eprintln!("openbox xtest: {exact}/10 exact, {per_run:?} per run");
+    let (exact, per_run) = typing_runs(InputBackend::Enigo, 10, true).await;
+    eprintln!("openbox enigo: {exact}/10 exact, {per_run:?} per run");
 }
 
 /// Counts keymap changes seen by an idle client while `steps` are typed.
@@ -531,14 +605,29 @@ async fn focus_stolen_before_typing_sends_nothing() {
 
     // Take the focus back; Enter alone shows both fields are still empty.
     let t = typist.clone();
-    blocking(move || {
-        t.focus(frame.id)?;
-        t.type_steps(frame.id, &[KeyStep::Key(NamedKey::Enter)], &resolve)
-    })
-    .await
-    .expect("refocus and Enter");
+    let started = Instant::now();
+    blocking(move || t.focus(frame.id)).await.expect("refocus");
+    let settle = TypingOptions::default().settle_delay;
+    eprintln!(
+        "WM_TAKE_FOCUS confirmed after {:?}",
+        started.elapsed().saturating_sub(settle)
+    );
+    let (inside_proxy, _) = (typist.focused_window().expect("focus") != frame.id, ());
+    eprintln!("focus moved to a descendant (FocusProxy): {inside_proxy}");
+    let t = typist.clone();
+    blocking(move || t.type_steps(frame.id, &[KeyStep::Key(NamedKey::Enter)], &resolve))
+        .await
+        .expect("Enter");
     assert_eq!(app.expect_enter(), (String::new(), String::new()));
     app.assert_no_enter_pending();
+
+    // A non-Java window (no WM_TAKE_FOCUS in WM_PROTOCOLS) is focused with SetInputFocus.
+    let t = typist.clone();
+    let thief_id = win.resource_id();
+    blocking(move || t.focus(thief_id))
+        .await
+        .expect("focus plain window");
+    assert_eq!(typist.focused_window().expect("focus"), thief_id);
     xvfb.stop().await.expect("stop");
 }
 
@@ -598,6 +687,56 @@ async fn screenshot_is_a_png_of_the_window_and_of_the_screen() {
         .read_info()
         .expect("valid png");
     assert_eq!((reader.info().width, reader.info().height), (1280, 1024));
+    xvfb.stop().await.expect("stop");
+}
+
+/// On an existing display with a reparenting window manager, the watcher reports the
+/// client window (title, pid, root coordinates), not the WM's untitled frame, and the
+/// client's unmap, title change and destruction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watcher_sees_clients_inside_window_manager_frames() {
+    let (_dir, mut xvfb) = start_xvfb().await;
+    let _wm = start_openbox(&xvfb);
+    let (_watcher, mut rx) = Watcher::spawn(xvfb.target()).expect("watcher");
+    let mut app = App::start(&xvfb, "IBKR Gateway");
+    let frame = wait_mapped(&mut rx, |w| w.title == "IBKR Gateway").await;
+    assert_eq!(frame.pid, Some(app.pid()));
+    let (conn, _) = x11::connect(xvfb.target(), &[]).expect("connect");
+    let tree = conn
+        .wait_for_reply(conn.send_request(&xcb::x::QueryTree {
+            window: <xcb::x::Window as xcb::XidNew>::new(frame.id),
+        }))
+        .expect("tree");
+    assert_ne!(
+        tree.parent(),
+        tree.root(),
+        "openbox did not reparent the client"
+    );
+    assert!(frame.x >= 0 && frame.y >= 0, "{frame:?}");
+
+    app.send("title Interactive Brokers Gateway");
+    loop {
+        match next_event(&mut rx).await {
+            WindowEvent::TitleChanged { id, title } if id == frame.id => {
+                assert_eq!(title, "Interactive Brokers Gateway");
+                break;
+            }
+            _ => {}
+        }
+    }
+    app.send("dialog Second Factor Authentication");
+    let dialog = wait_mapped(&mut rx, |w| w.title == "Second Factor Authentication").await;
+    assert_eq!(dialog.transient_for, Some(frame.id));
+    app.send("dispose");
+    let mut unmapped = false;
+    loop {
+        match next_event(&mut rx).await {
+            WindowEvent::Unmapped { id } if id == dialog.id => unmapped = true,
+            WindowEvent::Destroyed { id } if id == dialog.id => break,
+            _ => {}
+        }
+    }
+    assert!(unmapped, "no Unmapped before Destroyed");
     xvfb.stop().await.expect("stop");
 }
 

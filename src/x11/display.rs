@@ -110,6 +110,11 @@ impl Xvfb {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file))
+            // Xorg servers speak sd_notify themselves: without this, Xvfb would send
+            // READY=1 on *our* NOTIFY_SOCKET long before the gateway is logged in.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
             .kill_on_drop(true)
             // Own process group: a Ctrl-C to our terminal's group does not hit Xvfb before
             // we have stopped the JVM that depends on it.

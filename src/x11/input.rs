@@ -306,19 +306,31 @@ impl Typist {
             return Ok(());
         }
         let start = Instant::now();
-        let event = x::ClientMessageEvent::new(
-            window_from_id(window),
-            self.atoms.wm_protocols,
-            x::ClientMessageData::Data32([self.atoms.wm_take_focus.resource_id(), 0, 0, 0, 0]),
-        );
-        self.conn
-            .send_and_check_request(&x::SendEvent {
-                propagate: false,
-                destination: x::SendEventDest::Window(window_from_id(window)),
-                event_mask: x::EventMask::NO_EVENT,
-                event: &event,
-            })
-            .map_err(proto_err("SendEvent(WM_TAKE_FOCUS)"))?;
+        if self.supports_take_focus(window)? {
+            let event = x::ClientMessageEvent::new(
+                window_from_id(window),
+                self.atoms.wm_protocols,
+                x::ClientMessageData::Data32([self.atoms.wm_take_focus.resource_id(), 0, 0, 0, 0]),
+            );
+            self.conn
+                .send_and_check_request(&x::SendEvent {
+                    propagate: false,
+                    destination: x::SendEventDest::Window(window_from_id(window)),
+                    event_mask: x::EventMask::NO_EVENT,
+                    event: &event,
+                })
+                .map_err(proto_err("SendEvent(WM_TAKE_FOCUS)"))?;
+        } else {
+            // Not a Java window (Java always lists WM_TAKE_FOCUS): plain SetInputFocus works
+            // for ordinary clients.
+            self.conn
+                .send_and_check_request(&x::SetInputFocus {
+                    revert_to: x::InputFocus::Parent,
+                    focus: window_from_id(window),
+                    time: x::CURRENT_TIME,
+                })
+                .map_err(proto_err("SetInputFocus"))?;
+        }
         // Java answers asynchronously with SetInputFocus on its proxy; a short bounded
         // poll of GetInputFocus is the simplest exact check (no event selection needed).
         loop {
@@ -341,6 +353,23 @@ impl Typist {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Whether `window`'s `WM_PROTOCOLS` lists `WM_TAKE_FOCUS`.
+    fn supports_take_focus(&self, window: u32) -> Result<bool, InputError> {
+        let reply = self
+            .conn
+            .wait_for_reply(self.conn.send_request(&x::GetProperty {
+                delete: false,
+                window: window_from_id(window),
+                property: self.atoms.wm_protocols,
+                r#type: x::ATOM_ATOM,
+                long_offset: 0,
+                long_length: 32,
+            }))
+            .map_err(request_err("GetProperty(WM_PROTOCOLS)"))?;
+        // `value()` panics on a format mismatch; check first.
+        Ok(reply.format() == 32 && reply.value::<x::Atom>().contains(&self.atoms.wm_take_focus))
     }
 
     /// Types `steps` into `window`, which must already have the focus (see [`Typist::focus`]).

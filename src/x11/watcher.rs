@@ -93,6 +93,7 @@ struct Atoms {
     net_wm_name: x::Atom,
     utf8_string: x::Atom,
     net_wm_pid: x::Atom,
+    wm_state: x::Atom,
     wake: x::Atom,
 }
 
@@ -132,6 +133,7 @@ impl Watcher {
             intern(b"_NET_WM_NAME"),
             intern(b"UTF8_STRING"),
             intern(b"_NET_WM_PID"),
+            intern(b"WM_STATE"),
             intern(b"_IBWARDEN_WATCHER_WAKE"),
         ];
         let mut a = Vec::with_capacity(cookies.len());
@@ -146,7 +148,8 @@ impl Watcher {
             net_wm_name: a[0],
             utf8_string: a[1],
             net_wm_pid: a[2],
-            wake: a[3],
+            wm_state: a[3],
+            wake: a[4],
         };
 
         // An unmapped InputOnly window of our own, only as the target of the wake-up message.
@@ -189,6 +192,7 @@ impl Watcher {
             root,
             atoms,
             windows: HashMap::new(),
+            frames: HashMap::new(),
             tx,
             stop: stop.clone(),
             display: target.name.clone(),
@@ -251,6 +255,8 @@ struct State {
     root: x::Window,
     atoms: Atoms,
     windows: HashMap<u32, Tracked>,
+    /// Window-manager frame → the client window inside it (empty without a WM).
+    frames: HashMap<u32, u32>,
     tx: mpsc::Sender<WindowEvent>,
     stop: Arc<AtomicBool>,
     display: String,
@@ -316,6 +322,11 @@ impl State {
             if self.stop.load(Ordering::SeqCst) {
                 return;
             }
+            // Event selections on new windows are sent unchecked and without a reply, so
+            // they may still sit in libxcb's output buffer; wait_for_event does not flush.
+            if let Err(e) = self.conn.flush() {
+                break format!("{e:?}");
+            }
             let event = match self.conn.wait_for_event() {
                 Ok(ev) => ev,
                 // A request on a window that vanished: expected, harmless.
@@ -359,8 +370,12 @@ impl State {
                 }
                 self.on_map(ev.window())
             }
-            x::Event::UnmapNotify(ev) if ev.event() == self.root => {
-                let id = ev.window().resource_id();
+            x::Event::UnmapNotify(ev)
+                if ev.event() == self.root || self.is_framed_client(ev.event()) =>
+            {
+                // A frame's unmap stands for its client's.
+                let w = ev.window().resource_id();
+                let id = self.frames.get(&w).copied().unwrap_or(w);
                 // ICCCM withdrawal also sends a synthetic UnmapNotify to the root; report once.
                 match self.windows.get_mut(&id) {
                     Some(t) if t.mapped => {
@@ -370,8 +385,12 @@ impl State {
                     _ => Ok(true),
                 }
             }
-            x::Event::DestroyNotify(ev) if ev.event() == self.root => {
+            x::Event::DestroyNotify(ev)
+                if ev.event() == self.root || self.is_framed_client(ev.event()) =>
+            {
                 let id = ev.window().resource_id();
+                self.frames.remove(&id);
+                self.frames.retain(|_, client| *client != id);
                 // The server unmaps a mapped window before destroying it, so `Unmapped`
                 // normally came already; it is sent here only if that was missed.
                 match self.windows.remove(&id) {
@@ -386,7 +405,7 @@ impl State {
                 let id = ev.window().resource_id();
                 if ev.parent() == self.root {
                     self.select_property_change(ev.window());
-                    self.windows.entry(id).or_insert(Tracked::default());
+                    self.windows.entry(id).or_default();
                 } else if let Some(t) = self.windows.remove(&id) {
                     if t.mapped {
                         return Ok(self.emit(WindowEvent::Unmapped { id }));
@@ -418,14 +437,42 @@ impl State {
     }
 
     fn on_map(&mut self, window: x::Window) -> Result<bool, xcb::Error> {
-        let id = window.resource_id();
         let info = match self.read_info(window) {
             Ok(info) => info,
             // Gone between MapNotify and our requests: it will be reported as destroyed.
             Err(xcb::Error::Protocol(_)) => return Ok(true),
             Err(e) => return Err(e),
         };
-        let t = self.windows.entry(id).or_insert(Tracked::default());
+        // No WM: the mapped top-level is the client itself. With a reparenting WM it is an
+        // untitled, pid-less frame; the client is the descendant carrying WM_STATE (the
+        // XmuClientWindow rule, x11-java.md §2.3).
+        let info = if info.pid.is_none() && info.title.is_empty() {
+            match self.client_in_frame(window) {
+                Ok(Some(client)) => match self.read_info(client) {
+                    Ok(info) => {
+                        self.frames
+                            .insert(window.resource_id(), client.resource_id());
+                        // StructureNotify: the client's own DestroyNotify, which the root no
+                        // longer sees while it sits in a frame.
+                        self.conn.send_request(&x::ChangeWindowAttributes {
+                            window: client,
+                            value_list: &[x::Cw::EventMask(
+                                x::EventMask::PROPERTY_CHANGE | x::EventMask::STRUCTURE_NOTIFY,
+                            )],
+                        });
+                        info
+                    }
+                    Err(xcb::Error::Protocol(_)) => return Ok(true),
+                    Err(e) => return Err(e),
+                },
+                Ok(None) => info,
+                Err(xcb::Error::Protocol(_)) => return Ok(true),
+                Err(e) => return Err(e),
+            }
+        } else {
+            info
+        };
+        let t = self.windows.entry(info.id).or_default();
         if t.mapped {
             return Ok(true);
         }
@@ -433,6 +480,45 @@ impl State {
         t.seen = true;
         t.title = info.title.clone();
         Ok(self.emit(WindowEvent::Mapped(info)))
+    }
+
+    /// Whether `window` is a client we found inside a WM frame (its own structure events
+    /// are selected because the root no longer sees them).
+    fn is_framed_client(&self, window: x::Window) -> bool {
+        let id = window.resource_id();
+        self.frames.values().any(|c| *c == id)
+    }
+
+    /// The client window inside a WM frame: the first descendant (breadth-first, at most 3
+    /// levels) with a `WM_STATE` property.
+    fn client_in_frame(&self, frame: x::Window) -> Result<Option<x::Window>, xcb::Error> {
+        let mut level = vec![frame];
+        for _ in 0..3 {
+            let mut next = Vec::new();
+            for w in level {
+                let tree = self
+                    .conn
+                    .wait_for_reply(self.conn.send_request(&x::QueryTree { window: w }))?;
+                for &child in tree.children() {
+                    let state =
+                        self.conn
+                            .wait_for_reply(self.conn.send_request(&x::GetProperty {
+                                delete: false,
+                                window: child,
+                                property: self.atoms.wm_state,
+                                r#type: x::ATOM_ANY,
+                                long_offset: 0,
+                                long_length: 0,
+                            }))?;
+                    if state.r#type() != x::ATOM_NONE {
+                        return Ok(Some(child));
+                    }
+                    next.push(child);
+                }
+            }
+            level = next;
+        }
+        Ok(None)
     }
 
     /// Reads title, pid, transient-for and geometry, pipelining the requests.
@@ -454,20 +540,27 @@ impl State {
         let geom = self.conn.send_request(&x::GetGeometry {
             drawable: x::Drawable::Window(window),
         });
+        let origin = self.conn.send_request(&x::TranslateCoordinates {
+            src_window: window,
+            dst_window: self.root,
+            src_x: 0,
+            src_y: 0,
+        });
 
         let net_name = self.conn.wait_for_reply(net_name)?;
         let wm_name = self.conn.wait_for_reply(wm_name)?;
         let pid = self.conn.wait_for_reply(pid)?;
         let transient = self.conn.wait_for_reply(transient)?;
         let geom = self.conn.wait_for_reply(geom)?;
-        // No WM: a top-level's geometry is already in root coordinates.
+        // Root coordinates: the same as the geometry without a WM, inside the frame with one.
+        let origin = self.conn.wait_for_reply(origin)?;
         Ok(WindowInfo {
             id: window.resource_id(),
             pid: first_u32(&pid),
             title: title_from(&net_name, &wm_name),
             transient_for: first_u32(&transient).filter(|w| *w != 0),
-            x: geom.x(),
-            y: geom.y(),
+            x: origin.dst_x(),
+            y: origin.dst_y(),
             width: geom.width(),
             height: geom.height(),
         })
