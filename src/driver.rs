@@ -89,7 +89,9 @@ struct Driver {
     jvm_pid: Arc<AtomicU32>,
     jvm: Option<Jvm>,
     ready_sent: bool,
-    sd: sd::Notifier,
+    sd: crate::sdnotify::Notifier,
+    /// When the current launch began (for the time-to-ready figure).
+    launched_at: Instant,
 }
 
 fn now() -> Now {
@@ -211,13 +213,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         jvm_pid: Arc::new(AtomicU32::new(0)),
         jvm: None,
         ready_sent: false,
-        sd: sd::Notifier::from_env(),
+        sd: crate::sdnotify::Notifier::from_env(),
+        launched_at: Instant::now(),
     };
     d.ensure_screen().await?;
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
-    let watchdog = d.sd.watchdog_interval().map(|i| i / 2);
+    let watchdog = crate::sdnotify::watchdog_interval().map(|i| i / 2);
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     let mut stop_requests = 0u32;
 
@@ -264,7 +267,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
                 if stop_requests > 1 { d.kill_jvm(); }
                 sv.handle(now(), Input::Stop);
             }
-            _ = watchdog_tick.tick(), if watchdog.is_some() => d.sd.notify("WATCHDOG=1"),
+            _ = watchdog_tick.tick(), if watchdog.is_some() => { d.sd.send("WATCHDOG=1"); }
         }
     }
 }
@@ -373,7 +376,7 @@ impl Driver {
     }
 
     async fn shutdown(&mut self) {
-        self.sd.notify("STOPPING=1");
+        self.sd.send("STOPPING=1");
         if let Some(mut s) = self.screen.take() {
             if let Some(x) = s.xvfb.as_mut() {
                 let _ = x.stop().await;
@@ -465,16 +468,17 @@ impl Driver {
             }
             Action::Status { ready, text } => {
                 if ready {
-                    info!(status = %text, "ready");
+                    let secs = self.launched_at.elapsed().as_secs_f64();
+                    info!(status = %text, took = %format!("{secs:.1}s"), "ready");
                     if !self.ready_sent {
                         self.ready_sent = true;
-                        self.sd.notify(&format!("READY=1\nSTATUS={text}"));
+                        self.sd.send(&format!("READY=1\nSTATUS={text}"));
                     } else {
-                        self.sd.notify(&format!("STATUS={text}"));
+                        self.sd.send(&format!("STATUS={text}"));
                     }
                 } else {
                     info!(status = %text, phase = ?sv.phase(), "status");
-                    self.sd.notify(&format!("STATUS={text}"));
+                    self.sd.send(&format!("STATUS={text}"));
                 }
             }
             Action::Exit(code) => return Some(code),
@@ -492,7 +496,7 @@ impl Driver {
         let Some(screen) = &self.screen else {
             return;
         };
-        let restart = if use_restart_token {
+        let restart: Option<std::ffi::OsString> = if use_restart_token {
             match launch::find_autorestart_token(&self.cfg.gateway.settings_dir) {
                 launch::AutorestartScan::None => None,
                 scan => {
@@ -506,6 +510,7 @@ impl Driver {
         } else {
             None
         };
+        let with_token = restart.is_some();
         let params = launch::LaunchParams {
             settings_dir: self.cfg.gateway.settings_dir.clone(),
             work_dir: self.work_dir.clone(),
@@ -539,12 +544,16 @@ impl Driver {
         let pid = child.pid();
         let started = child.started();
         info!(pid, "gateway JVM started");
+        self.launched_at = Instant::now();
         self.jvm_pid.store(pid, Ordering::SeqCst);
         self.jvm = Some(Jvm {
             pid,
             pidfd: child.pidfd(),
         });
-        let _ = self.tx.send(Input::Spawned { pid });
+        let _ = self.tx.send(Input::Spawned {
+            pid,
+            with_token,
+        });
         let tx = self.tx.clone();
         let work_dir = self.work_dir.clone();
         tokio::spawn(async move {
@@ -708,43 +717,3 @@ fn is_same_or_descendant(pid: u32, ancestor: u32) -> bool {
     false
 }
 
-/// Minimal systemd notify client used until `crate::sdnotify` lands.
-mod sd {
-    use std::os::unix::net::UnixDatagram;
-    use std::time::Duration;
-
-    pub struct Notifier {
-        path: Option<std::ffi::OsString>,
-    }
-
-    impl Notifier {
-        pub fn from_env() -> Notifier {
-            Notifier {
-                path: std::env::var_os("NOTIFY_SOCKET"),
-            }
-        }
-
-        pub fn notify(&self, msg: &str) {
-            let Some(p) = &self.path else { return };
-            let Ok(sock) = UnixDatagram::unbound() else {
-                return;
-            };
-            let bytes = p.as_encoded_bytes();
-            let res = if let Some(abs) = bytes.strip_prefix(b"@") {
-                use std::os::linux::net::SocketAddrExt;
-                std::os::unix::net::SocketAddr::from_abstract_name(abs)
-                    .and_then(|a| sock.send_to_addr(msg.as_bytes(), &a))
-            } else {
-                sock.send_to(msg.as_bytes(), p)
-            };
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "sd_notify failed");
-            }
-        }
-
-        pub fn watchdog_interval(&self) -> Option<Duration> {
-            let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-            Some(Duration::from_micros(usec))
-        }
-    }
-}

@@ -47,6 +47,7 @@ fn ocr(bin: &Path, png: &[u8]) -> Option<String> {
     let mut child = Command::new(bin)
         .args(["stdin", "stdout", "--psm", "6"])
         .env("OMP_THREAD_LIMIT", "1")
+        .env_remove("NOTIFY_SOCKET")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

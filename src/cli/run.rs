@@ -1,0 +1,37 @@
+//! `ibwarden run`: the main job. Starts the gateway on its own display, logs in, keeps it
+//! logged in, and reports ready (systemd `READY=1`) only after a passing API handshake.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use ibwarden::config::Config;
+use ibwarden::driver::{self, RunOptions};
+use ibwarden::secret::Secrets;
+
+use super::ConfigArg;
+
+/// Arguments of `ibwarden run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+/// Loads the config and the secrets, then runs the supervisor until it is stopped.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let path = args.config.path();
+    let config = Config::load(&path)?;
+    for w in &config.warnings {
+        tracing::warn!(warning = %w.display_with(&config.path), "config");
+    }
+    let secrets = Secrets::load(&config).context("cannot load the secrets")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("ibwarden")
+        .build()
+        .context("cannot start the async runtime")?;
+    let code = runtime.block_on(driver::run(RunOptions { config, secrets }))?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}

@@ -1,0 +1,228 @@
+//! Runs the real `ibwarden run` binary against a simulator install, with a config file,
+//! secret files, a private state dir and a test `NOTIFY_SOCKET` that records what ibwarden
+//! tells systemd.
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{ChildGuard, SimInstall, TEST_PASSWORD, TEST_TOTP_SECRET};
+
+/// A running ibwarden.
+pub struct Warden {
+    pub child: ChildGuard,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+    pub log_path: PathBuf,
+    notify: UnixDatagram,
+    /// The simulator's record (shown when a wait fails).
+    record_path: PathBuf,
+    /// Every datagram received on NOTIFY_SOCKET, in order.
+    pub notifications: Vec<String>,
+}
+
+/// Writes a secret file with mode 0600.
+pub fn write_secret(path: &Path, value: &str) {
+    fs::write(path, format!("{value}\n")).expect("write secret");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("chmod secret");
+}
+
+impl Warden {
+    /// Config text for `install` in `mode` (live|paper), plus `extra` TOML appended.
+    pub fn config_text(install: &SimInstall, mode: &str, state_dir: &Path, extra: &str) -> String {
+        format!(
+            r#"# written by tests/warden
+[gateway]
+install_dir = "{install}"
+settings_dir = "{settings}"
+trading_mode = "{mode}"
+api_port = {port}
+
+[account]
+username = "{user}"
+password_file = "password"
+totp_file = "totp"
+
+[login]
+min_code_validity = "8s"
+
+[state]
+dir = "{state}"
+
+[probe]
+interval = "2s"
+timeout = "1500ms"
+
+{extra}
+"#,
+            install = install.install_dir.display(),
+            settings = install.settings_dir.display(),
+            port = install.api_port,
+            user = install.scenario.username(),
+            state = state_dir.display(),
+        )
+    }
+
+    /// Starts `ibwarden run` for `install`.
+    pub fn start(install: &SimInstall, mode: &str, extra: &str) -> Warden {
+        let dir = tempfile::Builder::new()
+            .prefix("ibw-run-")
+            .tempdir()
+            .expect("tempdir");
+        let state_dir = dir.path().join("state");
+        let config = dir.path().join("config.toml");
+        fs::write(
+            &config,
+            Warden::config_text(install, mode, &state_dir, extra),
+        )
+        .expect("write config");
+        write_secret(&dir.path().join("password"), install.scenario.password());
+        write_secret(
+            &dir.path().join("totp"),
+            install.scenario.get("totp_secret").unwrap_or(TEST_TOTP_SECRET),
+        );
+        let sock_path = dir.path().join("notify.sock");
+        let notify = UnixDatagram::bind(&sock_path).expect("bind notify socket");
+        notify
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let log_path = dir.path().join("ibwarden.log");
+        let child = spawn_ibwarden(&config, &log_path, dir.path(), &sock_path);
+        Warden {
+            child,
+            dir,
+            config,
+            state_dir,
+            log_path,
+            notify,
+            record_path: install.record_path.clone(),
+            notifications: Vec::new(),
+        }
+    }
+
+    /// Starts ibwarden again with the same config and state (after a crash of ours).
+    pub fn restart_process(&mut self) {
+        let sock_path = self.dir.path().join("notify.sock");
+        self.child = spawn_ibwarden(&self.config, &self.log_path, self.dir.path(), &sock_path);
+    }
+
+    /// Collects notify datagrams until `pred` holds for one; panics after `timeout` with
+    /// ibwarden's log tail.
+    pub fn wait_notify(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(m) = self.notifications.iter().find(|m| pred(m)) {
+                return m.clone();
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; notifications: {:?}\nibwarden log tail:\n{}\nsimulator record tail:\n{}",
+                    self.notifications,
+                    self.log_tail(60),
+                    crate::common::Record::new(&self.record_path).tail_text(60)
+                );
+            }
+            if let Some(st) = self.child.try_wait() {
+                panic!(
+                    "ibwarden exited ({st:?}) while waiting for {what}\nlog tail:\n{}",
+                    self.log_tail(80)
+                );
+            }
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                self.notifications
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    }
+
+    /// Waits for `READY=1`; returns that datagram (with its STATUS line).
+    pub fn wait_ready(&mut self, timeout: Duration) -> String {
+        self.wait_notify("READY=1", timeout, |m| m.lines().any(|l| l == "READY=1"))
+    }
+
+    /// Everything ibwarden logged.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// No log line, no notification and no state file holds the password or activation code.
+    pub fn assert_no_secret_in_logs(&self, install: &SimInstall) {
+        let secrets = [
+            install.scenario.password().to_string(),
+            TEST_PASSWORD.to_string(),
+            install
+                .scenario
+                .get("totp_secret")
+                .unwrap_or(TEST_TOTP_SECRET)
+                .to_string(),
+        ];
+        let mut hay = vec![("log".to_string(), self.log())];
+        for n in &self.notifications {
+            hay.push(("notify".into(), n.clone()));
+        }
+        for entry in walk(&self.state_dir) {
+            if let Ok(t) = fs::read(&entry) {
+                hay.push((entry.display().to_string(), String::from_utf8_lossy(&t).into_owned()));
+            }
+        }
+        for (name, text) in hay {
+            for s in &secrets {
+                assert!(!s.is_empty() && !text.contains(s.as_str()), "a secret leaked into {name}");
+            }
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop_and_wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        self.child.signal_group(nix::sys::signal::Signal::SIGTERM);
+        self.child.wait_exit(timeout)
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn spawn_ibwarden(config: &Path, log_path: &Path, home: &Path, sock_path: &Path) -> ChildGuard {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .expect("log file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ibwarden"));
+    cmd.args(["--log-format", "human", "-v", "run", "--config"])
+        .arg(config)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("NOTIFY_SOCKET", sock_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().expect("dup log")))
+        .stderr(Stdio::from(log));
+    ChildGuard::spawn("ibwarden", &mut cmd)
+}
