@@ -191,10 +191,16 @@ fn check_install(report: &mut Report, config: &Config) {
             let version = install::java_major_version(&java)
                 .map(|v| format!(", Java {v}"))
                 .unwrap_or_default();
+            let source = match source {
+                install::JavaSource::Configured => "configured",
+                install::JavaSource::Bundled => "bundled with the install",
+                install::JavaSource::InstallerRecord => "recorded by the installer",
+                install::JavaSource::Path => "from PATH",
+            };
             report.line(
                 Status::Ok,
                 "java",
-                format!("{} ({source:?}{version})", java.display()),
+                format!("{} ({source}{version})", java.display()),
             )
         }
         Err(e) => report.line(Status::Fail, "java", e),

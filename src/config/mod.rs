@@ -449,6 +449,9 @@ pub fn default_api_port(program: Program, mode: TradingMode) -> u16 {
     }
 }
 
+/// How a time of day is described in type errors.
+const TIME: &str = "a time like \"23:45\"";
+
 fn dur(s: &str) -> Result<Duration, String> {
     units::parse_duration(s)
 }
@@ -462,7 +465,7 @@ fn dur_in(
     min: Duration,
     max: Duration,
 ) -> Duration {
-    let Some(d) = ctx.parsed(sec, key, dur) else {
+    let Some(d) = ctx.parsed(sec, key, "a duration like \"8s\" or \"5m\"", dur) else {
         return default;
     };
     if d < min || d > max {
@@ -785,9 +788,9 @@ fn build(ctx: &mut Ctx<'_>, root: &DeTable<'_>, path: &Path, env: &Env) -> Optio
         }),
     );
     let closedown = optional_weekday_time(ctx, "closedown", None);
-    let daily_restart = ctx.parsed(&s, "daily_restart", units::parse_time_of_day);
+    let daily_restart = ctx.parsed(&s, "daily_restart", TIME, units::parse_time_of_day);
     let maintenance_start = ctx
-        .parsed(&s, "maintenance_start", units::parse_time_of_day)
+        .parsed(&s, "maintenance_start", TIME, units::parse_time_of_day)
         .unwrap_or(Time::constant(23, 45, 0, 0));
     let maintenance_delay = dur_in(
         ctx,
@@ -847,7 +850,12 @@ fn build(ctx: &mut Ctx<'_>, root: &DeTable<'_>, path: &Path, env: &Env) -> Optio
         display: display_name,
         xauthority: ctx.path(&d, "xauthority").map(Spanned::into_inner),
         geometry: ctx
-            .parsed(&d, "geometry", units::parse_geometry)
+            .parsed(
+                &d,
+                "geometry",
+                "a geometry like \"1280x1024x24\"",
+                units::parse_geometry,
+            )
             .unwrap_or(Geometry {
                 width: 1280,
                 height: 1024,

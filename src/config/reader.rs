@@ -230,11 +230,21 @@ impl<'s> Ctx<'s> {
 
     /// A string value.
     pub fn string(&mut self, sec: &Section<'_, '_>, key: &str) -> Option<Spanned<String>> {
+        self.string_as(sec, key, "a string")
+    }
+
+    /// A string value; `expected` describes it in the type error (`a duration like "8s"`).
+    fn string_as(
+        &mut self,
+        sec: &Section<'_, '_>,
+        key: &str,
+        expected: &str,
+    ) -> Option<Spanned<String>> {
         let v = sec.raw(key)?;
         match v.get_ref() {
             DeValue::String(s) => Some(Spanned::new(v.span(), s.to_string())),
             _ => {
-                self.type_error(sec, key, v, "a string");
+                self.type_error(sec, key, v, expected);
                 None
             }
         }
@@ -272,14 +282,16 @@ impl<'s> Ctx<'s> {
         }
     }
 
-    /// A string parsed by `parse`, whose error message is reported at the value.
+    /// A string parsed by `parse`, whose error message is reported at the value. `expected`
+    /// describes the value for a type error (`a duration like "8s"`).
     pub fn parsed<T>(
         &mut self,
         sec: &Section<'_, '_>,
         key: &str,
+        expected: &str,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Option<T> {
-        let s = self.string(sec, key)?;
+        let s = self.string_as(sec, key, expected)?;
         match parse(s.get_ref()) {
             Ok(t) => Some(t),
             Err(msg) => {

@@ -356,5 +356,105 @@ fn durations_out_of_range() {
         "{msg}"
     );
     let msg = errors(&format!("{MINIMAL}[login]\nmin_code_validity = 8\n"));
-    assert!(msg.contains("expected a string, found integer"), "{msg}");
+    assert!(
+        msg.contains("expected a duration like \"8s\" or \"5m\", found integer"),
+        "{msg}"
+    );
+}
+
+const EXAMPLE: &str = include_str!("../../config.toml.example");
+
+#[test]
+fn example_parses_as_shipped() {
+    let c = parse(EXAMPLE).expect("config.toml.example must parse");
+    assert_eq!(
+        c.account.password,
+        SecretSource::File(PathBuf::from("/etc/ibwarden/secrets/password"))
+    );
+}
+
+/// Uncomments every `# key = value` line (except the alternative secret sources, which
+/// exclude each other) so that each documented default and example is checked too.
+#[test]
+fn example_with_every_key_uncommented_parses_to_the_defaults() {
+    let alternatives = [
+        "password_credential",
+        "password_env",
+        "totp_credential",
+        "totp_env",
+    ];
+    let mut uncommented = 0;
+    let text: String = EXAMPLE
+        .lines()
+        .map(|line| {
+            if let Some(rest) = line.strip_prefix("# ") {
+                if let Some((key, _)) = rest.split_once(" = ") {
+                    let is_key =
+                        !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+                    if is_key && !alternatives.contains(&key) {
+                        uncommented += 1;
+                        return format!("{rest}\n");
+                    }
+                }
+            }
+            format!("{line}\n")
+        })
+        .collect();
+    let c = parse(&text).unwrap_or_else(|e| panic!("{e}\n---\n{text}"));
+    assert!(uncommented >= 40, "only {uncommented} keys uncommented");
+    // The documented defaults are the real ones.
+    let d = parse(EXAMPLE).expect("valid");
+    assert_eq!(c.gateway.program, d.gateway.program);
+    assert_eq!(c.gateway.trading_mode, d.gateway.trading_mode);
+    assert_eq!(c.gateway.api_port, d.gateway.api_port);
+    assert_eq!(c.gateway.java, d.gateway.java);
+    assert_eq!(c.login.second_factor_device, d.login.second_factor_device);
+    assert_eq!(c.login.existing_session, d.login.existing_session);
+    assert_eq!(
+        c.login.max_failed_logins_per_hour,
+        d.login.max_failed_logins_per_hour
+    );
+    assert_eq!(c.login.min_code_validity, d.login.min_code_validity);
+    assert_eq!(c.login.max_code_rejections, d.login.max_code_rejections);
+    assert_eq!(c.login.ib_key_wait, d.login.ib_key_wait);
+    assert_eq!(c.login.login_timeout, d.login.login_timeout);
+    assert_eq!(c.login.content_reader, d.login.content_reader);
+    assert_eq!(c.schedule.timezone_name, d.schedule.timezone_name);
+    assert_eq!(
+        c.schedule.weekly_cold_restart,
+        d.schedule.weekly_cold_restart
+    );
+    assert_eq!(c.schedule.maintenance_start, d.schedule.maintenance_start);
+    assert_eq!(c.schedule.maintenance_delay, d.schedule.maintenance_delay);
+    assert_eq!(c.display.mode, d.display.mode);
+    assert_eq!(c.display.geometry, d.display.geometry);
+    assert_eq!(c.probe.interval, d.probe.interval);
+    assert_eq!(c.probe.timeout, d.probe.timeout);
+    assert_eq!(c.probe.client_id, d.probe.client_id);
+    assert_eq!(
+        c.probe.failures_before_restart,
+        d.probe.failures_before_restart
+    );
+    assert_eq!(c.probe.link_lost_grace, d.probe.link_lost_grace);
+    assert_eq!(c.notify.desktop, d.notify.desktop);
+    assert_eq!(c.notify.webhook_preset, d.notify.webhook_preset);
+}
+
+#[test]
+fn example_documents_every_key() {
+    for (section, keys) in reader::SCHEMA {
+        assert!(
+            EXAMPLE.contains(&format!("\n[{section}]\n")),
+            "[{section}] missing from config.toml.example"
+        );
+        for key in *keys {
+            let documented = EXAMPLE
+                .lines()
+                .any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} = ")));
+            assert!(
+                documented,
+                "{section}.{key} missing from config.toml.example"
+            );
+        }
+    }
 }

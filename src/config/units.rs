@@ -245,9 +245,11 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad:?} should fail");
         }
         assert!(parse_duration("5m1h")
-            .unwrap_err()
+            .expect_err("must fail")
             .contains("largest to smallest"));
-        assert!(parse_duration("8").unwrap_err().contains("missing unit"));
+        assert!(parse_duration("8")
+            .expect_err("must fail")
+            .contains("missing unit"));
     }
 
     #[test]
@@ -267,7 +269,9 @@ mod tests {
         ] {
             assert!(parse_time_of_day(bad).is_err(), "{bad:?} should fail");
         }
-        assert!(parse_time_of_day("24:00").unwrap_err().contains("hour 24"));
+        assert!(parse_time_of_day("24:00")
+            .expect_err("must fail")
+            .contains("hour 24"));
     }
 
     #[test]
