@@ -20,6 +20,9 @@ use super::timer::{Timer, TimerTable};
 use super::types::{KeyStep, NamedKey, ProbeOutcome, SecretRef, WindowInfo};
 use crate::totp;
 
+/// How long the login frame may sit idle after a token relaunch before ibwarden types.
+const TOKEN_GRACE: Duration = Duration::from_secs(15);
+
 /// The current time, monotonic and wall-clock, as read by the driver.
 #[derive(Clone, Copy, Debug)]
 pub struct Now {
@@ -193,6 +196,8 @@ pub enum Input {
     Spawned {
         /// Its pid.
         pid: u32,
+        /// Launched with `-Drestart=`: the gateway should log itself in with its token.
+        with_token: bool,
     },
     /// The JVM could not be spawned.
     SpawnFailed {
@@ -506,7 +511,7 @@ impl Supervisor {
     pub fn handle(&mut self, now: Now, input: Input) {
         match input {
             Input::Start => self.launch(now, true),
-            Input::Spawned { pid } => self.on_spawned(now, pid),
+            Input::Spawned { pid, with_token } => self.on_spawned(now, pid, with_token),
             Input::SpawnFailed { reason } => {
                 self.pid = None;
                 self.backoff(now, &format!("spawn failed: {reason}"), None);
@@ -559,10 +564,7 @@ impl Supervisor {
         self.windows.clear();
         self.pending.clear();
         self.retry_ticket = None;
-        self.login = Login {
-            token_login: use_restart_token,
-            ..Login::default()
-        };
+        self.login = Login::default();
         self.probe_failures = 0;
         self.link_lost_since = None;
         self.timers.clear();
@@ -572,8 +574,9 @@ impl Supervisor {
         self.set_phase(Phase::Launching, "launching the gateway");
     }
 
-    fn on_spawned(&mut self, now: Now, pid: u32) {
+    fn on_spawned(&mut self, now: Now, pid: u32, with_token: bool) {
         self.pid = Some(pid);
+        self.login.token_login = with_token;
         self.set_phase(Phase::LoggingIn, "waiting for the login window");
         // After an auto-restart the gateway logs itself in: watch the API from the start.
         // In a normal launch, probing early costs a refused connection per second and
@@ -822,6 +825,14 @@ impl Supervisor {
                     self.timers
                         .set(Timer::LoginDeadline, now.mono + self.cfg.login_timeout);
                     if self.login.submitted {
+                        return;
+                    }
+                    if self.login.token_login {
+                        // The gateway logs itself in with its auto-restart token; type
+                        // nothing unless it stays on the login frame.
+                        self.timers
+                            .set(Timer::TokenGrace, now.mono + TOKEN_GRACE);
+                        self.status_line("auto-restart: the gateway logs in with its token");
                         return;
                     }
                     self.submit_credentials(now);
@@ -1463,6 +1474,16 @@ impl Supervisor {
             Timer::IbKeyDeadline => {
                 if matches!(self.phase, Phase::LoggingIn) {
                     self.restart(now, "IB Key approval timed out", false);
+                }
+            }
+            Timer::TokenGrace => {
+                if self.phase == Phase::LoggingIn
+                    && !self.login.saw_progress
+                    && !self.login.submitted
+                {
+                    tracing::warn!("the auto-restart token did not log in; logging in fully");
+                    self.login.token_login = false;
+                    self.submit_credentials(now);
                 }
             }
             Timer::StopDeadline => {

@@ -21,10 +21,12 @@ pub enum Timer {
     IbKeyDeadline,
     /// A graceful stop must have ended by then.
     StopDeadline,
+    /// A token relaunch that stays on the login frame this long gets a full login.
+    TokenGrace,
 }
 
 impl Timer {
-    const ALL: [Timer; 8] = [
+    const ALL: [Timer; 9] = [
         Timer::LaunchDeadline,
         Timer::LoginDeadline,
         Timer::TotpDue,
@@ -33,6 +35,7 @@ impl Timer {
         Timer::RetryInput,
         Timer::IbKeyDeadline,
         Timer::StopDeadline,
+        Timer::TokenGrace,
     ];
 
     fn index(self) -> usize {
@@ -43,7 +46,7 @@ impl Timer {
 /// One optional deadline per [`Timer`].
 #[derive(Debug, Default, Clone)]
 pub struct TimerTable {
-    slots: [Option<Instant>; 8],
+    slots: [Option<Instant>; 9],
 }
 
 impl TimerTable {
