@@ -14,6 +14,10 @@
 //! (ids as ASCII fields, §1.4), which every gateway still serves; if a gateway ever answers
 //! above 200 or hangs up on that request, the text protocol has been dropped and we warn.
 //!
+//! [`probe`] is one such exchange on a fresh connection. [`monitor`] keeps a connection
+//! open instead, reporting IB link changes (1100/1101/1102) as the gateway pushes them and
+//! sending reqCurrentTime as a heartbeat (`tws-api.md` §4.3).
+//!
 //! The frame decoder [`decode_frames`] is a pure function so it can be property-tested on
 //! arbitrary bytes: it never panics and refuses absurd lengths.
 
@@ -202,13 +206,8 @@ pub async fn probe(addr: SocketAddr, client_id: i32, timeout: Duration) -> Probe
 /// Like [`probe`], returning the notices and the gateway time as well.
 pub async fn probe_report(addr: SocketAddr, client_id: i32, timeout: Duration) -> ProbeReport {
     let deadline = Instant::now() + timeout;
-    let mut session = Session {
-        notices: Vec::new(),
-        current_time: None,
-        server_version: 0,
-        timeout,
-    };
-    let outcome = match session.run(addr, client_id, deadline).await {
+    let mut session = Session::new(addr, client_id, timeout);
+    let outcome = match session.run(deadline).await {
         Ok(outcome) => outcome,
         Err(reason) => ProbeOutcome::Down { reason },
     };
@@ -229,9 +228,12 @@ pub async fn probe_report(addr: SocketAddr, client_id: i32, timeout: Duration) -
 
 /// The state of one probe connection. Errors are the `Down` reason text.
 struct Session {
+    addr: SocketAddr,
+    client_id: i32,
     notices: Vec<Notice>,
     current_time: Option<i64>,
     server_version: u32,
+    link_lost: bool,
     timeout: Duration,
 }
 
@@ -239,13 +241,34 @@ struct Session {
 static LAST_SERVER_VERSION: AtomicU32 = AtomicU32::new(0);
 
 impl Session {
-    async fn run(
-        &mut self,
-        addr: SocketAddr,
-        client_id: i32,
-        deadline: Instant,
-    ) -> Result<ProbeOutcome, String> {
-        let timeout = self.timeout;
+    fn new(addr: SocketAddr, client_id: i32, timeout: Duration) -> Session {
+        Session {
+            addr,
+            client_id,
+            notices: Vec::new(),
+            current_time: None,
+            server_version: 0,
+            link_lost: false,
+            timeout,
+        }
+    }
+
+    /// One complete probe: start, one currentTime round trip, orderly close.
+    async fn run(&mut self, deadline: Instant) -> Result<ProbeOutcome, String> {
+        let (mut conn, accounts) = self.start(deadline).await?;
+        self.request_current_time(&mut conn).await?;
+        // Half-close so the gateway sees an orderly disconnect; bounded by the deadline.
+        let _ = timeout_at(deadline, conn.stream.shutdown()).await;
+        Ok(ProbeOutcome::Up {
+            server_version: self.server_version,
+            accounts,
+            link_lost: self.link_lost,
+        })
+    }
+
+    /// Connect, handshake, START_API, then wait for managed accounts and next valid id.
+    async fn start(&mut self, deadline: Instant) -> Result<(Conn, Vec<String>), String> {
+        let (addr, timeout) = (self.addr, self.timeout);
         let stream = match timeout_at(deadline, TcpStream::connect(addr)).await {
             Err(_) => return Err(format!("connect to {addr} timed out after {timeout:?}")),
             Ok(Err(e)) => return Err(format!("connect to {addr} failed: {e}")),
@@ -282,7 +305,7 @@ impl Session {
         };
         self.server_version = self.check_ack(&ack, addr)?;
 
-        let mut start_api = vec!["71".to_owned(), "2".to_owned(), client_id.to_string()];
+        let mut start_api = vec!["71".to_owned(), "2".to_owned(), self.client_id.to_string()];
         if self.server_version >= OPTIONAL_CAPABILITIES {
             start_api.push(String::new());
         }
@@ -292,7 +315,6 @@ impl Session {
 
         let mut accounts: Option<Vec<String>> = None;
         let mut next_valid_id: Option<i64> = None;
-        let mut link_lost = false;
         while accounts.is_none() || next_valid_id.is_none() {
             let frame = match conn.next_frame().await {
                 Ok(f) => f,
@@ -327,10 +349,7 @@ impl Session {
                 Some(id) if id == i64::from(MSG_NEXT_VALID_ID) => {
                     next_valid_id = Some(frame.int(2).unwrap_or(0));
                 }
-                Some(id) if id == i64::from(MSG_ERROR) => {
-                    self.on_notice(&frame, &mut link_lost, client_id)?;
-                }
-                _ => debug!(fields = ?frame, "api probe ignored a message"),
+                _ => self.on_other(&frame)?,
             }
         }
         let accounts = accounts.unwrap_or_default();
@@ -338,7 +357,12 @@ impl Session {
             // ib_async refuses this too (tws-api.md §3.1); a logged-in gateway has one.
             return Err("gateway sent an empty managed accounts list".into());
         }
+        Ok((conn, accounts))
+    }
 
+    /// reqCurrentTime and wait for the answer (until `conn.deadline`), handling notices.
+    async fn request_current_time(&mut self, conn: &mut Conn) -> Result<i64, String> {
+        let timeout = self.timeout;
         conn.write(&encode_frame(&["49", "1"]))
             .await
             .map_err(|e| format!("sending reqCurrentTime failed: {e}"))?;
@@ -358,22 +382,25 @@ impl Session {
             };
             match frame.int(0) {
                 Some(id) if id == i64::from(MSG_CURRENT_TIME) => {
-                    self.current_time = frame.int(2);
-                    break;
+                    let time = frame.int(2).unwrap_or(0);
+                    self.current_time = Some(time);
+                    return Ok(time);
                 }
-                Some(id) if id == i64::from(MSG_ERROR) => {
-                    self.on_notice(&frame, &mut link_lost, client_id)?;
-                }
-                _ => debug!(fields = ?frame, "api probe ignored a message"),
+                _ => self.on_other(&frame)?,
             }
         }
-        // Half-close so the gateway sees an orderly disconnect; bounded by the deadline.
-        let _ = timeout_at(deadline, conn.stream.shutdown()).await;
-        Ok(ProbeOutcome::Up {
-            server_version: self.server_version,
-            accounts,
-            link_lost,
-        })
+    }
+
+    /// Any message other than the one being waited for: notices are recorded, the rest
+    /// (late replies, unsolicited data) is ignored.
+    fn on_other(&mut self, frame: &Frame) -> Result<(), String> {
+        match frame.int(0) {
+            Some(id) if id == i64::from(MSG_ERROR) => self.on_notice(frame),
+            _ => {
+                debug!(fields = ?frame, "api probe ignored a message");
+                Ok(())
+            }
+        }
     }
 
     /// Validates the connect ack and returns the negotiated server version.
@@ -425,27 +452,23 @@ impl Session {
     }
 
     /// Records a notice; a duplicate client id ends the probe (the gateway closes anyway).
-    fn on_notice(
-        &mut self,
-        frame: &Frame,
-        link_lost: &mut bool,
-        client_id: i32,
-    ) -> Result<(), String> {
+    fn on_notice(&mut self, frame: &Frame) -> Result<(), String> {
         let Some(notice) = decode_notice(frame, self.server_version) else {
             debug!(fields = ?frame, "api probe got an undecodable error message");
             return Ok(());
         };
         debug!(code = notice.code, req_id = notice.req_id, message = %notice.message, "api notice");
         match notice.code {
-            CODE_LINK_LOST => *link_lost = true,
-            CODE_LINK_RESTORED_DATA_LOST | CODE_LINK_RESTORED => *link_lost = false,
+            CODE_LINK_LOST => self.link_lost = true,
+            CODE_LINK_RESTORED_DATA_LOST | CODE_LINK_RESTORED => self.link_lost = false,
             _ => {}
         }
         let code = notice.code;
         self.notices.push(notice);
         if code == CODE_CLIENT_ID_IN_USE {
             return Err(format!(
-                "client id in use: {client_id} (error {CODE_CLIENT_ID_IN_USE})"
+                "client id in use: {} (error {CODE_CLIENT_ID_IN_USE})",
+                self.client_id
             ));
         }
         Ok(())
@@ -459,6 +482,155 @@ impl Session {
             format!(" (codes {})", codes.join(","))
         }
     }
+}
+
+// ---- persistent monitor connection ------------------------------------------------------
+
+/// Settings of a [`monitor`] connection.
+#[derive(Clone, Copy, Debug)]
+pub struct MonitorOptions {
+    /// Client id reserved for the monitor (a collision ends it with "client id in use").
+    pub client_id: i32,
+    /// Deadline for the start (connect to first currentTime reply) and for every heartbeat.
+    pub timeout: Duration,
+    /// Time between heartbeats (reqCurrentTime), measured from the previous request.
+    pub interval: Duration,
+}
+
+/// What a [`monitor`] connection observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MonitorEvent {
+    /// Connected: handshake, START_API, accounts, next valid id and a first currentTime.
+    Up {
+        /// Negotiated server version.
+        server_version: u32,
+        /// Managed accounts.
+        accounts: Vec<String>,
+        /// A 1100 arrived during the start with no 1101/1102 after it.
+        link_lost: bool,
+    },
+    /// 1100: connectivity between IB and the gateway lost.
+    LinkLost,
+    /// 1101 (`data_lost`: subscriptions were dropped) or 1102: connectivity restored.
+    LinkRestored {
+        /// True for 1101.
+        data_lost: bool,
+    },
+    /// Any other error/notice message (farm status, 2110, 1300, ...).
+    Notice(Notice),
+    /// A heartbeat was answered; `rtt` is the request-to-reply time.
+    Heartbeat {
+        /// Round-trip time of reqCurrentTime.
+        rtt: Duration,
+    },
+}
+
+/// Keeps one API connection open and reports what happens on it: IB link transitions the
+/// moment the gateway announces them (a fresh probe might never see a 1100, tws-api.md
+/// §4.1), and a heartbeat (reqCurrentTime) every `interval` that must be answered within
+/// `timeout`, so a wedged API thread is noticed.
+///
+/// Returns the reason the connection ended (closed, heartbeat unanswered, refused, ...),
+/// in the same words as a `Down` probe. Reconnecting, and how soon, is the caller's
+/// decision. Also returns when `events`' receiver is dropped.
+pub async fn monitor(
+    addr: SocketAddr,
+    opts: MonitorOptions,
+    events: &tokio::sync::mpsc::Sender<MonitorEvent>,
+) -> String {
+    let mut session = Session::new(addr, opts.client_id, opts.timeout);
+    match session.monitor(opts, events).await {
+        Ok(()) => "monitor stopped: nobody is listening".into(),
+        Err(reason) => {
+            debug!(%addr, %reason, "api monitor connection ended");
+            reason
+        }
+    }
+}
+
+impl Session {
+    async fn monitor(
+        &mut self,
+        opts: MonitorOptions,
+        events: &tokio::sync::mpsc::Sender<MonitorEvent>,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + opts.timeout;
+        let (mut conn, accounts) = self.start(deadline).await?;
+        let sent = Instant::now();
+        self.request_current_time(&mut conn).await?;
+        // Link state during the start is summarised in `Up`; only later changes are events.
+        let mut pending = std::mem::take(&mut self.notices);
+        pending.retain(|n| !is_link_code(n.code));
+        let up = MonitorEvent::Up {
+            server_version: self.server_version,
+            accounts,
+            link_lost: self.link_lost,
+        };
+        if events.send(up).await.is_err() {
+            return Ok(());
+        }
+        if !self.flush(&mut pending, events).await {
+            return Ok(());
+        }
+        let mut next_beat = sent + opts.interval;
+        loop {
+            // Idle until the next heartbeat, handling whatever the gateway pushes.
+            conn.deadline = next_beat;
+            match conn.next_frame().await {
+                Ok(frame) => self.on_other(&frame)?,
+                Err(ReadError::Timeout) => {
+                    let sent = Instant::now();
+                    conn.deadline = sent + opts.timeout;
+                    self.request_current_time(&mut conn).await?;
+                    let rtt = sent.elapsed();
+                    let mut notices = std::mem::take(&mut self.notices);
+                    if !self.flush(&mut notices, events).await
+                        || events.send(MonitorEvent::Heartbeat { rtt }).await.is_err()
+                    {
+                        return Ok(());
+                    }
+                    next_beat = sent + opts.interval;
+                    continue;
+                }
+                Err(ReadError::Closed) => {
+                    let codes = self.codes_suffix();
+                    return Err(format!("gateway closed the monitor connection{codes}"));
+                }
+                Err(e) => return Err(format!("reading from the gateway failed: {e}")),
+            }
+            let mut notices = std::mem::take(&mut self.notices);
+            if !self.flush(&mut notices, events).await {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends events for recorded notices; false when the receiver is gone.
+    async fn flush(
+        &self,
+        notices: &mut Vec<Notice>,
+        events: &tokio::sync::mpsc::Sender<MonitorEvent>,
+    ) -> bool {
+        for notice in notices.drain(..) {
+            let event = match notice.code {
+                CODE_LINK_LOST => MonitorEvent::LinkLost,
+                CODE_LINK_RESTORED_DATA_LOST => MonitorEvent::LinkRestored { data_lost: true },
+                CODE_LINK_RESTORED => MonitorEvent::LinkRestored { data_lost: false },
+                _ => MonitorEvent::Notice(notice),
+            };
+            if events.send(event).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn is_link_code(code: i32) -> bool {
+    matches!(
+        code,
+        CODE_LINK_LOST | CODE_LINK_RESTORED_DATA_LOST | CODE_LINK_RESTORED
+    )
 }
 
 /// Cuts untrusted text for a reason string; it comes from the network.
