@@ -201,6 +201,8 @@ impl SecretSource {
                 source_desc: self.to_string(),
             });
         }
+        // The source only (a path or a name), never the value.
+        tracing::debug!(source = %self, "secret loaded");
         Ok(Secret::new(text))
     }
 }
@@ -276,6 +278,21 @@ impl Secrets {
             password,
             totp,
         })
+    }
+}
+
+/// Removes the environment variables named by `*_env` sources from this process, so that
+/// no child (Xvfb, notification hooks, the JVM) can inherit a secret.
+///
+/// Call it right after [`Secrets::load`], while the process is still single-threaded
+/// (before the async runtime starts): changing the environment races with other threads
+/// reading it.
+pub fn scrub_environment(config: &Config) {
+    let sources = std::iter::once(&config.account.password).chain(config.account.totp.as_ref());
+    for source in sources {
+        if let SecretSource::Env(var) = source {
+            std::env::remove_var(var);
+        }
     }
 }
 

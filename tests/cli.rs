@@ -254,6 +254,24 @@ fn check_passes_on_a_complete_setup() {
     );
     assert!(out.status.success(), "{}", both(&out));
 
+    // Other secret files named by the config are checked the same way.
+    env.write("secrets/webhook", "https://ntfy.sh/TopicToken-991\n", 0o644);
+    let mut text = fs::read_to_string(&cfg).expect("read");
+    text.push_str("[notify]\nwebhook_url_file = \"secrets/webhook\"\nwebhook_preset = \"ntfy\"\n");
+    let cfg2 = env.write("full2.toml", &text, 0o644);
+    let out = env.run_env(
+        &["check", "--config", cfg2.to_str().expect("utf8")],
+        "",
+        &[("PATH", &path)],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    assert!(
+        stdout(&out).contains("FAIL webhook url: secret file"),
+        "{}",
+        both(&out)
+    );
+    assert!(!both(&out).contains("TopicToken-991"), "{}", both(&out));
+
     // Without the install, java (configured) still passes but install fails.
     fs::remove_file(env.path("gw/ibgateway.vmoptions")).expect("rm");
     let out = env.run_env(

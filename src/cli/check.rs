@@ -1,14 +1,15 @@
 //! `ibwarden check`: is this config, on this machine, ready to run? One line per check
 //! (`ok`, `warn` or `FAIL` and a detail), exit status 1 if any check failed.
 //!
-//! Checks: the config (every error), the secret files (present, private, non-empty), the
-//! activation code (valid base32), the gateway install, java, Xvfb (with `display.mode =
-//! "xvfb"`), the state directory, and the system clock.
+//! Checks: the config (every error); the secret files (password, activation code, webhook
+//! URL, IBC command token: present, private, non-empty); the activation code (valid
+//! base32); the gateway install; java; Xvfb (with `display.mode = "xvfb"`); the state
+//! directory; and the system clock.
 //!
 //! The clock: TOTP codes depend on the time, and a drifting clock is the most common cause
 //! of rejected codes. The kernel knows whether an NTP daemon disciplines the clock
 //! (`adjtimex`: `STA_UNSYNC` clear, no `TIME_ERROR`). An unsynchronised clock is a `warn`,
-//! not a `FAIL`: containers and some VMs never see the flag set even though their host's
+//! not a `FAIL`: containers and some VMs never see the flag cleared even though their host's
 //! clock is fine, and `ibwarden totp` compared with the phone is the decisive test. A
 //! synchronised clock with an estimated offset over 5 s is a `FAIL` (codes would be
 //! rejected).
@@ -82,6 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 report.line(Status::Warn, "config", w);
             }
             check_secrets(&mut report, &config);
+            check_other_secret_files(&mut report, &config);
             check_install(&mut report, &config);
             check_display(&mut report, &config);
             check_state_dir(&mut report, &config.state.dir);
@@ -131,6 +133,26 @@ fn check_secrets(report: &mut Report, config: &Config) {
                 config.login.second_factor_device
             ),
         ),
+    }
+}
+
+/// The other secret files a config may name (webhook URL, IBC command token): present,
+/// private, non-empty.
+fn check_other_secret_files(report: &mut Report, config: &Config) {
+    let files = [
+        ("webhook url", config.notify.webhook_url_file.as_ref()),
+        (
+            "ibc command token",
+            config.control.ibc_command_auth_file.as_ref(),
+        ),
+    ];
+    for (name, file) in files {
+        if let Some(path) = file {
+            match check_source(&SecretSource::File(path.clone())) {
+                Ok(detail) => report.line(Status::Ok, name, detail),
+                Err(e) => report.line(Status::Fail, name, e),
+            }
+        }
     }
 }
 

@@ -375,7 +375,15 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_str_with_env(&text, path, &Env::from_process())
+        let config = Self::from_str_with_env(&text, path, &Env::from_process())?;
+        tracing::debug!(
+            path = %path.display(),
+            program = config.gateway.program.as_str(),
+            trading_mode = config.gateway.trading_mode.as_str(),
+            warnings = config.warnings.len(),
+            "config loaded"
+        );
+        Ok(config)
     }
 
     /// Parses config text; `path` is used in messages and to resolve relative paths.
