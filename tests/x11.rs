@@ -448,10 +448,10 @@ async fn enigo_backend_measurement() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement: cargo test --test x11 -- --ignored openbox_measurement"]
 async fn openbox_measurement() {
-    let (exact, per_run) = typing_runs(InputBackend::Xtest, 10, true).await;
-    eprintln!("openbox xtest: {exact}/10 exact, {per_run:?} per run");
-    let (exact, per_run) = typing_runs(InputBackend::Enigo, 10, true).await;
-    eprintln!("openbox enigo: {exact}/10 exact, {per_run:?} per run");
+    let (exact, per_run) = typing_runs(InputBackend::Xtest, 20, true).await;
+    eprintln!("openbox xtest: {exact}/20 exact, {per_run:?} per run");
+    let (exact, per_run) = typing_runs(InputBackend::Enigo, 20, true).await;
+    eprintln!("openbox enigo: {exact}/20 exact, {per_run:?} per run");
 }
 
 /// Counts keymap changes seen by an idle client while `steps` are typed.
