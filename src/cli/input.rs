@@ -95,16 +95,19 @@ impl Prompter {
 
     /// Reads a secret without echoing it. The value is never printed.
     pub fn secret(&mut self, question: &str) -> anyhow::Result<Secret> {
+        // Echo goes off before the prompt appears, so nothing typed in answer to the prompt
+        // can be echoed.
+        let guard = if self.terminal {
+            Some(EchoOff::new().context("cannot turn off terminal echo")?)
+        } else {
+            None
+        };
         self.prompt(&format!("{question}: "));
         // Room for any realistic secret, so `read_line` does not reallocate and leave a
         // copy of a partial secret in freed memory.
         let mut buf = String::with_capacity(1024);
-        let result = if self.terminal {
-            let _guard = EchoOff::new().context("cannot turn off terminal echo")?;
-            self.read_into(&mut buf)
-        } else {
-            self.read_into(&mut buf)
-        };
+        let result = self.read_into(&mut buf);
+        drop(guard);
         // With echo off the user's Enter did not move to a new line; do it for them.
         eprintln!();
         if let Err(e) = result {
