@@ -603,13 +603,14 @@ fn build(ctx: &mut Ctx<'_>, root: &DeTable<'_>, path: &Path, env: &Env) -> Optio
             &[("gateway", Program::Gateway), ("tws", Program::Tws)],
         )
         .unwrap_or(Program::Gateway);
-    let trading_mode = ctx
-        .choice(
-            &g,
-            "trading_mode",
-            &[("live", TradingMode::Live), ("paper", TradingMode::Paper)],
-        )
-        .unwrap_or(TradingMode::Live);
+    let trading_mode_read = ctx.choice(
+        &g,
+        "trading_mode",
+        &[("live", TradingMode::Live), ("paper", TradingMode::Paper)],
+    );
+    // An invalid mode was reported; do not add errors that only follow from guessing it.
+    let trading_mode_known = trading_mode_read.is_some() || !g.has("trading_mode");
+    let trading_mode = trading_mode_read.unwrap_or(TradingMode::Live);
     let install_dir = ctx.path(&g, "install_dir").map(Spanned::into_inner);
     let settings_dir = ctx
         .path(&g, "settings_dir")
@@ -742,7 +743,11 @@ fn build(ctx: &mut Ctx<'_>, root: &DeTable<'_>, path: &Path, env: &Env) -> Optio
             .unwrap_or(ContentReader::Auto),
         second_factor_device,
     };
-    if trading_mode == TradingMode::Live && login.uses_authenticator_app() && totp.is_none() {
+    if trading_mode_known
+        && trading_mode == TradingMode::Live
+        && login.uses_authenticator_app()
+        && totp.is_none()
+    {
         let has_any = a.has("totp_file") || a.has("totp_credential") || a.has("totp_env");
         if !has_any {
             ctx.missing(

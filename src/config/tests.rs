@@ -458,3 +458,12 @@ fn example_documents_every_key() {
         }
     }
 }
+
+#[test]
+fn invalid_mode_does_not_cascade() {
+    let msg = errors(
+        "[gateway]\ntrading_mode = \"Paper\"\n[account]\nusername = \"u\"\npassword_file = \"p\"\n",
+    );
+    assert_eq!(msg.lines().count(), 1, "{msg}");
+    assert!(msg.contains("did you mean \"paper\"?"), "{msg}");
+}
