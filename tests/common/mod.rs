@@ -451,10 +451,15 @@ impl SimInstall {
     /// chosen and written into it.
     pub fn new(scenario: &Scenario) -> SimInstall {
         let template = simulator_template();
-        let dir = tempfile::Builder::new()
+        let mut dir = tempfile::Builder::new()
             .prefix("ibw-sim-")
             .tempdir()
             .expect("tempdir");
+        // IBW_TEST_KEEP=1 keeps the install (record, launcher.log, JVM output) for debugging.
+        if std::env::var_os("IBW_TEST_KEEP").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("keeping simulator install {}", dir.path().display());
+        }
         let root = dir.path().to_path_buf();
         let install_dir = root.join("ibgateway");
         let jars = install_dir.join("jars");
@@ -784,10 +789,13 @@ impl Session {
         s
     }
 
-    /// (Re)starts the JVM, optionally with `-Drestart=<dir>`, and waits for its first window.
+    /// (Re)starts the JVM, optionally with `-Drestart=<dir>`, and waits for its first window;
+    /// the record cursor is left just after the new JVM's `start` event, so callers can
+    /// still wait for anything it recorded before its first window.
     pub fn launch(&mut self, restart: Option<&str>) {
         self.sim = Some(launch_sim_directly(&self.install, &self.xvfb, restart));
         self.rec.wait_ev("start", START_TIMEOUT);
+        let after_start = self.rec.cursor();
         let title = self
             .install
             .scenario
@@ -795,6 +803,7 @@ impl Session {
             .unwrap_or("IBKR Gateway")
             .to_string();
         self.rec.wait_window(&title, START_TIMEOUT);
+        self.rec.set_cursor(after_start);
     }
 
     pub fn pid(&self) -> u32 {
@@ -844,5 +853,67 @@ impl Session {
             .child
             .wait_exit(timeout);
         shell_exit_code(st)
+    }
+}
+
+impl Session {
+    /// Focuses window `title`, presses `key` (e.g. `Return`, `space`) and waits for the
+    /// resulting button event in that window; returns it.
+    pub fn press(&mut self, title: &str, key: &str) -> Value {
+        self.focus(title);
+        self.x.key(key);
+        self.rec.wait_for(
+            &format!("a button pressed in {title:?}"),
+            STEP_TIMEOUT,
+            |v| is_ev(v, "button") && v["window"] == title,
+        )
+    }
+
+    /// Full live login: credentials, fresh TOTP code, until `logged_in`.
+    pub fn login_live(&mut self) {
+        let (u, p) = (
+            self.install.scenario.username().to_string(),
+            self.install.scenario.password().to_string(),
+        );
+        self.type_login(&u, &p);
+        self.rec
+            .wait_window("Second Factor Authentication", STEP_TIMEOUT);
+        self.type_code();
+        self.rec.wait_ev("logged_in", STEP_TIMEOUT);
+    }
+
+    /// Full paper login: Shift+Tab to `Paper Trading`, Space, Tab back to the username,
+    /// credentials, Enter, then accept the `Warning` dialog; until `logged_in`.
+    pub fn login_paper(&mut self) {
+        let title = self
+            .install
+            .scenario
+            .get("title")
+            .unwrap_or("IBKR Gateway")
+            .to_string();
+        self.focus(&title);
+        self.x.key("shift+Tab");
+        self.rec
+            .wait_for("focus on Paper Trading", STEP_TIMEOUT, |v| {
+                is_ev(v, "focus") && v["field"] == "Paper Trading"
+            });
+        self.x.key("space");
+        self.rec
+            .wait_for("Paper Trading selected", STEP_TIMEOUT, |v| {
+                is_ev(v, "toggle") && v["name"] == "Paper Trading"
+            });
+        self.x.key("Tab");
+        self.rec
+            .wait_for("focus back on username", STEP_TIMEOUT, |v| {
+                is_ev(v, "focus") && v["field"] == "username"
+            });
+        let (u, p) = (
+            self.install.scenario.username().to_string(),
+            self.install.scenario.password().to_string(),
+        );
+        self.type_login(&u, &p);
+        self.rec.wait_window("Warning", STEP_TIMEOUT);
+        self.press("Warning", "Return");
+        self.rec.wait_ev("logged_in", STEP_TIMEOUT);
     }
 }

@@ -67,6 +67,9 @@ final class Control {
                 String reply = command(app, line);
                 out.write((reply + "\n").getBytes(StandardCharsets.UTF_8));
                 out.flush();
+                if (line.equals("crash")) {
+                    app.crash(); // after the reply, so the test sees "ok" first
+                }
             }
         } catch (IOException e) {
             // test went away
@@ -86,8 +89,7 @@ final class Control {
             case "ping":
                 return "ok";
             case "crash":
-                app.crash();
-                return "ok";
+                return "ok"; // crashes in serve(), after the reply
             case "hang":
                 app.hang();
                 return "ok";

@@ -204,15 +204,22 @@ public final class GWClient {
         g.fill = GridBagConstraints.HORIZONTAL;
         ibApi = new JToggleButton("IB API");
         fix = new JToggleButton("FIX CTCI");
-        ButtonGroup apiGroup = new ButtonGroup();
-        apiGroup.add(ibApi);
-        apiGroup.add(fix);
-        ibApi.setSelected(true);
         live = new JToggleButton("Live Trading");
         paper = new JToggleButton("Paper Trading");
-        ButtonGroup modeGroup = new ButtonGroup();
-        modeGroup.add(live);
-        modeGroup.add(paper);
+        if (sc.bool("mode_toggle_buttongroup", false)) {
+            // Swing's ButtonGroup: since Java 9, Tab only reaches the selected toggle of a
+            // group (focus is redirected to it), so the other one needs a click.
+            ButtonGroup apiGroup = new ButtonGroup();
+            apiGroup.add(ibApi);
+            apiGroup.add(fix);
+            ButtonGroup modeGroup = new ButtonGroup();
+            modeGroup.add(live);
+            modeGroup.add(paper);
+        } else {
+            Ui.exclusive(ibApi, fix);
+            Ui.exclusive(live, paper);
+        }
+        ibApi.setSelected(true);
         boolean paperDefault = sc.str("default_mode", "live").equals("paper");
         (paperDefault ? paper : live).setSelected(true);
         user = new JTextField(18);

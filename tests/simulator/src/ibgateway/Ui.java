@@ -34,6 +34,7 @@ import javax.swing.JLabel;
 import javax.swing.JPanel;
 import javax.swing.JPasswordField;
 import javax.swing.JTextArea;
+import javax.swing.JToggleButton;
 import javax.swing.SwingUtilities;
 import javax.swing.text.JTextComponent;
 
@@ -192,6 +193,35 @@ final class Ui {
         @Override
         public Component getDefaultComponent(Container root) {
             return initial != null && ok(initial) ? initial : getFirstComponent(root);
+        }
+    }
+
+    /**
+     * Two mutually exclusive toggles without a ButtonGroup, so Tab reaches both and Space
+     * selects the focused one; Space on the selected one keeps it selected.
+     */
+    static void exclusive(JToggleButton a, JToggleButton b) {
+        ExclusiveModel ma = new ExclusiveModel();
+        ExclusiveModel mb = new ExclusiveModel();
+        ma.partner = mb;
+        mb.partner = ma;
+        a.setModel(ma);
+        b.setModel(mb);
+    }
+
+    static final class ExclusiveModel extends JToggleButton.ToggleButtonModel {
+        private static final long serialVersionUID = 1L;
+        ExclusiveModel partner;
+
+        @Override
+        public void setSelected(boolean on) {
+            if (!on && isSelected() && !partner.isSelected()) {
+                return;
+            }
+            super.setSelected(on);
+            if (on && partner.isSelected()) {
+                partner.setSelected(false);
+            }
         }
     }
 
