@@ -26,6 +26,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tracing::warn!(warning = %w.display_with(&config.path), "config");
     }
     let secrets = Secrets::load(&config).context("cannot load the secrets")?;
+    // Drop `*_env` secrets from our own environment before any thread or child exists.
+    ibwarden::secret::scrub_environment(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

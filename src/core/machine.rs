@@ -100,6 +100,10 @@ pub struct CoreConfig {
     pub backoff_max: Duration,
     /// Whether a content reader (OCR, AT-SPI) can read dialog text.
     pub content_reader: bool,
+    /// First wait before logging in again after the gateway went back to its login window
+    /// without an error (2FA timeout, silently dropped login); doubles up to 600 s. IBKR's
+    /// limiter punishes quick re-logins (`reference/peers.md` §16: 60/120/240/480/600 s).
+    pub relogin_backoff: Duration,
     /// Seed for back-off jitter (the core reads no RNG).
     pub seed: u64,
 }
@@ -124,6 +128,7 @@ impl Default for CoreConfig {
             backoff_initial: Duration::from_secs(2),
             backoff_max: Duration::from_secs(300),
             content_reader: false,
+            relogin_backoff: Duration::from_secs(60),
             seed: 0x9E37_79B9_7F4A_7C15,
         }
     }
@@ -347,6 +352,12 @@ struct Login {
     submitted: bool,
     /// The frame showed a progress title after the submission.
     saw_progress: bool,
+    /// The last progress title seen.
+    last_progress: Option<String>,
+    /// Times the 2FA dialog was re-read after the device choice (it changes in place).
+    rereads: u32,
+    /// Logins in this JVM that went back to the login window without an error.
+    resets: u32,
     /// The device chooser was answered.
     chose_device: bool,
     /// TOTP steps typed in this attempt.
@@ -374,6 +385,8 @@ struct PendingType {
     window: u32,
     steps: Vec<KeyStep>,
     tries: u32,
+    /// Read the window's text again once the keys are in (it changes in place).
+    reread: bool,
 }
 
 /// What to do when a back-off ends.
@@ -802,14 +815,21 @@ impl Supervisor {
         match kind {
             DialogKind::Progress => {
                 self.login.saw_progress = true;
+                self.login.last_progress = Some(w.info.title.clone());
                 let line = format!("gateway: {}", w.info.title);
                 self.status_line(&line);
             }
             DialogKind::GatewayFrame | DialogKind::TwsMainWindow
                 if self.login.saw_progress && self.phase == Phase::LoggingIn =>
             {
-                // The login frame became the main window: logged in as far as windows go.
-                self.await_api(now);
+                // The frame becomes the main window after `Starting application...` (IBC's
+                // login-complete signal); from any earlier progress title it went back to
+                // the login window: the attempt ended without an error dialog.
+                if self.login.last_progress.as_deref() == Some("Starting application...") {
+                    self.await_api(now);
+                } else {
+                    self.login_reset(now);
+                }
             }
             _ => {}
         }
@@ -858,8 +878,17 @@ impl Supervisor {
             }
             K::DeviceChooser => {
                 if self.login.chose_device {
-                    // The chooser again in the same attempt: the choice did not take.
-                    self.leave_alone(now, id, "the device chooser came back");
+                    // Swing has not repainted the dialog yet, or the choice did not take.
+                    if self.login.rereads < 5 {
+                        self.login.rereads += 1;
+                        if let Some(w) = self.windows.get_mut(&id) {
+                            w.reading = true;
+                            w.kind = DialogKind::SecondFactor;
+                        }
+                        self.push(Action::ReadText { window: id });
+                    } else {
+                        self.leave_alone(now, id, "the device chooser came back");
+                    }
                     return;
                 }
                 self.login.chose_device = true;
@@ -873,7 +902,9 @@ impl Supervisor {
                     .next()
                     .unwrap_or("M")
                     .to_string();
-                self.type_into(
+                // The dialog then shows the code entry in place (no new window): read it
+                // again once the keys are in.
+                self.type_into_then_reread(
                     id,
                     vec![
                         KeyStep::Text(prefix),
@@ -1255,6 +1286,54 @@ impl Supervisor {
         }
     }
 
+    /// The gateway went back to its login window without saying why (2FA timed out, IB Key
+    /// not approved, a login silently dropped by IBKR). Log in again in the same JVM after a
+    /// growing wait: a new JVM re-arms IBKR's limiter, and quick retries get punished.
+    fn login_reset(&mut self, now: Now) {
+        self.login.resets += 1;
+        self.login.submitted = false;
+        self.login.saw_progress = false;
+        self.login.last_progress = None;
+        self.login.code_dialog = None;
+        for t in [
+            Timer::LoginDeadline,
+            Timer::TotpDue,
+            Timer::IbKeyDeadline,
+        ] {
+            self.timers.stop(t);
+        }
+        let exp = (self.login.resets - 1).min(4);
+        let wait = self
+            .cfg
+            .relogin_backoff
+            .saturating_mul(1 << exp)
+            .min(Duration::from_secs(600));
+        tracing::warn!(
+            resets = self.login.resets,
+            wait_s = wait.as_secs(),
+            "back at the login window without an error; logging in again later"
+        );
+        if self.login.resets == 3 {
+            self.push(Action::Notify {
+                kind: NoticeKind::RestartLoop,
+                severity: Severity::Warning,
+                message: "IBKR keeps dropping the login without an error. If another session \
+                          (IBKR Mobile, Client Portal) is stuck, open IBKR Mobile once to free \
+                          it; ibwarden keeps retrying with growing waits."
+                    .into(),
+            });
+        }
+        self.after_backoff = AfterBackoff::Relogin;
+        self.timers.set(Timer::BackoffEnd, now.mono + wait);
+        self.set_phase(
+            Phase::Backoff,
+            &format!(
+                "login went back to the login window; next login in {} s",
+                wait.as_secs()
+            ),
+        );
+    }
+
     fn relogin(&mut self, now: Now) {
         // Re-drive Log In on the same login frame (a new JVM re-arms IBKR's limiter).
         if self.pid.is_none() {
@@ -1276,6 +1355,14 @@ impl Supervisor {
     // ----- typing --------------------------------------------------------------------------
 
     fn type_into(&mut self, window: u32, steps: Vec<KeyStep>) {
+        self.type_with(window, steps, false);
+    }
+
+    fn type_into_then_reread(&mut self, window: u32, steps: Vec<KeyStep>) {
+        self.type_with(window, steps, true);
+    }
+
+    fn type_with(&mut self, window: u32, steps: Vec<KeyStep>, reread: bool) {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         self.pending.insert(
@@ -1284,6 +1371,7 @@ impl Supervisor {
                 window,
                 steps: steps.clone(),
                 tries: 1,
+                reread,
             },
         );
         self.push(Action::Type {
@@ -1298,7 +1386,15 @@ impl Supervisor {
             return;
         };
         match result {
-            TypeResult::Done => {}
+            TypeResult::Done => {
+                if p.reread {
+                    if let Some(w) = self.windows.get_mut(&p.window) {
+                        w.reading = true;
+                        w.kind = DialogKind::SecondFactor;
+                        self.push(Action::ReadText { window: p.window });
+                    }
+                }
+            }
             TypeResult::FocusLost if p.tries < 6 && self.windows.contains_key(&p.window) => {
                 tracing::warn!(window = p.window, tries = p.tries, "focus lost; retrying");
                 p.tries += 1;

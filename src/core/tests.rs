@@ -278,7 +278,7 @@ fn two_rejected_codes_then_accepted_uses_three_steps() {
     assert!(steps[0] < steps[1] && steps[1] < steps[2]);
     h.input(Input::TitleChanged {
         id: FRAME,
-        title: "Authenticating...".into(),
+        title: "Starting application...".into(),
     });
     h.input(Input::TitleChanged {
         id: FRAME,
@@ -442,7 +442,7 @@ fn existing_session_answer(policy: SessionPolicy, after_login: bool, seen: u32) 
     if after_login {
         h.input(Input::TitleChanged {
             id: FRAME,
-            title: "Authenticating...".into(),
+            title: "Starting application...".into(),
         });
         h.input(Input::TitleChanged {
             id: FRAME,
@@ -619,4 +619,38 @@ fn device_chooser_selects_the_configured_device_by_prefix() {
         text: Some("Enter Mobile Authenticator app code".into()),
     });
     assert_eq!(h.code_steps().len(), 1);
+}
+
+#[test]
+fn back_at_the_login_window_relogs_in_after_a_growing_wait_in_the_same_jvm() {
+    let mut h = H::live();
+    let a = h.to_login_frame();
+    h.complete_typing(&a);
+    h.input(Input::TitleChanged {
+        id: FRAME,
+        title: "Authenticating...".into(),
+    });
+    // The 2FA dialog times out (an IB Key push nobody approved): back to the login window.
+    h.input(Input::TitleChanged {
+        id: FRAME,
+        title: "IBKR Gateway".into(),
+    });
+    assert_eq!(h.sv.phase(), &Phase::Backoff);
+    assert!(!h.ready());
+    let creds = |h: &H| {
+        h.typed()
+            .iter()
+            .filter(|(_, s)| has_secret(s, SecretRef::Password))
+            .count()
+    };
+    h.run_for(Duration::from_secs(59));
+    assert_eq!(creds(&h), 1, "no re-login before the wait");
+    h.run_for(Duration::from_secs(2));
+    assert_eq!(creds(&h), 2, "one re-login after 60 s");
+    let launches = h
+        .log
+        .iter()
+        .filter(|a| matches!(a, Action::Launch { .. }))
+        .count();
+    assert_eq!(launches, 1, "no new JVM for a re-login");
 }
