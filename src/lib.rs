@@ -12,6 +12,9 @@
 //! - [`gateway`]: install discovery, the JVM command line, process lifecycle.
 //! - [`probe`]: the TWS API handshake used as the only readiness signal.
 //! - [`sdnotify`]: systemd's notify protocol.
+//! - [`status`]: the published snapshot read by `status`, `/readyz` and `/metrics`.
+//! - [`reader`]: dialog text (OCR) for dialogs titles cannot tell apart.
+//! - [`logging`]: tracing set-up (human, journald, json).
 //! - [`driver`]: the one loop that feeds adapter events to the core and executes its actions.
 //!
 //! # Theory of operation
@@ -32,5 +35,6 @@ pub mod reader;
 pub mod sdnotify;
 pub mod secret;
 pub mod state;
+pub mod status;
 pub mod totp;
 pub mod x11;
