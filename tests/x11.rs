@@ -207,7 +207,10 @@ impl Drop for KillOnDrop {
 
 async fn next_event(rx: &mut mpsc::Receiver<WindowEvent>) -> WindowEvent {
     match tokio::time::timeout(DEADLINE, rx.recv()).await {
-        Ok(Some(ev)) => ev,
+        Ok(Some(ev)) => {
+            eprintln!("EV {ev:?}");
+            ev
+        }
         Ok(None) => panic!("watcher channel closed"),
         Err(_) => panic!("no window event within {DEADLINE:?}"),
     }
@@ -737,6 +740,37 @@ async fn watcher_sees_clients_inside_window_manager_frames() {
         }
     }
     assert!(unmapped, "no Unmapped before Destroyed");
+    xvfb.stop().await.expect("stop");
+}
+
+/// Tab, Shift+Tab, select-all (Ctrl+A) and plain text do what a user's keys would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_keys_move_between_fields_and_select_all_replaces() {
+    let (_dir, mut xvfb) = start_xvfb().await;
+    let (_watcher, mut rx) = Watcher::spawn(xvfb.target()).expect("watcher");
+    let app = App::start(&xvfb, "IBKR Gateway");
+    let frame = wait_mapped(&mut rx, |w| w.title == "IBKR Gateway").await;
+    let typist = std::sync::Arc::new(
+        Typist::connect(xvfb.target(), TypingOptions::default()).expect("typist"),
+    );
+    let t = typist.clone();
+    let steps = vec![
+        KeyStep::Text("old text".into()),
+        KeyStep::Key(NamedKey::Tab),
+        KeyStep::Text("Pw".into()),
+        KeyStep::Key(NamedKey::ShiftTab),
+        KeyStep::Key(NamedKey::SelectAll),
+        KeyStep::Text("New".into()),
+        KeyStep::PauseMs(20),
+        KeyStep::Key(NamedKey::Enter),
+    ];
+    blocking(move || {
+        t.focus(frame.id)?;
+        t.type_steps(frame.id, &steps, &resolve)
+    })
+    .await
+    .expect("type");
+    assert_eq!(app.expect_enter(), ("New".to_owned(), "Pw".to_owned()));
     xvfb.stop().await.expect("stop");
 }
 

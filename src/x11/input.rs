@@ -150,6 +150,9 @@ pub enum InputError {
         /// Index of the step.
         step: usize,
     },
+    /// The keymap has no plain (column 0) key for a modifier we need.
+    #[error("the keymap has no {0} key")]
+    MissingModifier(&'static str),
     /// Too many distinct characters missing from the keymap.
     #[error(transparent)]
     NotEnoughSpare(#[from] NotEnoughSpare),
@@ -424,9 +427,9 @@ impl Typist {
                 needed.push(char_to_keysym(c).ok_or(InputError::Untypable { step: i })?);
             }
         }
+        // Named keys may be premapped like characters if missing; modifiers may not (a spare
+        // keycode is not in the modifier map), so they are looked up separately.
         needed.extend([
-            keysym::SHIFT_L,
-            keysym::CONTROL_L,
             keysym::TAB,
             keysym::RETURN,
             keysym::SPACE,
@@ -451,6 +454,15 @@ impl Typist {
         let result = match busy.as_mut() {
             None => {
                 let keymap = self.read_keymap()?;
+                let modifier = |l, r, name| {
+                    keymap
+                        .find(l)
+                        .or_else(|| keymap.find(r))
+                        .filter(|p| !p.shift)
+                        .ok_or(InputError::MissingModifier(name))
+                };
+                let shift = modifier(keysym::SHIFT_L, keysym::SHIFT_R, "Shift")?;
+                let ctrl = modifier(keysym::CONTROL_L, keysym::CONTROL_R, "Control")?;
                 let plan = keymap::plan(&keymap, &needed)?;
                 if let Err(e) = self.bind(&plan.premap, &keymap) {
                     // Some may be bound already; leave no borrowed keycode behind.
@@ -466,7 +478,7 @@ impl Typist {
                     tracing::debug!(keysyms = plan.premap.len(), "spare keycodes bound");
                     std::thread::sleep(self.opts.remap_settle);
                 }
-                let r = self.type_xtest(window, steps, &texts, &plan.positions);
+                let r = self.type_xtest(window, steps, &texts, &plan.positions, (shift, ctrl));
                 if !plan.premap.is_empty() {
                     // Let Java translate the last keys before their keycodes go blank.
                     std::thread::sleep(self.opts.remap_settle);
@@ -584,13 +596,8 @@ impl Typist {
     }
 
     /// Presses and releases one key, with Shift and/or Control held around it.
-    fn tap(
-        &self,
-        pos: KeyPos,
-        ctrl: Option<KeyPos>,
-        shift: Option<KeyPos>,
-    ) -> Result<(), InputError> {
-        let mods: Vec<u8> = [ctrl, if pos.shift { shift } else { None }]
+    fn tap(&self, pos: KeyPos, ctrl: Option<KeyPos>, shift: KeyPos) -> Result<(), InputError> {
+        let mods: Vec<u8> = [ctrl, pos.shift.then_some(shift)]
             .into_iter()
             .flatten()
             .map(|m| m.keycode)
@@ -628,15 +635,16 @@ impl Typist {
         steps: &[KeyStep],
         texts: &[&str],
         positions: &std::collections::BTreeMap<u32, KeyPos>,
+        (shift, ctrl): (KeyPos, KeyPos),
     ) -> Result<(), InputError> {
+        // Every keysym was planned; a miss is a bug. The keysym is not in the message: for a
+        // secret it would be a character of it.
         let pos = |ks: u32| -> Result<KeyPos, InputError> {
             positions.get(&ks).copied().ok_or(InputError::Request {
                 request: "keymap",
-                detail: format!("keysym {ks:#x} has no keycode"),
+                detail: "a planned keysym has no keycode".into(),
             })
         };
-        let shift = positions.get(&keysym::SHIFT_L).copied();
-        let ctrl = positions.get(&keysym::CONTROL_L).copied();
         for (i, step) in steps.iter().enumerate() {
             self.check(window, i)?;
             match step {
@@ -681,7 +689,7 @@ impl Typist {
                     }
                     let mut p = pos(ks)?;
                     p.shift |= with_shift;
-                    self.tap(p, if with_ctrl { ctrl } else { None }, shift)?;
+                    self.tap(p, with_ctrl.then_some(ctrl), shift)?;
                     if matches!(
                         key,
                         NamedKey::Tab | NamedKey::ShiftTab | NamedKey::SelectAll

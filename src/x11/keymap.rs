@@ -28,8 +28,12 @@ pub mod keysym {
     pub const DOWN: u32 = 0xff54;
     /// Left Shift.
     pub const SHIFT_L: u32 = 0xffe1;
+    /// Right Shift.
+    pub const SHIFT_R: u32 = 0xffe2;
     /// Left Control.
     pub const CONTROL_L: u32 = 0xffe3;
+    /// Right Control.
+    pub const CONTROL_R: u32 = 0xffe4;
     /// Space.
     pub const SPACE: u32 = 0x20;
     /// Latin small a (for Ctrl+A).

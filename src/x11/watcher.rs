@@ -354,6 +354,7 @@ impl State {
 
     /// Handles one event; `Ok(false)` when the receiver is gone.
     fn handle(&mut self, event: xcb::Event) -> Result<bool, xcb::Error> {
+        tracing::trace!(event = ?event, "x11 event");
         let xcb::Event::X(event) = event else {
             return Ok(true);
         };
@@ -490,8 +491,20 @@ impl State {
     }
 
     /// The client window inside a WM frame: the first descendant (breadth-first, at most 3
-    /// levels) with a `WM_STATE` property.
+    /// levels) with a `WM_STATE` or `_NET_WM_PID` property. `WM_STATE` is the ICCCM marker,
+    /// but a WM may set it after mapping the frame; Java sets `_NET_WM_PID` before it even
+    /// asks for the map, so either identifies the client at the frame's MapNotify.
     fn client_in_frame(&self, frame: x::Window) -> Result<Option<x::Window>, xcb::Error> {
+        let has = |window, property| {
+            self.conn.send_request(&x::GetProperty {
+                delete: false,
+                window,
+                property,
+                r#type: x::ATOM_ANY,
+                long_offset: 0,
+                long_length: 0,
+            })
+        };
         let mut level = vec![frame];
         for _ in 0..3 {
             let mut next = Vec::new();
@@ -500,17 +513,11 @@ impl State {
                     .conn
                     .wait_for_reply(self.conn.send_request(&x::QueryTree { window: w }))?;
                 for &child in tree.children() {
-                    let state =
-                        self.conn
-                            .wait_for_reply(self.conn.send_request(&x::GetProperty {
-                                delete: false,
-                                window: child,
-                                property: self.atoms.wm_state,
-                                r#type: x::ATOM_ANY,
-                                long_offset: 0,
-                                long_length: 0,
-                            }))?;
-                    if state.r#type() != x::ATOM_NONE {
+                    let state = has(child, self.atoms.wm_state);
+                    let pid = has(child, self.atoms.net_wm_pid);
+                    let state = self.conn.wait_for_reply(state)?;
+                    let pid = self.conn.wait_for_reply(pid)?;
+                    if state.r#type() != x::ATOM_NONE || pid.r#type() != x::ATOM_NONE {
                         return Ok(Some(child));
                     }
                     next.push(child);
