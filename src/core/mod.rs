@@ -7,9 +7,11 @@
 //! - [`dialog`]: the dialog catalogue (title → kind, text refinement, answers) as data.
 //! - [`timer`]: named deadlines.
 //! - [`machine`]: the [`Supervisor`] state machine.
+//! - [`schedule`]: IBKR's calendar (planned restarts, the nightly maintenance window).
 
 pub mod dialog;
 pub mod machine;
+pub mod schedule;
 pub mod timer;
 pub mod types;
 
