@@ -18,6 +18,7 @@ use ibwarden::x11::{
     Xvfb,
 };
 use tokio::sync::mpsc;
+use xcb::Xid as _;
 
 const PASSWORD: &str = "p@ss w0rd!#$%^&*()_+{}|:\"<>?~äöüßé€ж";
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -753,6 +754,10 @@ async fn named_keys_move_between_fields_and_select_all_replaces() {
     let typist = std::sync::Arc::new(
         Typist::connect(xvfb.target(), TypingOptions::default()).expect("typist"),
     );
+    // Caps Lock on (as on a desktop): letters must still arrive as written, and the lock is
+    // left as it was found.
+    toggle_caps_lock(xvfb.target());
+    assert!(caps_lock_on(xvfb.target()), "caps lock did not turn on");
     let t = typist.clone();
     let steps = vec![
         KeyStep::Text("old text".into()),
@@ -771,7 +776,55 @@ async fn named_keys_move_between_fields_and_select_all_replaces() {
     .await
     .expect("type");
     assert_eq!(app.expect_enter(), ("New".to_owned(), "Pw".to_owned()));
+    assert!(caps_lock_on(xvfb.target()), "caps lock not restored");
     xvfb.stop().await.expect("stop");
+}
+
+fn caps_lock_on(target: &DisplayTarget) -> bool {
+    let (conn, screen) = x11::connect(target, &[]).expect("connect");
+    let root = conn
+        .get_setup()
+        .roots()
+        .nth(screen as usize)
+        .expect("screen")
+        .root();
+    let reply = conn
+        .wait_for_reply(conn.send_request(&xcb::x::QueryPointer { window: root }))
+        .expect("QueryPointer");
+    reply.mask().contains(xcb::x::KeyButMask::LOCK)
+}
+
+/// Presses Caps Lock once through XTest, like a user.
+fn toggle_caps_lock(target: &DisplayTarget) {
+    let (conn, _) = x11::connect(target, &[xcb::Extension::Test]).expect("connect");
+    let setup = conn.get_setup();
+    let (min, max) = (setup.min_keycode(), setup.max_keycode());
+    let map = conn
+        .wait_for_reply(conn.send_request(&xcb::x::GetKeyboardMapping {
+            first_keycode: min,
+            count: max - min + 1,
+        }))
+        .expect("keymap");
+    let per = map.keysyms_per_keycode() as usize;
+    let index = map
+        .keysyms()
+        .chunks(per)
+        .position(|row| row[0] == 0xffe5)
+        .expect("Caps_Lock in keymap");
+    let keycode = min + index as u8;
+    for r#type in [2u8, 3] {
+        conn.send_request(&xcb::xtest::FakeInput {
+            r#type,
+            detail: keycode,
+            time: xcb::x::CURRENT_TIME,
+            root: xcb::x::Window::none(),
+            root_x: 0,
+            root_y: 0,
+            deviceid: 0,
+        });
+    }
+    conn.wait_for_reply(conn.send_request(&xcb::x::GetInputFocus {}))
+        .expect("round trip");
 }
 
 #[test]

@@ -153,6 +153,9 @@ pub enum InputError {
     /// The keymap has no plain (column 0) key for a modifier we need.
     #[error("the keymap has no {0} key")]
     MissingModifier(&'static str),
+    /// Caps Lock is on and could not be switched off (letters would be inverted).
+    #[error("caps lock is on and could not be switched off")]
+    CapsLockStuck,
     /// Too many distinct characters missing from the keymap.
     #[error(transparent)]
     NotEnoughSpare(#[from] NotEnoughSpare),
@@ -463,32 +466,26 @@ impl Typist {
                 };
                 let shift = modifier(keysym::SHIFT_L, keysym::SHIFT_R, "Shift")?;
                 let ctrl = modifier(keysym::CONTROL_L, keysym::CONTROL_R, "Control")?;
-                let plan = keymap::plan(&keymap, &needed)?;
-                if let Err(e) = self.bind(&plan.premap, &keymap) {
-                    // Some may be bound already; leave no borrowed keycode behind.
-                    let unbind: Vec<(u8, u32)> = plan
-                        .premap
-                        .iter()
-                        .map(|(kc, _)| (*kc, keymap::NO_SYMBOL))
-                        .collect();
-                    let _ = self.bind(&unbind, &keymap);
-                    return Err(e);
-                }
-                if !plan.premap.is_empty() {
-                    tracing::debug!(keysyms = plan.premap.len(), "spare keycodes bound");
-                    std::thread::sleep(self.opts.remap_settle);
-                }
-                let r = self.type_xtest(window, steps, &texts, &plan.positions, (shift, ctrl));
-                if !plan.premap.is_empty() {
-                    // Let Java translate the last keys before their keycodes go blank.
-                    std::thread::sleep(self.opts.remap_settle);
-                    let unbind: Vec<(u8, u32)> = plan
-                        .premap
-                        .iter()
-                        .map(|(kc, _)| (*kc, keymap::NO_SYMBOL))
-                        .collect();
-                    if let Err(e) = self.bind(&unbind, &keymap) {
-                        tracing::warn!(error = %e, "failed to unbind spare keycodes");
+                // Caps Lock on (a desktop session) would invert every letter; switch it off
+                // for the duration and restore it afterwards.
+                let caps = if self.caps_lock_on()? {
+                    let key = keymap
+                        .find(keysym::CAPS_LOCK)
+                        .filter(|p| !p.shift)
+                        .ok_or(InputError::MissingModifier("Caps_Lock"))?;
+                    self.tap(key, None, shift)?;
+                    if self.caps_lock_on()? {
+                        return Err(InputError::CapsLockStuck);
+                    }
+                    tracing::info!(window, "caps lock switched off for typing");
+                    Some(key)
+                } else {
+                    None
+                };
+                let r = self.type_planned(window, steps, &texts, &needed, &keymap, (shift, ctrl));
+                if let Some(key) = caps {
+                    if let Err(e) = self.tap(key, None, shift) {
+                        tracing::warn!(error = %e, "failed to restore caps lock");
                     }
                 }
                 r
@@ -503,6 +500,53 @@ impl Typist {
             "typing done"
         );
         result
+    }
+
+    /// Whether the Lock modifier (Caps Lock) is active.
+    fn caps_lock_on(&self) -> Result<bool, InputError> {
+        let reply = self
+            .conn
+            .wait_for_reply(
+                self.conn
+                    .send_request(&x::QueryPointer { window: self.root }),
+            )
+            .map_err(request_err("QueryPointer"))?;
+        Ok(reply.mask().contains(x::KeyButMask::LOCK))
+    }
+
+    /// Binds the spare keycodes the plan needs, types, and unbinds them.
+    fn type_planned(
+        &self,
+        window: u32,
+        steps: &[KeyStep],
+        texts: &[&str],
+        needed: &[u32],
+        km: &Keymap,
+        modifiers: (KeyPos, KeyPos),
+    ) -> Result<(), InputError> {
+        let plan = keymap::plan(km, needed)?;
+        let unbind: Vec<(u8, u32)> = plan
+            .premap
+            .iter()
+            .map(|(kc, _)| (*kc, keymap::NO_SYMBOL))
+            .collect();
+        if let Err(e) = self.bind(&plan.premap, km) {
+            // Some may be bound already; leave no borrowed keycode behind.
+            let _ = self.bind(&unbind, km);
+            return Err(e);
+        }
+        if plan.premap.is_empty() {
+            return self.type_xtest(window, steps, texts, &plan.positions, modifiers);
+        }
+        tracing::debug!(keysyms = plan.premap.len(), "spare keycodes bound");
+        std::thread::sleep(self.opts.remap_settle);
+        let r = self.type_xtest(window, steps, texts, &plan.positions, modifiers);
+        // Let Java translate the last keys before their keycodes go blank.
+        std::thread::sleep(self.opts.remap_settle);
+        if let Err(e) = self.bind(&unbind, km) {
+            tracing::warn!(error = %e, "failed to unbind spare keycodes");
+        }
+        r
     }
 
     /// Closes `window` the way a user would: ICCCM `WM_DELETE_WINDOW` (Java then runs the

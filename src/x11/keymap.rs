@@ -32,6 +32,8 @@ pub mod keysym {
     pub const SHIFT_R: u32 = 0xffe2;
     /// Left Control.
     pub const CONTROL_L: u32 = 0xffe3;
+    /// Caps Lock.
+    pub const CAPS_LOCK: u32 = 0xffe5;
     /// Right Control.
     pub const CONTROL_R: u32 = 0xffe4;
     /// Space.
