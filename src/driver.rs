@@ -31,8 +31,9 @@ use crate::gateway::{install, launch, process};
 use crate::reader::ContentReader;
 use crate::secret::{Secret, Secrets};
 use crate::state::{self, PersistedState};
+use crate::status::{self as st, SharedStatus};
 use crate::x11::display::Xvfb;
-use crate::x11::input::{InputError, Typist, TypingOptions};
+use crate::x11::input::{InputError, TypingOptions, Typist};
 use crate::x11::{DisplayTarget, Watcher, WindowEvent};
 
 /// Exit codes of `ibwarden run` (also in the README and the systemd unit).
@@ -51,6 +52,8 @@ pub struct RunOptions {
     pub config: Config,
     /// The loaded secrets.
     pub secrets: Secrets,
+    /// The published status (the caller may serve it; `run` updates it).
+    pub status: Option<SharedStatus>,
 }
 
 /// A keyboard job for the typist thread.
@@ -92,6 +95,10 @@ struct Driver {
     sd: crate::sdnotify::Notifier,
     /// When the current launch began (for the time-to-ready figure).
     launched_at: Instant,
+    /// What `status`, `/readyz` and `/metrics` read.
+    status: SharedStatus,
+    /// True between a passing probe and the next state change.
+    ready: bool,
 }
 
 fn now() -> Now {
@@ -140,7 +147,17 @@ pub fn core_config(cfg: &Config, content_reader: bool) -> CoreConfig {
 
 /// Runs the supervisor until it is stopped. Returns the process exit code.
 pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
-    let RunOptions { config: cfg, secrets } = opts;
+    let RunOptions {
+        config: cfg,
+        secrets,
+        status,
+    } = opts;
+    let instance = cfg
+        .path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "ibwarden".into());
+    let status = status.unwrap_or_else(|| st::shared(&instance, now().unix_ms));
     let state_dir = cfg.state.dir.clone();
     state::create_private_dir(&state_dir)
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
@@ -215,6 +232,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         ready_sent: false,
         sd: crate::sdnotify::Notifier::from_env(),
         launched_at: Instant::now(),
+        status,
+        ready: false,
     };
     d.ensure_screen().await?;
 
@@ -228,10 +247,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     loop {
         while let Some(action) = sv.poll_action() {
             if let Some(code) = d.execute(action, &sv).await {
+                d.publish(&sv);
                 d.shutdown().await;
                 return Ok(code);
             }
         }
+        d.publish(&sv);
         // Check the deadline before awaiting (quinn `drive_timer`): tokio's sleep may
         // report a passed deadline late under the cooperative budget.
         let deadline = sv.poll_timeout();
@@ -290,12 +311,10 @@ impl Driver {
                 (xvfb.target().clone(), Some(xvfb))
             }
             config::DisplayMode::Existing => {
-                let name = self
-                    .cfg
-                    .display
-                    .display
-                    .clone()
-                    .ok_or_else(|| anyhow!("display.mode = \"existing\" needs display.display"))?;
+                let name =
+                    self.cfg.display.display.clone().ok_or_else(|| {
+                        anyhow!("display.mode = \"existing\" needs display.display")
+                    })?;
                 (
                     DisplayTarget::existing(name, self.cfg.display.xauthority.clone()),
                     None,
@@ -373,6 +392,22 @@ impl Driver {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
+    }
+
+    /// Publishes the core's state for `status`, `/readyz` and `/metrics`.
+    fn publish(&mut self, sv: &Supervisor) {
+        let n = now();
+        let mut snap = st::read(&self.status);
+        snap.phase = format!("{:?}", sv.phase());
+        snap.ready = self.ready && *sv.phase() == core::Phase::Ready;
+        snap.reason = sv.reason().to_string();
+        snap.jvm_pid = sv.pid();
+        snap.last_ready_unix_ms = sv.stats.last_ready_unix_ms;
+        snap.logins = sv.stats.logins;
+        snap.readies = sv.stats.readies;
+        snap.restarts = sv.stats.restarts.clone();
+        snap.login_budget_left = sv.login_budget_left(n);
+        st::publish(&self.status, snap);
     }
 
     async fn shutdown(&mut self) {
@@ -467,6 +502,7 @@ impl Driver {
                 warn!(?kind, ?severity, %message, "notify");
             }
             Action::Status { ready, text } => {
+                self.ready = ready;
                 if ready {
                     let secs = self.launched_at.elapsed().as_secs_f64();
                     info!(status = %text, took = %format!("{secs:.1}s"), "ready");
@@ -550,10 +586,7 @@ impl Driver {
             pid,
             pidfd: child.pidfd(),
         });
-        let _ = self.tx.send(Input::Spawned {
-            pid,
-            with_token,
-        });
+        let _ = self.tx.send(Input::Spawned { pid, with_token });
         let tx = self.tx.clone();
         let work_dir = self.work_dir.clone();
         tokio::spawn(async move {
@@ -716,4 +749,3 @@ fn is_same_or_descendant(pid: u32, ancestor: u32) -> bool {
     }
     false
 }
-

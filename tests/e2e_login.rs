@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use warden::Warden;
 
-const LOGIN: Duration = Duration::from_secs(20);
+const LOGIN: Duration = Duration::from_secs(60);
 const QUICK: Duration = Duration::from_secs(15);
 
 fn attempts(rec: &Record) -> Vec<serde_json::Value> {
@@ -32,7 +32,11 @@ fn live_login_with_totp_reaches_ready_in_one_attempt() {
     let install = SimInstall::new(&Scenario::new());
     let mut w = Warden::start(&install, "live", "");
     let ready = w.wait_ready(LOGIN);
-    assert!(ready.contains("STATUS=ready"), "status: {ready:?}\n{}", w.log_tail(80));
+    assert!(
+        ready.contains("STATUS=ready"),
+        "status: {ready:?}\n{}",
+        w.log_tail(80)
+    );
     let rec = install.record();
     let a = attempts(&rec);
     assert_eq!(a.len(), 1, "exactly one login attempt: {a:?}");
@@ -125,8 +129,16 @@ fn jvm_cmdline_and_environ_hold_no_secret() {
         .collect();
     for k in &keys {
         assert!(
-            ["PATH", "HOME", "LANG", "LC_ALL", "DISPLAY", "XAUTHORITY", "DBUS_SESSION_BUS_ADDRESS"]
-                .contains(&k.as_str()),
+            [
+                "PATH",
+                "HOME",
+                "LANG",
+                "LC_ALL",
+                "DISPLAY",
+                "XAUTHORITY",
+                "DBUS_SESSION_BUS_ADDRESS"
+            ]
+            .contains(&k.as_str()),
             "unexpected JVM env var {k}"
         );
     }

@@ -34,6 +34,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .thread_name("ibwarden")
         .build()
         .context("cannot start the async runtime")?;
-    let code = runtime.block_on(driver::run(RunOptions { config, secrets }))?;
+    let code = runtime.block_on(driver::run(RunOptions {
+        config,
+        secrets,
+        status: None,
+    }))?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

@@ -35,6 +35,18 @@ pub fn write_secret(path: &Path, value: &str) {
 impl Warden {
     /// Config text for `install` in `mode` (live|paper), plus `extra` TOML appended.
     pub fn config_text(install: &SimInstall, mode: &str, state_dir: &Path, extra: &str) -> String {
+        Warden::config_text_with(install, mode, state_dir, "", extra)
+    }
+
+    /// Like [`Warden::config_text`], with `login` (keys only, one per line) added to the
+    /// `[login]` table, which the base config already opens.
+    pub fn config_text_with(
+        install: &SimInstall,
+        mode: &str,
+        state_dir: &Path,
+        login: &str,
+        extra: &str,
+    ) -> String {
         format!(
             r#"# written by tests/warden
 [gateway]
@@ -50,6 +62,7 @@ totp_file = "totp"
 
 [login]
 min_code_validity = "8s"
+{login}
 
 [state]
 dir = "{state}"
@@ -68,23 +81,35 @@ timeout = "1500ms"
         )
     }
 
+    /// Starts `ibwarden run` for `install` with `login` keys in `[login]` and `extra` TOML.
+    pub fn start_with(install: &SimInstall, mode: &str, login: &str, extra: &str) -> Warden {
+        Warden::start_config(install, |state_dir| {
+            Warden::config_text_with(install, mode, state_dir, login, extra)
+        })
+    }
+
     /// Starts `ibwarden run` for `install`.
     pub fn start(install: &SimInstall, mode: &str, extra: &str) -> Warden {
+        Warden::start_config(install, |state_dir| {
+            Warden::config_text(install, mode, state_dir, extra)
+        })
+    }
+
+    fn start_config(install: &SimInstall, config_text: impl Fn(&Path) -> String) -> Warden {
         let dir = tempfile::Builder::new()
             .prefix("ibw-run-")
             .tempdir()
             .expect("tempdir");
         let state_dir = dir.path().join("state");
         let config = dir.path().join("config.toml");
-        fs::write(
-            &config,
-            Warden::config_text(install, mode, &state_dir, extra),
-        )
-        .expect("write config");
+        fs::write(&config, config_text(&state_dir)).expect("write config");
         write_secret(&dir.path().join("password"), install.scenario.password());
         write_secret(
             &dir.path().join("totp"),
-            install.scenario.get("totp_secret").unwrap_or(TEST_TOTP_SECRET),
+            install
+                .scenario
+                .get("totp_secret")
+                .unwrap_or(TEST_TOTP_SECRET),
         );
         let sock_path = dir.path().join("notify.sock");
         let notify = UnixDatagram::bind(&sock_path).expect("bind notify socket");
@@ -113,7 +138,12 @@ timeout = "1500ms"
 
     /// Collects notify datagrams until `pred` holds for one; panics after `timeout` with
     /// ibwarden's log tail.
-    pub fn wait_notify(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+    pub fn wait_notify(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         let mut buf = [0u8; 4096];
         loop {
@@ -139,6 +169,53 @@ timeout = "1500ms"
                     .push(String::from_utf8_lossy(&buf[..n]).into_owned());
             }
         }
+    }
+
+    /// Reads every notify datagram that has arrived so far (non-blocking beyond 200 ms).
+    pub fn drain_notifications(&mut self) {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.notify.recv(&mut buf) {
+            self.notifications
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+
+    /// Waits for a log line containing `needle`; returns the line.
+    pub fn wait_log(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.log().lines().find(|l| l.contains(needle)) {
+                return l.to_string();
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "no log line with {needle:?} within {timeout:?}:\n{}",
+                    self.log_tail(40)
+                );
+            }
+            if let Some(st) = self.child.try_wait() {
+                panic!(
+                    "ibwarden exited ({st:?}) while waiting for {needle:?}\n{}",
+                    self.log_tail(60)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Reads every notify datagram that has arrived, without waiting for more.
+    pub fn drain_notify(&mut self) {
+        let mut buf = [0u8; 4096];
+        self.notify
+            .set_nonblocking(true)
+            .expect("nonblocking notify socket");
+        while let Ok(n) = self.notify.recv(&mut buf) {
+            self.notifications
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        self.notify
+            .set_nonblocking(false)
+            .expect("blocking notify socket");
     }
 
     /// Waits for `READY=1`; returns that datagram (with its STATUS line).
@@ -174,12 +251,18 @@ timeout = "1500ms"
         }
         for entry in walk(&self.state_dir) {
             if let Ok(t) = fs::read(&entry) {
-                hay.push((entry.display().to_string(), String::from_utf8_lossy(&t).into_owned()));
+                hay.push((
+                    entry.display().to_string(),
+                    String::from_utf8_lossy(&t).into_owned(),
+                ));
             }
         }
         for (name, text) in hay {
             for s in &secrets {
-                assert!(!s.is_empty() && !text.contains(s.as_str()), "a secret leaked into {name}");
+                assert!(
+                    !s.is_empty() && !text.contains(s.as_str()),
+                    "a secret leaked into {name}"
+                );
             }
         }
     }
