@@ -178,7 +178,7 @@ fn lockout_after_n_failures_survives_restart() {
     s.press("Login failed", "Return");
     s.rec.wait_ev("login_reset", STEP_TIMEOUT);
     s.focus("IBKR Gateway");
-    s.x.key("Tab");
+    s.move_focus("Tab", "password");
     s.x.type_text("bad2");
     s.x.key("Return");
     assert_eq!(
@@ -212,7 +212,7 @@ fn lockout_after_n_failures_survives_restart() {
         std::thread::sleep(Duration::from_millis(until - now + 50)); // the lockout's own end
     }
     s.focus("IBKR Gateway");
-    s.x.key("Tab");
+    s.move_focus("Tab", "password");
     s.x.type_text(common::TEST_PASSWORD);
     s.x.key("Return");
     assert_eq!(
@@ -662,4 +662,169 @@ fn ib_async_connects_only_after_login() {
     s.rec.wait_for("client 11 START_API", STEP_TIMEOUT, |v| {
         is_ev(v, "api_start") && v["client_id"] == 11
     });
+}
+
+// ------------------------------------------------------------------------------ more scenarios
+
+#[test]
+fn clock_drift_gives_wrong_time_verdict() {
+    let mut s = Session::start(&Scenario::new().set("clock_offset_s", 95));
+    s.type_login(common::TEST_USER, common::TEST_PASSWORD);
+    s.rec
+        .wait_window("Second Factor Authentication", STEP_TIMEOUT);
+    let secs = common::now_ms() / 1000;
+    let code = s.install.scenario.totp_at(secs);
+    s.focus("Second Factor Authentication");
+    s.x.type_text(&code);
+    s.x.key("Return");
+    let c = s.rec.wait_ev("code", STEP_TIMEOUT);
+    assert_eq!(c["verdict"], "wrong_time", "{c}");
+    let off = c["offset"].as_i64().unwrap();
+    assert!((-4..=-3).contains(&off), "{c}");
+}
+
+#[test]
+fn ib_key_push_times_out() {
+    let sc = Scenario::new()
+        .set("devices", "IB Key")
+        .set("twofa_timeout_s", 20);
+    let mut s = Session::start(&sc);
+    s.type_login(common::TEST_USER, common::TEST_PASSWORD);
+    assert_eq!(
+        s.rec.wait_ev("twofa_prompt", STEP_TIMEOUT)["device"],
+        "IB Key"
+    );
+    s.rec.wait_ev("twofa_timeout", STEP_TIMEOUT);
+    assert_eq!(
+        s.rec.wait_ev("login_reset", STEP_TIMEOUT)["reason"],
+        "twofa_timeout"
+    );
+    s.x.wait_window_gone(s.pid(), "Second Factor Authentication", STEP_TIMEOUT);
+    s.x.wait_window(s.pid(), "IBKR Gateway", STEP_TIMEOUT);
+}
+
+#[test]
+fn relogin_required_then_relogin() {
+    let mut s = Session::start(&Scenario::new());
+    let step = s.login_live();
+    s.rec.wait_ev("api_listen", STEP_TIMEOUT);
+    let (mut a, _) = api_connect(s.install.api_port, 1);
+    for _ in 0..5 {
+        frame(&mut a);
+    }
+    s.install.control("relogin_required");
+    s.rec.wait_window("Re-login is required", STEP_TIMEOUT);
+    assert_eq!(
+        frame(&mut a)[3],
+        "1100",
+        "API clients learn the link is down"
+    );
+    let b = s.press("Re-login is required", "Return");
+    assert_eq!(b["button"], "Re-login");
+    s.rec.wait_window("Authenticating...", STEP_TIMEOUT);
+    s.rec
+        .wait_window("Second Factor Authentication", STEP_TIMEOUT);
+    // The first login's step is used up: a later one is needed.
+    s.type_code_after(step);
+    assert_eq!(s.rec.wait_ev("code", STEP_TIMEOUT)["verdict"], "accepted");
+    s.rec.wait_ev("logged_in", STEP_TIMEOUT);
+    assert_eq!(frame(&mut a)[3], "1102", "and that it is back");
+}
+
+#[test]
+fn connection_failed_and_progress_modal() {
+    let sc = Scenario::new()
+        .set("connection_failed", 1)
+        .set("progress_modal", true);
+    let mut s = Session::start(&sc);
+    s.login_paper_credentials_only();
+    s.rec.wait_window("Gateway", STEP_TIMEOUT);
+    let b = s.press("Gateway", "Return");
+    assert_eq!(b["button"], "OK");
+    assert_eq!(
+        s.rec.wait_ev("login_reset", STEP_TIMEOUT)["reason"],
+        "connection_failed"
+    );
+    // Second try: the connecting-progress `Gateway` dialog; its OK cancels the login.
+    s.focus("IBKR Gateway");
+    s.move_focus("Tab", "password");
+    s.x.type_text(common::TEST_PASSWORD);
+    s.x.key("Return");
+    s.rec.wait_window("Connecting to server...", STEP_TIMEOUT);
+    s.rec.wait_window("Gateway", STEP_TIMEOUT);
+    s.press("Gateway", "Return");
+    assert_eq!(
+        s.rec.wait_ev("login_reset", STEP_TIMEOUT)["reason"],
+        "progress_cancel"
+    );
+}
+
+#[test]
+fn silent_drop_times_out_with_ccp_marker() {
+    let sc = Scenario::new()
+        .set("silent_drop", 1)
+        .set("ccp_timeout_s", 20);
+    let mut s = Session::start(&sc);
+    s.type_login(common::TEST_USER, common::TEST_PASSWORD);
+    assert_eq!(
+        s.rec.wait_ev("login_attempt", STEP_TIMEOUT)["verdict"],
+        "dropped"
+    );
+    assert_eq!(
+        s.rec.wait_ev("login_reset", STEP_TIMEOUT)["reason"],
+        "ccp_timeout"
+    );
+    let log = s.install.launcher_log();
+    assert!(log.contains("AuthTimeoutMonitor-CCP: Timeout!"), "{log}");
+    assert!(!log.contains("NS_AUTH_START"), "{log}");
+}
+
+#[test]
+fn post_login_notices_and_unknown_dialog() {
+    let sc = Scenario::new()
+        .set("tip_of_the_day", true)
+        .set("password_notice_days", 5);
+    let mut s = Session::start(&sc);
+    s.login_paper();
+    s.rec.wait_window("Tip of the Day", STEP_TIMEOUT);
+    let notice = s.x.wait_window(s.pid(), "Password Notice", STEP_TIMEOUT);
+    assert_eq!(notice.transient_for, None, "Password Notice is a frame");
+    let tip = s.x.wait_window(s.pid(), "Tip of the Day", STEP_TIMEOUT);
+    assert!(tip.transient_for.is_some(), "Tip of the Day is a dialog");
+    assert_eq!(s.press("Tip of the Day", "Return")["button"], "Close");
+    assert_eq!(s.press("Password Notice", "space")["button"], "OK");
+    s.install
+        .control("dialog Mystery Dialog|Something new happened.|Yes,No");
+    s.rec.wait_window("Mystery Dialog", STEP_TIMEOUT);
+    s.focus("Mystery Dialog");
+    s.move_focus("Tab", "No");
+    s.x.key("Return");
+    let b = s.rec.wait_ev("button", STEP_TIMEOUT);
+    assert_eq!(
+        b["button"], "Yes",
+        "Enter presses the default even with focus on No"
+    );
+}
+
+#[test]
+fn bad_scenario_key_exits_2_naming_the_key() {
+    let install = common::SimInstall::new(&Scenario::new().set("usrname", "x"));
+    let xvfb = common::Xvfb::start();
+    let mut p = common::launch_sim_directly(&install, &xvfb, None);
+    let st = p.child.wait_exit(START_TIMEOUT);
+    assert_eq!(common::shell_exit_code(st), 2);
+    let err = std::fs::read_to_string(install.root().join("jvm.stderr")).unwrap();
+    assert!(err.contains("unknown scenario key 'usrname'"), "{err}");
+}
+
+#[test]
+fn sigterm_exits_143() {
+    let mut s = Session::start(&Scenario::new());
+    s.sim
+        .as_ref()
+        .unwrap()
+        .child
+        .signal_group(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(s.wait_exit(STEP_TIMEOUT), 143);
+    s.rec.wait_ev("jvm_shutdown", STEP_TIMEOUT);
 }

@@ -721,6 +721,30 @@ impl Record {
         }
     }
 
+    /// Waits for an event matching `pred` at index `from` or later, without moving the
+    /// cursor (pair it with `events().len()` taken before acting).
+    pub fn wait_from(
+        &self,
+        from: usize,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.events().into_iter().skip(from).find(|e| pred(e)) {
+                return e;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what} (from event {from}):\n{}",
+                    self.tail_text(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits for the next event named `ev`.
     pub fn wait_ev(&mut self, ev: &str, timeout: Duration) -> Value {
         self.wait_for(&format!("event {ev:?}"), timeout, |v| is_ev(v, ev))
@@ -817,6 +841,20 @@ impl Session {
         w
     }
 
+    /// Presses `key` (e.g. `Tab`, `shift+Tab`) and waits until Java reports the focus on
+    /// `field`. Needed before typing on: keys sent right after a Tab can still reach the
+    /// previous field (measured: the first password character landed in the username).
+    pub fn move_focus(&mut self, key: &str, field: &str) {
+        let mark = self.rec.events().len();
+        self.x.key(key);
+        self.rec.wait_from(
+            mark,
+            &format!("focus on {field:?} after {key}"),
+            STEP_TIMEOUT,
+            |v| is_ev(v, "focus") && v["field"] == field,
+        );
+    }
+
     /// Types username Tab password Return into the login frame (focus starts in username).
     pub fn type_login(&mut self, user: &str, password: &str) {
         let title = self
@@ -827,7 +865,7 @@ impl Session {
             .to_string();
         self.focus(&title);
         self.x.type_text(user);
-        self.x.key("Tab");
+        self.move_focus("Tab", "password");
         self.x.type_text(password);
         self.x.key("Return");
         self.rec.wait_for("Log In pressed", STEP_TIMEOUT, |v| {
@@ -838,10 +876,39 @@ impl Session {
     /// Enters a fresh TOTP code into the `Second Factor Authentication` code field.
     pub fn type_code(&mut self) -> (String, u64) {
         let (code, step) = self.install.scenario.fresh_totp();
-        self.focus("Second Factor Authentication");
-        self.x.type_text(&code);
-        self.x.key("Return");
+        self.type_code_str(&code);
         (code, step)
+    }
+
+    /// Enters the code of TOTP `step` (the simulator accepts the current step ±1).
+    pub fn type_code_for_step(&mut self, step: u64) -> String {
+        let code = self.install.scenario.totp_at(step * 30);
+        self.type_code_str(&code);
+        code
+    }
+
+    /// Enters a code from the earliest step after `used_step` that the simulator accepts
+    /// now (current step ±1). If that step is still two steps ahead, waits for the clock to
+    /// reach the next step boundary first (what a supervisor must do too). Returns the step.
+    pub fn type_code_after(&mut self, used_step: u64) -> u64 {
+        loop {
+            let now_ms = now_ms();
+            let current = now_ms / 1000 / 30;
+            let step = (used_step + 1).max(current);
+            if step <= current + 1 {
+                self.type_code_for_step(step);
+                return step;
+            }
+            // Wait for the next 30 s boundary (a known time, not a guess).
+            let boundary_ms = (current + 1) * 30_000;
+            std::thread::sleep(Duration::from_millis(boundary_ms - now_ms + 10));
+        }
+    }
+
+    fn type_code_str(&mut self, code: &str) {
+        self.focus("Second Factor Authentication");
+        self.x.type_text(code);
+        self.x.key("Return");
     }
 
     /// Waits for the simulator to exit and returns the shell-style exit code.
@@ -869,8 +936,9 @@ impl Session {
         )
     }
 
-    /// Full live login: credentials, fresh TOTP code, until `logged_in`.
-    pub fn login_live(&mut self) {
+    /// Full live login: credentials, fresh TOTP code, until `logged_in`. Returns the TOTP
+    /// step used (a step is accepted only once: the next login needs a later one).
+    pub fn login_live(&mut self) -> u64 {
         let (u, p) = (
             self.install.scenario.username().to_string(),
             self.install.scenario.password().to_string(),
@@ -878,13 +946,23 @@ impl Session {
         self.type_login(&u, &p);
         self.rec
             .wait_window("Second Factor Authentication", STEP_TIMEOUT);
-        self.type_code();
+        let (_, step) = self.type_code();
+        self.rec.wait_ev("logged_in", STEP_TIMEOUT);
+        step
+    }
+
+    /// Full paper login: [`Session::login_paper_credentials_only`], then accept the
+    /// `Warning` dialog; until `logged_in`.
+    pub fn login_paper(&mut self) {
+        self.login_paper_credentials_only();
+        self.rec.wait_window("Warning", STEP_TIMEOUT);
+        self.press("Warning", "Return");
         self.rec.wait_ev("logged_in", STEP_TIMEOUT);
     }
 
-    /// Full paper login: Shift+Tab to `Paper Trading`, Space, Tab back to the username,
-    /// credentials, Enter, then accept the `Warning` dialog; until `logged_in`.
-    pub fn login_paper(&mut self) {
+    /// Paper mode by keyboard: Shift+Tab to `Paper Trading`, Space, Tab back to the
+    /// username, then credentials and Enter (until `Paper Log In` is pressed).
+    pub fn login_paper_credentials_only(&mut self) {
         let title = self
             .install
             .scenario
@@ -912,8 +990,5 @@ impl Session {
             self.install.scenario.password().to_string(),
         );
         self.type_login(&u, &p);
-        self.rec.wait_window("Warning", STEP_TIMEOUT);
-        self.press("Warning", "Return");
-        self.rec.wait_ev("logged_in", STEP_TIMEOUT);
     }
 }

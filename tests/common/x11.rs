@@ -207,8 +207,11 @@ impl X {
         false
     }
 
-    /// Sends `WM_TAKE_FOCUS` to `win` and waits (2 s) until the X focus is inside it
-    /// (Java moves it to the window's FocusProxy child).
+    /// Gives `win` the keyboard: sends `WM_TAKE_FOCUS` and waits until the X focus is inside
+    /// it (Java moves it to the window's FocusProxy child). Java ignores WM_TAKE_FOCUS for a
+    /// window it already believes active (measured: two windows mapped at once ping-pong
+    /// activation, and the loser never takes the focus again); after 300 ms it falls back
+    /// to `XSetInputFocus` on the FocusProxy child, which x11-java.md §3.1 shows works.
     pub fn take_focus(&self, win: &Win) {
         if self.focus_is_in(win.window) {
             return;
@@ -232,15 +235,39 @@ impl X {
                 event: &ev,
             })
             .expect("SendEvent WM_TAKE_FOCUS");
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let start = Instant::now();
+        let mut fell_back = false;
         while !self.focus_is_in(win.window) {
+            let waited = start.elapsed();
+            if !fell_back && waited > Duration::from_millis(300) {
+                fell_back = true;
+                if let Some(proxy) = self.focus_proxy(win.window) {
+                    self.conn
+                        .send_and_check_request(&x::SetInputFocus {
+                            revert_to: x::InputFocus::Parent,
+                            focus: proxy,
+                            time: x::CURRENT_TIME,
+                        })
+                        .expect("SetInputFocus on FocusProxy");
+                }
+            }
             assert!(
-                Instant::now() < deadline,
-                "window {:?} did not take the focus",
+                waited < Duration::from_secs(3),
+                "window {:?} did not take the focus (WM_TAKE_FOCUS, then FocusProxy)",
                 win.title
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Java's `FocusProxy` child of a top-level.
+    fn focus_proxy(&self, w: x::Window) -> Option<x::Window> {
+        let c = self.conn.send_request(&x::QueryTree { window: w });
+        let tree = self.conn.wait_for_reply(c).ok()?;
+        tree.children()
+            .iter()
+            .copied()
+            .find(|c| self.title_of(*c) == "FocusProxy")
     }
 
     /// (keycode, needs shift) for a keysym, from keymap columns 0 and 1.
