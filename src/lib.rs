@@ -13,6 +13,8 @@
 //! - [`probe`]: the TWS API handshake used as the only readiness signal.
 //! - [`sdnotify`]: systemd's notify protocol.
 //! - [`status`]: the published snapshot read by `status`, `/readyz` and `/metrics`.
+//! - [`health`]: the HTTP health endpoint (`/livez`, `/readyz`, `/metrics`).
+//! - [`notify`]: telling a person (desktop, command hook, webhook), deduplicated.
 //! - [`reader`]: dialog text (OCR) for dialogs titles cannot tell apart.
 //! - [`logging`]: tracing set-up (human, journald, json).
 //! - [`driver`]: the one loop that feeds adapter events to the core and executes its actions.
@@ -29,7 +31,9 @@ pub mod config;
 pub mod core;
 pub mod driver;
 pub mod gateway;
+pub mod health;
 pub mod logging;
+pub mod notify;
 pub mod probe;
 pub mod reader;
 pub mod sdnotify;
