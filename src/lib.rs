@@ -12,6 +12,8 @@
 //! - [`gateway`]: install discovery, the JVM command line, process lifecycle.
 //! - [`probe`]: the TWS API handshake used as the only readiness signal.
 //! - [`sdnotify`]: systemd's notify protocol.
+//! - [`control`]: the control socket (`status`, `restart`, `stop`, ...) and the IBC-compatible
+//!   command server.
 //! - [`status`]: the published snapshot read by `status`, `/readyz` and `/metrics`.
 //! - [`health`]: the HTTP health endpoint (`/livez`, `/readyz`, `/metrics`).
 //! - [`notify`]: telling a person (desktop, command hook, webhook), deduplicated.
@@ -28,6 +30,7 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod config;
+pub mod control;
 pub mod core;
 pub mod driver;
 pub mod gateway;

@@ -18,6 +18,7 @@ use ibwarden::config::ConfigError;
 use ibwarden::logging::{self, LogFormat};
 
 mod check;
+mod control;
 mod input;
 mod run;
 mod secret;
@@ -90,6 +91,18 @@ enum Command {
     /// Manage secret files.
     #[command(subcommand)]
     Secret(secret::Command),
+    /// Show the running instance's state: ready or not and why, uptime, last login, next
+    /// planned restart, restart counts, failed-login budget left.
+    Status(control::StatusArgs),
+    /// Restart the gateway of the running instance (without a new login if its auto-restart
+    /// token allows).
+    Restart(control::SocketArgs),
+    /// Stop the running instance: the gateway closes through its own exit path.
+    Stop(control::SocketArgs),
+    /// Print the TOTP code the running instance would type now (uses its loaded secret).
+    TotpNow(control::SocketArgs),
+    /// Save a PNG of the running instance's display.
+    Screenshot(control::ScreenshotArgs),
 }
 
 /// Parses arguments, runs the subcommand, prints any error once, returns the exit code.
@@ -109,6 +122,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Totp(args) => totp::run(args),
         Command::Setup(args) => setup::run(args),
         Command::Secret(cmd) => secret::run(cmd),
+        Command::Status(args) => control::status(args),
+        Command::Restart(args) => control::restart(args),
+        Command::Stop(args) => control::stop(args),
+        Command::TotpNow(args) => control::totp_now(args),
+        Command::Screenshot(args) => control::screenshot(args),
     }
 }
 
