@@ -10,6 +10,7 @@
 //!   clocks: `now` is a parameter.
 //! - [`x11`]: adapters for the display (Xvfb), the window watcher and XTest typing.
 //! - [`gateway`]: install discovery, the JVM command line, process lifecycle.
+//! - [`ibc_import`]: converting an IBC `config.ini` / Docker env into an ibwarden config.
 //! - [`probe`]: the TWS API handshake used as the only readiness signal.
 //! - [`sdnotify`]: systemd's notify protocol.
 //! - [`control`]: the control socket (`status`, `restart`, `stop`, ...) and the IBC-compatible
@@ -35,6 +36,7 @@ pub mod core;
 pub mod driver;
 pub mod gateway;
 pub mod health;
+pub mod ibc_import;
 pub mod logging;
 pub mod notify;
 pub mod probe;

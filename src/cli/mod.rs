@@ -19,6 +19,8 @@ use ibwarden::logging::{self, LogFormat};
 
 mod check;
 mod control;
+mod generate;
+mod import_ibc;
 mod input;
 mod run;
 mod secret;
@@ -103,6 +105,12 @@ enum Command {
     TotpNow(control::SocketArgs),
     /// Save a PNG of the running instance's display.
     Screenshot(control::ScreenshotArgs),
+    /// Convert an IBC config.ini (and/or an IBC Docker image's env file) into an ibwarden
+    /// config, with a report of what mapped and what did not.
+    ImportIbc(import_ibc::Args),
+    /// Man pages and shell completions (for packagers).
+    #[command(subcommand, hide = true)]
+    Generate(generate::Command),
 }
 
 /// Parses arguments, runs the subcommand, prints any error once, returns the exit code.
@@ -127,6 +135,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Stop(args) => control::stop(args),
         Command::TotpNow(args) => control::totp_now(args),
         Command::Screenshot(args) => control::screenshot(args),
+        Command::ImportIbc(args) => import_ibc::run(args),
+        Command::Generate(cmd) => generate::run(cmd),
     }
 }
 

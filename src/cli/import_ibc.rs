@@ -1,0 +1,171 @@
+//! `ibwarden import-ibc [config.ini] [--env-file FILE] [--out FILE]`: converts an IBC setup
+//! (its `config.ini` and/or a Docker image's env file) into an ibwarden config, with a report
+//! on stderr of what mapped, what did not and why, and what needs a person. The conversion
+//! itself is [`ibwarden::ibc_import`]; this module reads the files and writes the results.
+//!
+//! The password IBC kept in clear text goes to a chmod 600 file next to `--out`
+//! (`<stem>.password`), referenced by `password_file`; it is never printed. Without `--out`
+//! the config goes to stdout and the password is not written anywhere: the report says how
+//! to store it with `ibwarden secret set password`.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+
+use ibwarden::config::{Config, Env};
+use ibwarden::ibc_import::{self, Options};
+use ibwarden::state;
+
+/// `ibwarden import-ibc` options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// IBC's config.ini.
+    #[arg(value_name = "CONFIG_INI", required_unless_present = "env_file")]
+    ini: Option<PathBuf>,
+    /// The env file of an IBC Docker image (gnzsnz/ib-gateway-docker's .env, ...); its
+    /// values override config.ini's.
+    #[arg(long, value_name = "FILE")]
+    env_file: Option<PathBuf>,
+    /// Write the config to FILE (and the password to FILE's directory as <stem>.password,
+    /// chmod 600) instead of printing the config.
+    #[arg(short, long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Overwrite existing output files.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let ini_text = match &args.ini {
+        Some(p) => Some(read_text(p)?),
+        None => None,
+    };
+    let env = match &args.env_file {
+        Some(p) => ibc_import::parse_env_file(&read_text(p)?, &p.display().to_string())?,
+        None => Vec::new(),
+    };
+    let (password_file, totp_file) = match &args.out {
+        Some(out) => {
+            let stem = out
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .filter(|s| !s.is_empty())
+                .context("--out needs a file name")?;
+            (format!("{stem}.password"), format!("{stem}.totp"))
+        }
+        None => ("secrets/password".to_string(), "secrets/totp".to_string()),
+    };
+    let opts = Options {
+        password_file,
+        totp_file,
+        today: jiff::Zoned::now().date(),
+        ini_name: args
+            .ini
+            .as_ref()
+            .map_or_else(|| "config.ini".into(), |p| p.display().to_string()),
+        env_name: args
+            .env_file
+            .as_ref()
+            .map_or_else(|| "env".into(), |p| p.display().to_string()),
+    };
+    let conversion = ibc_import::convert(ini_text.as_deref(), &env, &opts)?;
+
+    // The result must load; a failure here is a bug in the converter, not the user's.
+    let check_path = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("ibwarden.toml"));
+    let pinned = Env {
+        state_directory: Some(PathBuf::from("/var/lib/ibwarden/import")),
+        ..Env::default()
+    };
+    Config::from_str_with_env(&conversion.toml, &check_path, &pinned)
+        .context("the converted config does not load (a bug in import-ibc; please report it)")?;
+
+    eprint!("{}", conversion.report);
+    match &args.out {
+        None => {
+            std::io::stdout()
+                .write_all(conversion.toml.as_bytes())
+                .context("cannot write to stdout")?;
+            if conversion.password.is_some() {
+                eprintln!(
+                    "\nThe password from the IBC files was NOT written anywhere (no --out). Save \
+                     the config, then store it with: ibwarden secret set password --config FILE"
+                );
+            }
+        }
+        Some(out) => {
+            let dir = match out.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let password_path = dir.join(&opts.password_file);
+            if !args.force {
+                for p in [out, &password_path] {
+                    if p.exists() && (p == out || conversion.password.is_some()) {
+                        bail!("{} exists; use --force to overwrite it", p.display());
+                    }
+                }
+            }
+            write_config(out, &conversion.toml)?;
+            eprintln!("\nWrote {}.", out.display());
+            if let Some(password) = &conversion.password {
+                let mut bytes = password.expose().as_bytes().to_vec();
+                bytes.push(b'\n');
+                let written = state::write_atomic(&password_path, &bytes);
+                zeroize::Zeroize::zeroize(&mut bytes);
+                written.with_context(|| {
+                    format!("cannot write the password file {}", password_path.display())
+                })?;
+                eprintln!(
+                    "Wrote the password to {} (chmod 600).",
+                    password_path.display()
+                );
+                if nix::unistd::Uid::effective().is_root() {
+                    eprintln!(
+                        "It is owned by root: for the systemd unit run `chown ibwarden: {}` (or \
+                         move it into a credential, see ibwarden@.service).",
+                        password_path.display()
+                    );
+                }
+            }
+            eprintln!("Next: ibwarden check --config {}", out.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a text file; IBC's ini is read by Java as ISO-8859-1, so bytes that are not UTF-8
+/// are taken as Latin-1 rather than refused.
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => e.into_bytes().iter().map(|&b| char::from(b)).collect(),
+    })
+}
+
+/// Writes the config (not secret: 0644 so the service user can read it) via a temp file.
+fn write_config(path: &Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
+}
