@@ -32,6 +32,9 @@ pub enum DialogKind {
     DeviceChooser,
     /// The code entry (`Enter Mobile Authenticator app code`).
     CodeEntry,
+    /// The IB Key push wait (`A notification has been sent to your IB Key device`): only a
+    /// person with the phone can answer it.
+    IbKeyPrompt,
     /// `Existing session detected`.
     ExistingSession,
     /// `Trading Login Handoff` (after 2FA, with a competing session).
@@ -128,9 +131,24 @@ use TitleMatch::{Contains, Exact};
 pub const CATALOGUE: &[Entry] = &[
     // Progress titles of the login frame (the same window changes its title).
     row(Exact("Authenticating..."), Shape::Any, K::Progress, false),
-    row(Exact("Connecting to server..."), Shape::Any, K::Progress, false),
-    row(Exact("Initializing environment..."), Shape::Any, K::Progress, false),
-    row(Exact("Starting application..."), Shape::Any, K::Progress, false),
+    row(
+        Exact("Connecting to server..."),
+        Shape::Any,
+        K::Progress,
+        false,
+    ),
+    row(
+        Exact("Initializing environment..."),
+        Shape::Any,
+        K::Progress,
+        false,
+    ),
+    row(
+        Exact("Starting application..."),
+        Shape::Any,
+        K::Progress,
+        false,
+    ),
     row(Exact("Loading..."), Shape::Any, K::Progress, false),
     // Login and session dialogs.
     row(
@@ -171,15 +189,30 @@ pub const CATALOGUE: &[Entry] = &[
         false,
     ),
     row(Contains("Login Error"), Shape::Any, K::LoginError, true),
-    row(Contains("Password Notice"), Shape::Any, K::PasswordNotice, true),
-    row(Contains("Tip of the Day"), Shape::Any, K::TipOfTheDay, false),
+    row(
+        Contains("Password Notice"),
+        Shape::Any,
+        K::PasswordNotice,
+        true,
+    ),
+    row(
+        Contains("Tip of the Day"),
+        Shape::Any,
+        K::TipOfTheDay,
+        false,
+    ),
     row(
         Contains("Accept incoming connection"),
         Shape::Any,
         K::AcceptIncoming,
         false,
     ),
-    row(Contains("Newer Version"), Shape::Any, K::NewerVersion, false),
+    row(
+        Contains("Newer Version"),
+        Shape::Any,
+        K::NewerVersion,
+        false,
+    ),
     row(
         Contains("Shutdown progress"),
         Shape::Any,
@@ -243,6 +276,10 @@ pub fn refine(kind: DialogKind, text: &str) -> DialogKind {
         K::SecondFactor => {
             if t.contains("select second factor device") || t.contains("second factor device") {
                 K::DeviceChooser
+            } else if t.contains("notification") || t.contains("ib key") || t.contains("approve") {
+                // Checked before the code entry: the push text has no code field, and typing
+                // a code plus Enter there would press its only button (Cancel).
+                K::IbKeyPrompt
             } else if t.contains("authenticator") || t.contains("enter") || t.contains("code") {
                 K::CodeEntry
             } else {
@@ -258,6 +295,21 @@ pub fn refine(kind: DialogKind, text: &str) -> DialogKind {
             } else {
                 // Anything else titled `Gateway` may be the progress modal: never press it.
                 K::ProgressModal
+            }
+        }
+        K::LoginFailed => {
+            // Bad credentials stop all logins, so only a text that is clearly about something
+            // else (a server problem) is treated as a retryable login error; anything unclear
+            // stays the safe "stop and tell a person".
+            let about_credentials =
+                t.contains("password") || t.contains("username") || t.contains("unrecognized");
+            let about_server = t.contains("server")
+                || t.contains("not currently available")
+                || t.contains("try again later");
+            if about_server && !about_credentials {
+                K::LoginError
+            } else {
+                K::LoginFailed
             }
         }
         K::Warning => {
@@ -405,8 +457,28 @@ mod tests {
             K::CodeEntry
         );
         assert_eq!(
-            refine(K::LoginFailed, "Too many failed login attempts. Please wait 53 seconds"),
+            refine(
+                K::LoginFailed,
+                "Too many failed login attempts. Please wait 53 seconds"
+            ),
             K::TooManyAttempts
+        );
+        assert_eq!(
+            refine(K::LoginFailed, "Invalid username or password.\nOK"),
+            K::LoginFailed
+        );
+        assert_eq!(refine(K::LoginFailed, "0K"), K::LoginFailed);
+        assert_eq!(
+            refine(K::LoginFailed, "The server is not currently available."),
+            K::LoginError
+        );
+        assert_eq!(
+            refine(
+                K::SecondFactor,
+                "A notification has been sent to your IB Key device. Please approve it to \
+                 complete the login.\nCancel"
+            ),
+            K::IbKeyPrompt
         );
     }
 
@@ -419,7 +491,9 @@ mod tests {
             Some(53)
         );
         assert_eq!(
-            parse_lockout_wait("Too many failed login attempts. Please wait 4 minutes & 47 seconds before"),
+            parse_lockout_wait(
+                "Too many failed login attempts. Please wait 4 minutes & 47 seconds before"
+            ),
             Some(287)
         );
         assert_eq!(parse_lockout_wait("Too many failed login attempts."), None);

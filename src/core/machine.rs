@@ -104,6 +104,14 @@ pub struct CoreConfig {
     /// without an error (2FA timeout, silently dropped login); doubles up to 600 s. IBKR's
     /// limiter punishes quick re-logins (`reference/peers.md` §16: 60/120/240/480/600 s).
     pub relogin_backoff: Duration,
+    /// Ping-pong guard: this many session takeovers (a `Re-login is required` after ready, or
+    /// an existing session continued) within `pingpong_window` mean another session keeps
+    /// fighting for the account (`reference/peers.md` §17.5).
+    pub pingpong_max: u32,
+    /// The ping-pong guard's window.
+    pub pingpong_window: Duration,
+    /// How long the guard holds the session dialog back before answering it.
+    pub pingpong_backoff: Duration,
     /// Seed for back-off jitter (the core reads no RNG).
     pub seed: u64,
 }
@@ -129,6 +137,9 @@ impl Default for CoreConfig {
             backoff_max: Duration::from_secs(300),
             content_reader: false,
             relogin_backoff: Duration::from_secs(60),
+            pingpong_max: 5,
+            pingpong_window: Duration::from_secs(300),
+            pingpong_backoff: Duration::from_secs(600),
             seed: 0x9E37_79B9_7F4A_7C15,
         }
     }
@@ -319,7 +330,7 @@ pub enum Action {
 }
 
 /// Where the machine is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     /// Not started.
     Idle,
@@ -364,8 +375,14 @@ struct Login {
     codes_typed: u32,
     /// The code entry dialog waiting for its code (while a fresh step is awaited).
     code_dialog: Option<u32>,
-    /// Existing-session dialogs seen in this attempt.
+    /// Existing-session dialogs seen in this JVM (IBC counts per run: the second one means
+    /// the other session is a primary that took the session back).
     existing_seen: u32,
+    /// This JVM continued past an existing session (so its handoff dialog is confirmed).
+    continued: bool,
+    /// This JVM has been logged in and ready (IBC's `LOGGED_IN`: an existing-session dialog
+    /// now means another session is taking ours).
+    was_ready: bool,
     /// This launch used the auto-restart token: no credentials expected.
     token_login: bool,
 }
@@ -387,6 +404,15 @@ struct PendingType {
     tries: u32,
     /// Read the window's text again once the keys are in (it changes in place).
     reread: bool,
+}
+
+/// A session dialog held back by the ping-pong guard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Deferred {
+    window: u32,
+    answer: Answer,
+    /// The phase to return to once answered.
+    then: Phase,
 }
 
 /// What to do when a back-off ends.
@@ -420,6 +446,12 @@ pub struct Supervisor {
     restart_after_exit: Option<AfterBackoff>,
     rng: u64,
     ready_once: bool,
+    /// When sessions were taken over (either way), for the ping-pong guard.
+    takeovers: VecDeque<Instant>,
+    /// The ping-pong notice was sent; cleared when the takeovers stop.
+    pingpong_notified: bool,
+    /// A session dialog held back by the ping-pong guard.
+    deferred: Option<Deferred>,
     /// Counters for `status` and metrics.
     pub stats: Stats,
 }
@@ -474,6 +506,9 @@ impl Supervisor {
             restart_after_exit: None,
             rng,
             ready_once: false,
+            takeovers: VecDeque::new(),
+            pingpong_notified: false,
+            deferred: None,
             stats: Stats::default(),
         }
     }
@@ -541,8 +576,7 @@ impl Supervisor {
             Input::WindowText { window, text } => self.on_text(now, window, text),
             Input::Probe(outcome) => self.on_probe(now, outcome),
             Input::DisplayLost => {
-                if self.pid.is_some() && !matches!(self.phase, Phase::Stopping | Phase::Stopped)
-                {
+                if self.pid.is_some() && !matches!(self.phase, Phase::Stopping | Phase::Stopped) {
                     self.push(Action::KillGateway);
                     self.restart_after_exit = Some(AfterBackoff::Launch {
                         use_restart_token: true,
@@ -578,6 +612,7 @@ impl Supervisor {
         self.pending.clear();
         self.retry_ticket = None;
         self.login = Login::default();
+        self.deferred = None;
         self.probe_failures = 0;
         self.link_lost_since = None;
         self.timers.clear();
@@ -850,8 +885,7 @@ impl Supervisor {
                     if self.login.token_login {
                         // The gateway logs itself in with its auto-restart token; type
                         // nothing unless it stays on the login frame.
-                        self.timers
-                            .set(Timer::TokenGrace, now.mono + TOKEN_GRACE);
+                        self.timers.set(Timer::TokenGrace, now.mono + TOKEN_GRACE);
                         self.status_line("auto-restart: the gateway logs in with its token");
                         return;
                     }
@@ -864,6 +898,15 @@ impl Supervisor {
                 }
             }
             K::Progress | K::ShutdownProgress => {}
+            K::IbKeyPrompt => {
+                if self.cfg.trading_mode == TradingMode::Paper {
+                    self.leave_alone(now, id, "a second-factor dialog in paper mode");
+                    return;
+                }
+                // IBKR chose (or the person configured) a push to the phone: no code to type.
+                self.leave_alone(now, id, "IB Key push: waiting for the person");
+                self.ib_key_wait(now);
+            }
             K::SecondFactor | K::CodeEntry => {
                 if self.cfg.trading_mode == TradingMode::Paper {
                     self.leave_alone(now, id, "a second-factor dialog in paper mode");
@@ -933,7 +976,13 @@ impl Supervisor {
             K::ExistingSession => self.existing_session(now, id),
             K::LoginHandoff => match self.cfg.existing_session {
                 SessionPolicy::Primary => self.answer(id, Answer::Default),
-                SessionPolicy::Manual => self.leave_alone(now, id, "manual session policy"),
+                // The handoff confirms the choice made at `Existing session detected`. IBC
+                // exits 1110 here for primaryoverride although it chose to continue (its
+                // comment assumes only primary continues): confirming is what that choice meant.
+                SessionPolicy::PrimaryOverride if self.login.continued => {
+                    self.answer(id, Answer::Default)
+                }
+                SessionPolicy::Manual => self.manual_session(now, id),
                 SessionPolicy::PrimaryOverride | SessionPolicy::Secondary => {
                     // IBC exits here (1110); we let the other session have it and wait.
                     self.answer(id, Answer::Second);
@@ -947,12 +996,14 @@ impl Supervisor {
                 }
             },
             K::ReloginRequired => {
+                // Another session took ours: a takeover for the ping-pong guard.
+                if self.login.was_ready && self.takeover_storm(now) {
+                    self.defer(now, id, Answer::Default, Phase::AwaitApi);
+                    return;
+                }
                 self.answer(id, Answer::Default);
-                if self.phase == Phase::Ready {
-                    self.login.saw_progress = false;
-                    self.set_phase(Phase::AwaitApi, "re-login after a session drop");
-                    self.timers
-                        .set(Timer::LoginDeadline, now.mono + self.cfg.login_timeout);
+                if matches!(self.phase, Phase::Ready | Phase::AwaitApi) {
+                    self.relogin_pressed(now);
                 }
             }
             K::LoginFailed => {
@@ -1031,9 +1082,13 @@ impl Supervisor {
         }
     }
 
+    /// IBC's `ExistingSessionDetectedDialogHandler` (`reference/ibc.md` §1.7): `logged_in` is
+    /// IBC's `LOGGED_IN`, i.e. this JVM has completed a login (the dialog then answers a
+    /// re-login after another session displaced ours); `existing_seen` counts per JVM like
+    /// IBC's per-run flag.
     fn existing_session(&mut self, now: Now, id: u32) {
         self.login.existing_seen += 1;
-        let logged_in = matches!(self.phase, Phase::Ready | Phase::AwaitApi);
+        let logged_in = self.login.was_ready;
         let answer = match self.cfg.existing_session {
             SessionPolicy::Manual => None,
             SessionPolicy::Secondary => Some(Answer::Second),
@@ -1048,9 +1103,21 @@ impl Supervisor {
             SessionPolicy::PrimaryOverride => Some(Answer::Second),
         };
         match answer {
+            Some(Answer::Default) if self.takeover_storm(now) => {
+                self.login.continued = true;
+                let then = if self.phase == Phase::AwaitApi {
+                    Phase::AwaitApi
+                } else {
+                    Phase::LoggingIn
+                };
+                self.defer(now, id, Answer::Default, then);
+            }
             Some(a) => {
                 tracing::info!(policy = ?self.cfg.existing_session, answer = ?a, "existing session");
                 self.answer(id, a);
+                if a == Answer::Default {
+                    self.login.continued = true;
+                }
                 if a == Answer::Second {
                     self.halt(
                         "another session holds the account",
@@ -1061,8 +1128,100 @@ impl Supervisor {
                     );
                 }
             }
-            None => self.leave_alone(now, id, "existing session: manual policy"),
+            None => self.manual_session(now, id),
         }
+    }
+
+    /// `manual`: a person answers the session dialog on the gateway's display. The login
+    /// deadline stops (a relaunch would only bring the dialog back and spend the failed-login
+    /// budget); whatever the person chooses, the machine follows the windows from there.
+    fn manual_session(&mut self, now: Now, id: u32) {
+        self.leave_alone(now, id, "session dialog: manual policy");
+        self.timers.stop(Timer::LoginDeadline);
+        let title = self
+            .windows
+            .get(&id)
+            .map(|w| w.info.title.clone())
+            .unwrap_or_default();
+        self.push(Action::Notify {
+            kind: NoticeKind::SessionConflict,
+            severity: Severity::Critical,
+            message: format!(
+                "The gateway shows {title:?}: another IBKR session uses the account. The session \
+                 policy is manual: answer the dialog on the gateway's display, or set \
+                 [login] existing_session."
+            ),
+        });
+        self.status_line("another session uses the account: waiting for a person (manual policy)");
+    }
+
+    /// Records a session takeover and says whether the ping-pong guard trips: `pingpong_max`
+    /// takeovers within `pingpong_window`.
+    fn takeover_storm(&mut self, now: Now) -> bool {
+        let window = self.cfg.pingpong_window;
+        while let Some(&t) = self.takeovers.front() {
+            if now.mono.duration_since(t) >= window {
+                self.takeovers.pop_front();
+            } else {
+                break;
+            }
+        }
+        if self.takeovers.is_empty() {
+            self.pingpong_notified = false;
+        }
+        self.takeovers.push_back(now.mono);
+        self.takeovers.len() as u32 >= self.cfg.pingpong_max.max(1)
+    }
+
+    /// Holds a session dialog back for `pingpong_backoff`, telling the person once.
+    fn defer(&mut self, now: Now, id: u32, answer: Answer, then: Phase) {
+        let wait = self.cfg.pingpong_backoff;
+        if !self.pingpong_notified {
+            self.pingpong_notified = true;
+            self.push(Action::Notify {
+                kind: NoticeKind::SessionConflict,
+                severity: Severity::Warning,
+                message: format!(
+                    "Another IBKR session keeps taking the account ({} takeovers within {} s). \
+                     ibwarden waits {} s before taking it back. Log out the other session \
+                     (IBKR Mobile, Client Portal, another gateway) or set [login] \
+                     existing_session = \"secondary\".",
+                    self.takeovers.len(),
+                    self.cfg.pingpong_window.as_secs(),
+                    wait.as_secs()
+                ),
+            });
+        }
+        if let Some(w) = self.windows.get_mut(&id) {
+            w.handled = true;
+        }
+        tracing::warn!(
+            window = id,
+            wait_s = wait.as_secs(),
+            "session ping-pong: holding back"
+        );
+        self.deferred = Some(Deferred {
+            window: id,
+            answer,
+            then,
+        });
+        self.timers.stop(Timer::LoginDeadline);
+        self.timers.set(Timer::DeferredAnswer, now.mono + wait);
+        self.set_phase(
+            Phase::Backoff,
+            &format!(
+                "another session keeps taking the account; answering in {} s",
+                wait.as_secs()
+            ),
+        );
+    }
+
+    /// `Re-login` was pressed after a session drop: the gateway logs in again by itself.
+    fn relogin_pressed(&mut self, now: Now) {
+        self.login.saw_progress = false;
+        self.set_phase(Phase::AwaitApi, "re-login after a session drop");
+        self.timers
+            .set(Timer::LoginDeadline, now.mono + self.cfg.login_timeout);
     }
 
     fn unknown(&mut self, now: Now, id: u32, text: Option<&str>) {
@@ -1148,7 +1307,6 @@ impl Supervisor {
         self.login.saw_progress = false;
         self.login.codes_typed = 0;
         self.login.chose_device = false;
-        self.login.existing_seen = 0;
         self.stats.logins += 1;
         let steps = self.credential_steps();
         self.type_into(frame, steps);
@@ -1295,11 +1453,7 @@ impl Supervisor {
         self.login.saw_progress = false;
         self.login.last_progress = None;
         self.login.code_dialog = None;
-        for t in [
-            Timer::LoginDeadline,
-            Timer::TotpDue,
-            Timer::IbKeyDeadline,
-        ] {
+        for t in [Timer::LoginDeadline, Timer::TotpDue, Timer::IbKeyDeadline] {
             self.timers.stop(t);
         }
         let exp = (self.login.resets - 1).min(4);
@@ -1423,6 +1577,17 @@ impl Supervisor {
             (
                 Phase::LoggingIn | Phase::AwaitApi,
                 ProbeOutcome::Up {
+                    link_lost: true, ..
+                },
+            ) => {
+                // The API still listens after a session drop, but the gateway is not logged
+                // in to IBKR until the link is back (a re-login in progress).
+                self.timers
+                    .set(Timer::ProbeDue, now.mono + self.cfg.probe_retry);
+            }
+            (
+                Phase::LoggingIn | Phase::AwaitApi,
+                ProbeOutcome::Up {
                     server_version,
                     accounts,
                     ..
@@ -1440,6 +1605,7 @@ impl Supervisor {
                 self.consecutive_restarts = 0;
                 self.probe_failures = 0;
                 self.ready_once = true;
+                self.login.was_ready = true;
                 self.stats.readies += 1;
                 self.stats.last_ready_unix_ms = Some(now.unix_ms);
                 self.phase = Phase::Ready;
@@ -1585,6 +1751,30 @@ impl Supervisor {
             Timer::StopDeadline => {
                 if self.phase == Phase::Stopping {
                     self.push(Action::KillGateway);
+                }
+            }
+            Timer::DeferredAnswer => {
+                let Some(d) = self.deferred.take() else {
+                    return;
+                };
+                if self.phase != Phase::Backoff || !self.windows.contains_key(&d.window) {
+                    return;
+                }
+                tracing::info!(
+                    window = d.window,
+                    "session ping-pong back-off over: answering"
+                );
+                // Taking the session back is a takeover too: if the other side is still at
+                // it, the guard trips again soon, without a second notice.
+                self.takeovers.push_back(now.mono);
+                self.type_into(d.window, d.answer.keys());
+                match d.then {
+                    Phase::AwaitApi => self.relogin_pressed(now),
+                    _ => {
+                        self.set_phase(Phase::LoggingIn, "continuing the login");
+                        self.timers
+                            .set(Timer::LoginDeadline, now.mono + self.cfg.login_timeout);
+                    }
                 }
             }
         }

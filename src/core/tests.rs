@@ -195,8 +195,10 @@ fn live_login_types_credentials_then_a_fresh_code_then_waits_for_the_api() {
     let a = h.map(DIALOG, "Second Factor Authentication");
     // 25 s left in the step: typed at once, the step is the current one.
     assert_eq!(h.code_steps(), vec![1_795_507_205 / 30]);
-    assert!(matches!(a.iter().find(|x| matches!(x, Action::SaveState(_))),
-        Some(Action::SaveState(p)) if p.last_totp_step == Some(1_795_507_205 / 30)));
+    assert!(
+        matches!(a.iter().find(|x| matches!(x, Action::SaveState(_))),
+        Some(Action::SaveState(p)) if p.last_totp_step == Some(1_795_507_205 / 30))
+    );
     h.complete_typing(&a);
     h.input(Input::Destroyed(DIALOG));
     h.input(Input::TitleChanged {
@@ -425,7 +427,9 @@ fn gateway_dialog_text_decides_the_answer() {
         window: DIALOG,
         text: Some("Connection to server failed: Server disconnected, please try again".into()),
     });
-    assert!(a.iter().any(|x| matches!(x, Action::Type { window, .. } if *window == DIALOG)));
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::Type { window, .. } if *window == DIALOG)));
     assert!(a.iter().any(|x| matches!(x, Action::CloseGateway { .. })));
 }
 
@@ -653,4 +657,289 @@ fn back_at_the_login_window_relogs_in_after_a_growing_wait_in_the_same_jvm() {
         .filter(|a| matches!(a, Action::Launch { .. }))
         .count();
     assert_eq!(launches, 1, "no new JVM for a re-login");
+}
+
+/// Reaches ready on a live login (credentials, the first code, the API).
+fn to_ready(h: &mut H) {
+    let a = h.to_login_frame();
+    h.complete_typing(&a);
+    h.input(Input::TitleChanged {
+        id: FRAME,
+        title: "Starting application...".into(),
+    });
+    h.input(Input::TitleChanged {
+        id: FRAME,
+        title: "IBKR Gateway".into(),
+    });
+    h.step(Duration::from_secs(1));
+    h.probe_up();
+    assert!(h.ready());
+}
+
+fn answers_in(a: &[Action], window: u32) -> Vec<Answer> {
+    a.iter()
+        .filter_map(|x| match x {
+            Action::Type {
+                window: w, steps, ..
+            } if *w == window => {
+                if steps == &Answer::Default.keys() {
+                    Some(Answer::Default)
+                } else if steps == &Answer::Second.keys() {
+                    Some(Answer::Second)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn notices(h: &H, kind: NoticeKind) -> usize {
+    h.log
+        .iter()
+        .filter(|a| matches!(a, Action::Notify { kind: k, .. } if *k == kind))
+        .count()
+}
+
+#[test]
+fn session_ping_pong_backs_off_and_tells_the_person_once() {
+    let mut h = H::live();
+    to_ready(&mut h);
+    // Another session keeps taking ours: every `Re-login is required` is a takeover.
+    let mut deferred_at = None;
+    for i in 0..8u32 {
+        let id = DIALOG + i;
+        let a = h.map(id, "Re-login is required");
+        let answered = !answers_in(&a, id).is_empty();
+        h.complete_typing(&a);
+        if !answered {
+            deferred_at = Some(i);
+            break;
+        }
+        assert_eq!(h.sv.phase(), &Phase::AwaitApi);
+        h.input(Input::Destroyed(id));
+        // The re-login completes and the API is back before the next takeover.
+        h.run_for(Duration::from_secs(20));
+        h.probe_up();
+        assert_eq!(h.sv.phase(), &Phase::Ready);
+    }
+    // The fifth takeover within 5 minutes is held back, with one notice.
+    assert_eq!(deferred_at, Some(4));
+    assert_eq!(h.sv.phase(), &Phase::Backoff);
+    assert_eq!(notices(&h, NoticeKind::SessionConflict), 1);
+    let held = DIALOG + 4;
+    let a = h.run_for(Duration::from_secs(599));
+    assert!(
+        answers_in(&a, held).is_empty(),
+        "not answered during the back-off"
+    );
+    let a = h.run_for(Duration::from_secs(2));
+    assert_eq!(answers_in(&a, held), vec![Answer::Default]);
+    assert_eq!(h.sv.phase(), &Phase::AwaitApi);
+    h.input(Input::Destroyed(held));
+    h.probe_up();
+    // The other side keeps at it: the guard trips again after as many takeovers (taking it
+    // back counted), without a second notice.
+    let mut answered = 0;
+    for i in 20..30u32 {
+        let a = h.map(DIALOG + i, "Re-login is required");
+        if answers_in(&a, DIALOG + i).is_empty() {
+            break;
+        }
+        answered += 1;
+        h.complete_typing(&a);
+        h.input(Input::Destroyed(DIALOG + i));
+        h.run_for(Duration::from_secs(20));
+        h.probe_up();
+    }
+    assert_eq!(answered, 3);
+    assert_eq!(h.sv.phase(), &Phase::Backoff);
+    assert_eq!(notices(&h, NoticeKind::SessionConflict), 1);
+}
+
+#[test]
+fn existing_session_after_a_relogin_uses_the_logged_in_rules() {
+    use SessionPolicy::*;
+    for (policy, want) in [
+        (Primary, Some(Answer::Default)),
+        (PrimaryOverride, Some(Answer::Second)),
+        (Secondary, Some(Answer::Second)),
+        (Manual, None),
+    ] {
+        let mut h = H::new(
+            CoreConfig {
+                existing_session: policy,
+                ..CoreConfig::default()
+            },
+            Persisted::default(),
+        );
+        to_ready(&mut h);
+        let a = h.map(DIALOG, "Re-login is required");
+        assert_eq!(answers_in(&a, DIALOG), vec![Answer::Default]);
+        h.complete_typing(&a);
+        h.input(Input::Destroyed(DIALOG));
+        // The re-login meets the other session.
+        let a = h.map(DIALOG + 1, "Existing session detected");
+        assert_eq!(
+            answers_in(&a, DIALOG + 1).first().copied(),
+            want,
+            "{policy:?}"
+        );
+        match policy {
+            Primary => assert_eq!(h.sv.phase(), &Phase::AwaitApi),
+            PrimaryOverride | Secondary => assert_eq!(h.sv.phase(), &Phase::Halted),
+            Manual => {
+                assert_eq!(notices(&h, NoticeKind::SessionConflict), 1);
+                // Nothing else happens while the person decides: no relaunch, no typing.
+                let a = h.run_for(Duration::from_secs(3600));
+                assert!(!a
+                    .iter()
+                    .any(|x| matches!(x, Action::Launch { .. } | Action::CloseGateway { .. })));
+                assert!(answers_in(&a, DIALOG + 1).is_empty());
+            }
+        }
+    }
+}
+
+#[test]
+fn handoff_confirms_the_choice_made_at_the_existing_session_dialog() {
+    use SessionPolicy::*;
+    for (policy, want) in [
+        (Primary, vec![Answer::Default, Answer::Default]),
+        (PrimaryOverride, vec![Answer::Default, Answer::Default]),
+    ] {
+        let mut h = H::new(
+            CoreConfig {
+                existing_session: policy,
+                ..CoreConfig::default()
+            },
+            Persisted::default(),
+        );
+        let a = h.to_login_frame();
+        h.complete_typing(&a);
+        let a = h.map(DIALOG, "Existing session detected");
+        let mut got = answers_in(&a, DIALOG);
+        h.input(Input::Destroyed(DIALOG));
+        let a = h.map(DIALOG + 1, "Trading Login Handoff");
+        got.extend(answers_in(&a, DIALOG + 1));
+        assert_eq!(got, want, "{policy:?}");
+        assert_eq!(h.sv.phase(), &Phase::LoggingIn);
+    }
+    // A handoff nobody chose to continue into is declined.
+    let mut h = H::new(
+        CoreConfig {
+            existing_session: PrimaryOverride,
+            ..CoreConfig::default()
+        },
+        Persisted::default(),
+    );
+    let a = h.to_login_frame();
+    h.complete_typing(&a);
+    let a = h.map(DIALOG, "Trading Login Handoff");
+    assert_eq!(answers_in(&a, DIALOG), vec![Answer::Second]);
+    assert_eq!(h.sv.phase(), &Phase::Halted);
+}
+
+#[test]
+fn a_primary_yields_when_the_dialog_comes_back_after_a_relogin_in_the_same_jvm() {
+    // IBC's scenario 4 counts per run, not per attempt: the second dialog in this JVM means
+    // the other session is a primary that took it back.
+    let mut h = H::live();
+    let a = h.to_login_frame();
+    h.complete_typing(&a);
+    let a = h.map(DIALOG, "Existing session detected");
+    assert_eq!(answers_in(&a, DIALOG), vec![Answer::Default]);
+    h.input(Input::Destroyed(DIALOG));
+    // The other session takes it back; the login window returns; a re-login follows.
+    h.input(Input::TitleChanged {
+        id: FRAME,
+        title: "Authenticating...".into(),
+    });
+    h.input(Input::TitleChanged {
+        id: FRAME,
+        title: "IBKR Gateway".into(),
+    });
+    let a = h.run_for(Duration::from_secs(61));
+    h.complete_typing(&a);
+    let a = h.map(DIALOG + 1, "Existing session detected");
+    assert_eq!(answers_in(&a, DIALOG + 1), vec![Answer::Second]);
+    assert_eq!(h.sv.phase(), &Phase::Halted);
+}
+
+#[test]
+fn ib_key_push_is_never_typed_into_and_the_person_is_told() {
+    let mut h = H::new(
+        CoreConfig {
+            content_reader: true,
+            ..CoreConfig::default()
+        },
+        Persisted::default(),
+    );
+    let a = h.to_login_frame();
+    h.complete_typing(&a);
+    h.map(DIALOG, "Second Factor Authentication");
+    let a = h.input(Input::WindowText {
+        window: DIALOG,
+        text: Some(
+            "A notification has been sent to your IB Key device. Please approve it to complete \
+             the login.\nCancel"
+                .into(),
+        ),
+    });
+    // Configured for the authenticator app, but IBKR chose the push: no code, a notice.
+    assert!(answers_in(&a, DIALOG).is_empty());
+    assert!(h.code_steps().is_empty());
+    assert_eq!(notices(&h, NoticeKind::HumanApproval), 1);
+}
+
+#[test]
+fn the_failed_login_budget_also_covers_relogins_in_the_same_jvm() {
+    let mut h = H::new(
+        CoreConfig {
+            max_failed_logins_per_hour: 2,
+            ..CoreConfig::default()
+        },
+        Persisted::default(),
+    );
+    let a = h.to_login_frame();
+    h.complete_typing(&a);
+    // Each login goes back to the login window without an error (a silently dropped
+    // login); the re-login follows after 60 s, then 120 s.
+    for wait in [61, 121] {
+        h.input(Input::TitleChanged {
+            id: FRAME,
+            title: "Authenticating...".into(),
+        });
+        h.input(Input::TitleChanged {
+            id: FRAME,
+            title: "IBKR Gateway".into(),
+        });
+        let a = h.run_for(Duration::from_secs(wait));
+        h.complete_typing(&a);
+    }
+    let creds = h
+        .typed()
+        .iter()
+        .filter(|(_, s)| has_secret(s, SecretRef::Password))
+        .count();
+    assert_eq!(creds, 2, "two logins, then the budget waits");
+    assert_eq!(h.sv.phase(), &Phase::Backoff);
+    assert!(notices(&h, NoticeKind::LockoutGuard) >= 1);
+}
+
+#[test]
+fn a_probe_with_the_ib_link_down_is_not_ready() {
+    let mut h = H::live();
+    to_ready(&mut h);
+    let a = h.map(DIALOG, "Re-login is required");
+    h.complete_typing(&a);
+    assert_eq!(h.sv.phase(), &Phase::AwaitApi);
+    h.step(Duration::from_secs(2));
+    h.input(Input::Probe(ProbeOutcome::Up {
+        server_version: 176,
+        accounts: vec!["DU1234567".into()],
+        link_lost: true,
+    }));
+    assert_eq!(h.sv.phase(), &Phase::AwaitApi);
 }

@@ -23,10 +23,12 @@ pub enum Timer {
     StopDeadline,
     /// A token relaunch that stays on the login frame this long gets a full login.
     TokenGrace,
+    /// The end of a ping-pong back-off: answer the session dialog that was held back.
+    DeferredAnswer,
 }
 
 impl Timer {
-    const ALL: [Timer; 9] = [
+    const ALL: [Timer; 10] = [
         Timer::LaunchDeadline,
         Timer::LoginDeadline,
         Timer::TotpDue,
@@ -36,6 +38,7 @@ impl Timer {
         Timer::IbKeyDeadline,
         Timer::StopDeadline,
         Timer::TokenGrace,
+        Timer::DeferredAnswer,
     ];
 
     fn index(self) -> usize {
@@ -46,7 +49,7 @@ impl Timer {
 /// One optional deadline per [`Timer`].
 #[derive(Debug, Default, Clone)]
 pub struct TimerTable {
-    slots: [Option<Instant>; 9],
+    slots: [Option<Instant>; 10],
 }
 
 impl TimerTable {
