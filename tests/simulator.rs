@@ -9,6 +9,15 @@ use std::time::{Duration, Instant};
 
 use common::{is_ev, Scenario, Session, START_TIMEOUT, STEP_TIMEOUT};
 
+/// The `api_listen` event (recorded just before `logged_in`).
+fn api_listen_event(s: &Session) -> serde_json::Value {
+    s.rec
+        .events()
+        .into_iter()
+        .find(|e| is_ev(e, "api_listen"))
+        .expect("api_listen recorded before logged_in")
+}
+
 /// Text typed into `field` (per-keystroke record events).
 fn typed(s: &Session, field: &str) -> String {
     s.rec
@@ -41,7 +50,8 @@ fn live_login_with_correct_code() {
     assert_eq!(checked["step"], step);
     assert_eq!(checked["verdict"], "accepted");
     s.rec.wait_ev("logged_in", STEP_TIMEOUT);
-    s.rec.wait_ev("api_listen", STEP_TIMEOUT);
+    let listen = api_listen_event(&s);
+    assert_eq!(listen["port"], s.install.api_port);
     assert_eq!(
         s.rec.window_sequence(),
         [
@@ -306,10 +316,7 @@ fn paper_login_shows_warning_and_no_second_factor() {
         .find(|e| is_ev(e, "button") && e["window"] == "Warning")
         .expect("warning accepted");
     assert_eq!(w["button"], "I understand and accept");
-    assert_eq!(
-        s.rec.wait_ev("api_listen", STEP_TIMEOUT)["port"],
-        s.install.api_port
-    );
+    assert_eq!(api_listen_event(&s)["port"], s.install.api_port);
 }
 
 #[test]
@@ -707,7 +714,6 @@ fn ib_key_push_times_out() {
 fn relogin_required_then_relogin() {
     let mut s = Session::start(&Scenario::new());
     let step = s.login_live();
-    s.rec.wait_ev("api_listen", STEP_TIMEOUT);
     let (mut a, _) = api_connect(s.install.api_port, 1);
     for _ in 0..5 {
         frame(&mut a);

@@ -728,9 +728,11 @@ public final class GWClient {
         boolean wasLoggedIn = loggedIn;
         loggedIn = true;
         log.info("Login has completed");
-        rec.event("logged_in", "mode", mode, "user", sessionUser, "via", restartDir != null && attempt == 0 ? "token" : "credentials");
+        // The port listens before `logged_in` is recorded, so a test may connect right away.
         api.start();
         api.setLink(true);
+        rec.event("logged_in", "mode", mode, "user", sessionUser, "via",
+                restartDir != null && attempt == 0 ? "token" : "credentials");
         apiStatus.setText("connected");
         if (wasLoggedIn) {
             return;
