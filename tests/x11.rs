@@ -643,7 +643,7 @@ fn err_mentions_secret(text: &str) -> bool {
 async fn screenshot_is_a_png_of_the_window_and_of_the_screen() {
     let (_dir, mut xvfb) = start_xvfb().await;
     let (_watcher, mut rx) = Watcher::spawn(xvfb.target()).expect("watcher");
-    let _app = App::start(&xvfb, "IBKR Gateway");
+    let mut app = App::start(&xvfb, "IBKR Gateway");
     let frame = wait_mapped(&mut rx, |w| w.title == "IBKR Gateway").await;
     let mapped_at = Instant::now();
     // Swing paints shortly after the map; until then the window is one flat colour. Retake
@@ -682,6 +682,38 @@ async fn screenshot_is_a_png_of_the_window_and_of_the_screen() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+
+    // A window partly off screen: only its visible part (x 1200..1280) is captured.
+    app.send("move 1200 100");
+    let (conn, _) = x11::connect(xvfb.target(), &[]).expect("connect");
+    let root = conn.get_setup().roots().next().expect("screen").root();
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let origin = conn
+            .wait_for_reply(conn.send_request(&xcb::x::TranslateCoordinates {
+                src_window: <xcb::x::Window as xcb::XidNew>::new(frame.id),
+                dst_window: root,
+                src_x: 0,
+                src_y: 0,
+            }))
+            .expect("translate");
+        if origin.dst_x() == 1200 {
+            break;
+        }
+        assert!(Instant::now() < end, "window did not move");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let target = xvfb.target().clone();
+    let clipped = blocking(move || x11::screenshot(&target, Some(frame.id)))
+        .await
+        .expect("off-screen shot");
+    let reader = png::Decoder::new(std::io::Cursor::new(&clipped))
+        .read_info()
+        .expect("valid png");
+    assert_eq!(
+        (reader.info().width, reader.info().height),
+        (80, u32::from(frame.height))
+    );
 
     let target = xvfb.target().clone();
     let full = blocking(move || x11::screenshot(&target, None))

@@ -212,7 +212,9 @@ impl std::fmt::Debug for Typist {
 }
 
 impl Typist {
-    /// Connects to `target` (requires XTEST).
+    /// Connects to `target` (requires XTEST). Blocks for the connection and three round
+    /// trips. With [`InputBackend::Enigo`] it also admits our uid to the display (module
+    /// doc).
     pub fn connect(target: &DisplayTarget, opts: TypingOptions) -> Result<Typist, InputError> {
         let (conn, screen) = connect(target, &[xcb::Extension::Test])?;
         let root = root_of(&conn, screen).ok_or(InputError::Request {

@@ -32,10 +32,10 @@ pub mod keysym {
     pub const SHIFT_R: u32 = 0xffe2;
     /// Left Control.
     pub const CONTROL_L: u32 = 0xffe3;
-    /// Caps Lock.
-    pub const CAPS_LOCK: u32 = 0xffe5;
     /// Right Control.
     pub const CONTROL_R: u32 = 0xffe4;
+    /// Caps Lock.
+    pub const CAPS_LOCK: u32 = 0xffe5;
     /// Space.
     pub const SPACE: u32 = 0x20;
     /// Latin small a (for Ctrl+A).

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 pub use display::{DisplayError, Xvfb};
 pub use input::{InputBackend, InputError, TypingOptions, Typist};
 pub use screenshot::{screenshot, ScreenshotError};
-pub use watcher::{Watcher, WindowEvent};
+pub use watcher::{WatchError, Watcher, WindowEvent};
 
 /// Which X display to use and how to authenticate to it.
 #[derive(Clone, Debug, PartialEq, Eq)]

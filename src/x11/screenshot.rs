@@ -70,7 +70,8 @@ impl Image {
     }
 }
 
-/// PNG of `window` (its own contents, size of the window) or of the whole screen (`None`).
+/// PNG of `window` (its own contents, size of the window; only the on-screen part if it
+/// extends beyond the screen) or of the whole screen (`None`).
 pub fn screenshot(target: &DisplayTarget, window: Option<u32>) -> Result<Vec<u8>, ScreenshotError> {
     capture(target, window)?.to_png()
 }
@@ -88,20 +89,55 @@ pub fn capture(target: &DisplayTarget, window: Option<u32>) -> Result<Image, Scr
             drawable: x::Drawable::Window(window),
         }))
         .map_err(req_err("GetGeometry"))?;
-    let (width, height) = (geom.width(), geom.height());
-    // With no compositing, GetImage of a window returns what is on screen inside it; the
-    // window must be viewable and fully on screen (else BadMatch, reported as an error).
-    let image = conn
-        .wait_for_reply(conn.send_request(&x::GetImage {
+    let get = |drawable: x::Window, x: i16, y: i16, width: u16, height: u16| {
+        conn.wait_for_reply(conn.send_request(&x::GetImage {
             format: x::ImageFormat::ZPixmap,
-            drawable: x::Drawable::Window(window),
-            x: 0,
-            y: 0,
+            drawable: x::Drawable::Window(drawable),
+            x,
+            y,
             width,
             height,
             plane_mask: u32::MAX,
         }))
-        .map_err(req_err("GetImage"))?;
+    };
+    // With no compositing, GetImage of a window returns what is on screen inside it. A
+    // window partly off screen gives BadMatch; then take the visible part from the root.
+    let (mut width, mut height) = (geom.width(), geom.height());
+    let image = match get(window, 0, 0, width, height) {
+        Ok(image) => image,
+        Err(xcb::Error::Protocol(_)) if window != root => {
+            let origin = conn
+                .wait_for_reply(conn.send_request(&x::TranslateCoordinates {
+                    src_window: window,
+                    dst_window: root,
+                    src_x: 0,
+                    src_y: 0,
+                }))
+                .map_err(req_err("TranslateCoordinates"))?;
+            let screen = conn
+                .wait_for_reply(conn.send_request(&x::GetGeometry {
+                    drawable: x::Drawable::Window(root),
+                }))
+                .map_err(req_err("GetGeometry(root)"))?;
+            let clip = |pos: i16, len: u16, max: u16| -> (i16, u16) {
+                let start = i32::from(pos).clamp(0, i32::from(max));
+                let end = (i32::from(pos) + i32::from(len)).clamp(0, i32::from(max));
+                // Both lie in 0..=max (a u16), so the casts are lossless.
+                (start as i16, (end - start) as u16)
+            };
+            let (x, w) = clip(origin.dst_x(), width, screen.width());
+            let (y, h) = clip(origin.dst_y(), height, screen.height());
+            if w == 0 || h == 0 {
+                return Err(ScreenshotError::Request {
+                    request: "GetImage",
+                    detail: "window is entirely off screen".into(),
+                });
+            }
+            (width, height) = (w, h);
+            get(root, x, y, w, h).map_err(req_err("GetImage(root)"))?
+        }
+        Err(e) => return Err(req_err("GetImage")(e)),
+    };
     let depth = image.depth();
     let setup = conn.get_setup();
     let bpp = setup

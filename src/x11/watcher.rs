@@ -115,6 +115,9 @@ impl std::fmt::Debug for Watcher {
 impl Watcher {
     /// Connects to `target`, selects the events, and starts the thread. The initial scan's
     /// `Mapped` events are the first ones on the returned channel.
+    ///
+    /// Blocks for the connection and a few round trips per existing window (milliseconds on
+    /// a local display); fine to call from async code at startup.
     pub fn spawn(
         target: &DisplayTarget,
     ) -> Result<(Watcher, mpsc::Receiver<WindowEvent>), WatchError> {
