@@ -235,6 +235,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         status,
         ready: false,
     };
+    d.stop_stray_gateway().await;
     d.ensure_screen().await?;
 
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -392,6 +393,37 @@ impl Driver {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
+    }
+
+    fn pidfile(&self) -> PathBuf {
+        self.state_dir.join("gateway.pid")
+    }
+
+    fn identity(&self) -> process::JvmIdentity {
+        process::JvmIdentity {
+            main_class: self.install.program.main_class().to_string(),
+            settings_dir: self.cfg.gateway.settings_dir.clone(),
+        }
+    }
+
+    /// Never two gateways for one account: a JVM left by an earlier ibwarden (found through
+    /// the pid file and confirmed by its command line) is stopped before we launch ours.
+    ///
+    /// It is not adopted: its X display died with the ibwarden that started it (Xvfb has a
+    /// parent-death signal), and a Java GUI whose display is gone cannot be driven; under
+    /// systemd the whole cgroup is stopped with the main process anyway.
+    async fn stop_stray_gateway(&mut self) {
+        let pidfile = self.pidfile();
+        if let Some(pid) = process::find_adoptable(&pidfile, &self.identity()) {
+            warn!(
+                pid,
+                "a gateway from an earlier run is still alive; stopping it"
+            );
+            if let Err(e) = process::terminate(pid, Duration::from_secs(20)).await {
+                warn!(pid, error = %e, "could not stop the earlier gateway");
+            }
+        }
+        let _ = process::remove_pidfile(&pidfile);
     }
 
     /// Publishes the core's state for `status`, `/readyz` and `/metrics`.
@@ -579,6 +611,9 @@ impl Driver {
         };
         let pid = child.pid();
         let started = child.started();
+        if let Err(e) = process::write_pidfile(&self.pidfile(), pid) {
+            warn!(error = %e, "cannot write the gateway pid file");
+        }
         info!(pid, "gateway JVM started");
         self.launched_at = Instant::now();
         self.jvm_pid.store(pid, Ordering::SeqCst);
@@ -599,6 +634,7 @@ impl Driver {
                 Err(_) => (None, None),
             };
             let hs = process::find_hs_err(&work_dir, pid, started);
+            process::reap_group_orphans(pid);
             info!(pid, ?code, ?signal, hs_err = ?hs, "gateway JVM exited");
             let _ = tx.send(Input::Exited {
                 code,

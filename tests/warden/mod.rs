@@ -171,6 +171,36 @@ timeout = "1500ms"
         }
     }
 
+    /// Waits until ibwarden reports ready once more than it has so far (after a restart of
+    /// the gateway, or of ibwarden itself). Returns that datagram.
+    pub fn wait_ready_again(&mut self, timeout: Duration) -> String {
+        self.drain_notifications();
+        let is_ready = |m: &String| m.lines().any(|l| l.starts_with("STATUS=ready"));
+        let seen = self.notifications.iter().filter(|m| is_ready(m)).count();
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(m) = self.notifications.iter().filter(|m| is_ready(m)).nth(seen) {
+                return m.clone();
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "ibwarden did not become ready again within {timeout:?}; notifications: {:?}\nlog tail:\n{}\nsimulator record tail:\n{}",
+                    &self.notifications[self.notifications.len().saturating_sub(10)..],
+                    self.log_tail(60),
+                    crate::common::Record::new(&self.record_path).tail_text(30)
+                );
+            }
+            if let Some(st) = self.child.try_wait() {
+                panic!("ibwarden exited ({st:?})\nlog tail:\n{}", self.log_tail(80));
+            }
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                self.notifications
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    }
+
     /// Reads every notify datagram that has arrived so far (non-blocking beyond 200 ms).
     pub fn drain_notifications(&mut self) {
         let mut buf = [0u8; 4096];
@@ -201,21 +231,6 @@ timeout = "1500ms"
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    /// Reads every notify datagram that has arrived, without waiting for more.
-    pub fn drain_notify(&mut self) {
-        let mut buf = [0u8; 4096];
-        self.notify
-            .set_nonblocking(true)
-            .expect("nonblocking notify socket");
-        while let Ok(n) = self.notify.recv(&mut buf) {
-            self.notifications
-                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-        self.notify
-            .set_nonblocking(false)
-            .expect("blocking notify socket");
     }
 
     /// Waits for `READY=1`; returns that datagram (with its STATUS line).

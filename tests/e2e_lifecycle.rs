@@ -1,0 +1,222 @@
+//! End-to-end lifecycle: ibwarden brings the gateway back by itself after the JVM is killed,
+//! crashes, hangs, loses its display or does its nightly auto-restart, and stops it the way a
+//! user would. The real binary, its own Xvfb, the simulator; assertions on the simulator's
+//! record and on what ibwarden told systemd.
+
+mod common;
+mod warden;
+
+use std::io::Write;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use common::*;
+use warden::Warden;
+
+const LOGIN: Duration = Duration::from_secs(60);
+/// A relaunch in live mode may wait up to a TOTP step (30 s) for an unused code.
+const RELOGIN: Duration = Duration::from_secs(120);
+
+fn jvm_pids(rec: &Record) -> Vec<u32> {
+    rec.events()
+        .iter()
+        .filter(|e| is_ev(e, "start"))
+        .filter_map(|e| e["pid"].as_u64().map(|p| p as u32))
+        .collect()
+}
+
+fn code_steps(rec: &Record) -> Vec<u64> {
+    rec.events()
+        .iter()
+        .filter(|e| is_ev(e, "code") && e["verdict"] == "accepted")
+        .filter_map(|e| e["step"].as_u64())
+        .collect()
+}
+
+/// Sends one control command without waiting for a reply (a crashing JVM sends none).
+fn control_no_reply(install: &SimInstall, cmd: &str) {
+    let port = install.control_port();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("control connect");
+    s.write_all(format!("{cmd}\n").as_bytes())
+        .expect("control write");
+}
+
+/// Live processes whose command line holds `needle`.
+fn processes_with(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next())
+                == Some("Z");
+            if !zombie && String::from_utf8_lossy(&cmd).contains(needle) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn sigkill_of_the_jvm_comes_back_ready_with_the_next_code_step() {
+    let install = SimInstall::new(&Scenario::new());
+    let mut w = Warden::start(&install, "live", "");
+    w.wait_ready(LOGIN);
+    let rec = install.record();
+    let first = jvm_pids(&rec)[0];
+    kill(Pid::from_raw(first as i32), Signal::SIGKILL).expect("kill the JVM");
+    w.wait_ready_again(RELOGIN);
+    let pids = jvm_pids(&rec);
+    assert_eq!(pids.len(), 2, "one relaunch: {pids:?}");
+    let steps = code_steps(&rec);
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert!(
+        steps[1] > steps[0],
+        "a new step after the restart: {steps:?}"
+    );
+    assert!(w.log().contains("jvm was killed"), "{}", w.log_tail(30));
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
+fn a_real_jvm_crash_is_reported_with_its_crash_file_and_recovered() {
+    let install = SimInstall::new(&Scenario::new());
+    let mut w = Warden::start(&install, "paper", "");
+    w.wait_ready(LOGIN);
+    control_no_reply(&install, "crash");
+    w.wait_ready_again(LOGIN);
+    let reports: Vec<_> = warden::walk(&w.state_dir.join("jvm"))
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("hs_err_pid"))
+        })
+        .collect();
+    assert_eq!(reports.len(), 1, "the crash report is kept: {reports:?}");
+    let log = w.log();
+    assert!(log.contains("jvm crashed"), "{}", w.log_tail(30));
+    assert!(
+        log.contains(&reports[0].display().to_string()),
+        "the crash report is named in the notification"
+    );
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
+fn a_hung_jvm_is_detected_by_the_probe_and_restarted() {
+    let install = SimInstall::new(&Scenario::new());
+    let mut w = Warden::start(&install, "paper", "");
+    w.wait_ready(LOGIN);
+    let first = jvm_pids(&install.record())[0];
+    // SIGSTOP: the windows stay, the API stops answering.
+    kill(Pid::from_raw(first as i32), Signal::SIGSTOP).expect("stop the JVM");
+    w.wait_ready_again(LOGIN);
+    assert!(
+        w.log().contains("API stopped answering"),
+        "{}",
+        w.log_tail(30)
+    );
+    assert!(
+        !std::path::Path::new(&format!("/proc/{first}")).exists()
+            || std::fs::read_to_string(format!("/proc/{first}/stat"))
+                .map(|s| s.contains(") Z"))
+                .unwrap_or(true),
+        "the hung JVM is gone"
+    );
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
+fn killing_xvfb_brings_back_display_and_gateway() {
+    let install = SimInstall::new(&Scenario::new());
+    let mut w = Warden::start(&install, "paper", "");
+    w.wait_ready(LOGIN);
+    let line = w.wait_log("Xvfb started", Duration::from_secs(5));
+    let xvfb: i32 = line
+        .split("pid=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .expect("Xvfb pid in the log");
+    kill(Pid::from_raw(xvfb), Signal::SIGKILL).expect("kill Xvfb");
+    w.wait_ready_again(LOGIN);
+    assert_eq!(jvm_pids(&install.record()).len(), 2);
+    assert!(
+        w.log().matches("Xvfb started").count() >= 2,
+        "a new display was started"
+    );
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
+fn nightly_restart_relaunches_with_the_token_and_types_nothing() {
+    // 60 s scaled by the test time factor (0.05): the gateway restarts itself 3 s after login.
+    let install = SimInstall::new(&Scenario::new().set("nightly_restart_after_s", 60));
+    let mut w = Warden::start(&install, "live", "");
+    w.wait_ready(LOGIN);
+    w.wait_ready_again(LOGIN);
+    let rec = install.record();
+    let evs = rec.events();
+    let starts: Vec<_> = evs.iter().filter(|e| is_ev(e, "start")).collect();
+    assert!(starts.len() >= 2);
+    assert!(
+        starts[1]["restart"].is_string(),
+        "relaunched with -Drestart: {:?}",
+        starts[1]
+    );
+    let logins: Vec<_> = evs.iter().filter(|e| is_ev(e, "logged_in")).collect();
+    assert_eq!(logins[1]["via"], "token", "{logins:?}");
+    assert_eq!(
+        code_steps(&rec).len(),
+        1,
+        "no code typed for the token login"
+    );
+    let creds = evs
+        .iter()
+        .filter(|e| is_ev(e, "login_attempt") && e["verdict"] == "ok")
+        .count();
+    assert_eq!(creds, 1, "credentials typed once");
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
+fn kill_9_of_ibwarden_then_a_new_start_leaves_exactly_one_jvm() {
+    let install = SimInstall::new(&Scenario::new());
+    let mut w = Warden::start(&install, "paper", "");
+    w.wait_ready(LOGIN);
+    w.child.signal_group(Signal::SIGKILL);
+    w.child.wait_exit(Duration::from_secs(10));
+    w.restart_process();
+    w.wait_ready_again(LOGIN);
+    let settings = format!("-DjtsConfigDir={}", install.settings_dir.display());
+    let jvms = processes_with(&settings);
+    assert_eq!(jvms.len(), 1, "exactly one gateway JVM: {jvms:?}");
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
+fn sigterm_closes_the_gateway_through_its_own_window() {
+    let install = SimInstall::new(&Scenario::new());
+    let mut w = Warden::start(&install, "paper", "");
+    w.wait_ready(LOGIN);
+    let status = w.stop_and_wait(Duration::from_secs(60));
+    assert!(status.success(), "ibwarden exits 0 on SIGTERM: {status:?}");
+    let evs = install.record().events();
+    assert!(
+        evs.iter().any(|e| is_ev(e, "window_close_request")),
+        "WM_DELETE_WINDOW sent"
+    );
+    let exit = evs
+        .iter()
+        .rev()
+        .find(|e| is_ev(e, "exit"))
+        .expect("the gateway exited by itself");
+    assert_eq!(exit["reason"], "window_closed", "{exit}");
+}
