@@ -379,7 +379,21 @@ async fn watcher_reports_maps_titles_dialogs_and_closes() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(status.code(), Some(0));
+    // Dropping the watcher stops its thread promptly: the channel closes.
+    let dropped_at = Instant::now();
     drop(watcher);
+    loop {
+        match tokio::time::timeout(DEADLINE, rx.recv()).await {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(_) => panic!("watcher thread still running after drop"),
+        }
+    }
+    assert!(
+        dropped_at.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        dropped_at.elapsed()
+    );
     xvfb.stop().await.expect("stop");
 }
 

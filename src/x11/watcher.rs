@@ -100,6 +100,7 @@ struct Atoms {
 /// Handle to the watcher thread. Drop it to stop the thread.
 pub struct Watcher {
     conn: Arc<xcb::Connection>,
+    display: String,
     stop: Arc<AtomicBool>,
     wake_window: x::Window,
     wake_atom: x::Atom,
@@ -212,6 +213,7 @@ impl Watcher {
         Ok((
             Watcher {
                 conn,
+                display: target.name.clone(),
                 stop,
                 wake_window,
                 wake_atom,
@@ -238,8 +240,18 @@ impl Drop for Watcher {
             event: &event,
         });
         let _ = self.conn.flush();
+        // Join, but never hang a caller: the thread could be blocked handing an event to a
+        // receiver that is alive but no longer read. It exits by itself once unblocked.
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                tracing::warn!(display = %self.display, "window watcher thread left running");
+            }
         }
     }
 }
