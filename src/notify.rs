@@ -259,6 +259,8 @@ pub struct ChannelStats {
     pub dropped: AtomicU64,
     /// Set after a failure was warned about; cleared by the next success.
     warned: AtomicBool,
+    /// Set after a full queue was warned about; cleared by the next queued event.
+    drop_warned: AtomicBool,
 }
 
 impl ChannelStats {
@@ -391,7 +393,7 @@ impl Notifier {
             match WebhookChannel::new(file, cfg, &tuning) {
                 Ok(w) => channels.push(Channel::Webhook(Arc::new(w))),
                 Err(e) => tracing::error!(
-                    instance,
+                    instance = %instance,
                     file = %file.display(),
                     error = %e,
                     "webhook disabled"
@@ -406,7 +408,7 @@ impl Notifier {
         for channel in channels {
             let Ok(rt) = &runtime else {
                 tracing::error!(
-                    instance,
+                    instance = %instance,
                     "notifier created outside a tokio runtime; disabled"
                 );
                 break;
@@ -420,7 +422,7 @@ impl Notifier {
                 pending.clone(),
                 idle.clone(),
             ));
-            info!(instance, channel = channel.name(), target = %channel.target(), "notification channel");
+            info!(instance = %instance, channel = channel.name(), target = %channel.target(), "notification channel");
             queues.push((channel, tx));
         }
         Notifier {
@@ -470,11 +472,21 @@ impl Notifier {
         info!(instance = %self.instance, kind = kind_name(kind), severity = severity_name(severity), message = %ev.message, "notification");
         for (channel, tx) in self.queues.iter() {
             self.pending.fetch_add(1, Ordering::SeqCst);
+            let st = channel.stats(&self.stats);
             if tx.try_send(ev.clone()).is_err() {
                 self.finish_one();
-                let st = channel.stats(&self.stats);
                 st.dropped.fetch_add(1, Ordering::Relaxed);
-                warn!(instance = %self.instance, channel = channel.name(), kind = kind_name(kind), "notification dropped: channel queue full");
+                // One warning per overflow, not one per dropped event.
+                if !st.drop_warned.swap(true, Ordering::Relaxed) {
+                    warn!(
+                        instance = %self.instance,
+                        channel = channel.name(),
+                        kind = kind_name(kind),
+                        "notification dropped: the channel's queue is full (it is slow or hangs)"
+                    );
+                }
+            } else {
+                st.drop_warned.store(false, Ordering::Relaxed);
             }
         }
         true
@@ -534,13 +546,13 @@ async fn worker(
                 st.sent.fetch_add(1, Ordering::Relaxed);
                 if st.warned.swap(false, Ordering::Relaxed) {
                     info!(
-                        instance,
+                        instance = %instance,
                         channel = channel.name(),
                         "notification channel works again"
                     );
                 } else {
                     debug!(
-                        instance,
+                        instance = %instance,
                         channel = channel.name(),
                         kind = kind_name(ev.kind),
                         "notification sent"
@@ -551,7 +563,7 @@ async fn worker(
                 st.failed.fetch_add(1, Ordering::Relaxed);
                 if !st.warned.swap(true, Ordering::Relaxed) {
                     warn!(
-                        instance,
+                        instance = %instance,
                         channel = channel.name(),
                         target = %channel.target(),
                         kind = kind_name(ev.kind),
@@ -559,7 +571,7 @@ async fn worker(
                         "notification channel failed; further failures are logged at debug level until it works"
                     );
                 } else {
-                    debug!(instance, channel = channel.name(), kind = kind_name(ev.kind), error = %e, "notification failed");
+                    debug!(instance = %instance, channel = channel.name(), kind = kind_name(ev.kind), error = %e, "notification failed");
                 }
             }
         }
