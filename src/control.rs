@@ -530,6 +530,40 @@ async fn write_reply<W: tokio::io::AsyncWrite + Unpin>(
     w.shutdown().await
 }
 
+/// The driver's answer to [`ControlCommand::TotpNow`]: the code of the current step and the
+/// seconds it stays valid. (Unlike login, this does not mark the step used: it is for a
+/// person comparing codes.)
+pub fn totp_reply(code: Option<&crate::totp::ActivationCode>, now_unix_secs: u64) -> ControlReply {
+    let Some(code) = code else {
+        return ControlReply::error("no activation code is configured (paper accounts have none)");
+    };
+    let step = crate::totp::step_at(now_unix_secs);
+    ControlReply::Totp {
+        code: code.code_at_step(step).expose().to_string(),
+        valid_secs: crate::totp::remaining_secs(now_unix_secs),
+    }
+}
+
+/// The driver's answer to [`ControlCommand::Screenshot`] once it has the PNG bytes (or the
+/// capture error): writes them to `out` atomically (mode 0600: a screenshot can show an
+/// account number) and says where.
+pub fn screenshot_reply(out: &Path, png: Result<Vec<u8>, String>) -> ControlReply {
+    let png = match png {
+        Ok(p) => p,
+        Err(e) => return ControlReply::error(format!("cannot capture the display: {e}")),
+    };
+    if !out.is_absolute() {
+        return ControlReply::error(format!("{} is not an absolute path", out.display()));
+    }
+    match crate::state::write_atomic(out, &png) {
+        Ok(()) => ControlReply::Screenshot {
+            path: out.to_path_buf(),
+            bytes: png.len() as u64,
+        },
+        Err(e) => ControlReply::error(format!("cannot write the screenshot: {e}")),
+    }
+}
+
 /// Sends one request to the instance listening on `path` and returns its reply (blocking;
 /// for the CLI).
 pub fn request(path: &Path, req: &Request) -> Result<ControlReply, ControlError> {
@@ -855,6 +889,48 @@ mod tests {
         assert!(matches!(
             ibc_step("RESTART", &mut authed, Some(&token), &stopping),
             IbcStep::Forward { .. }
+        ));
+    }
+
+    #[test]
+    fn totp_reply_uses_the_current_step() {
+        // RFC 6238 appendix B: at t = 59 the SHA-1 code ends in 287082; 1 s left in its step.
+        let code = crate::totp::ActivationCode::parse("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
+            .expect("rfc key");
+        assert_eq!(
+            totp_reply(Some(&code), 59),
+            ControlReply::Totp {
+                code: "287082".into(),
+                valid_secs: 1
+            }
+        );
+        assert!(matches!(totp_reply(None, 59), ControlReply::Error { .. }));
+    }
+
+    #[test]
+    fn screenshot_reply_writes_a_private_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("s.png");
+        let r = screenshot_reply(&out, Ok(b"png".to_vec()));
+        assert_eq!(
+            r,
+            ControlReply::Screenshot {
+                path: out.clone(),
+                bytes: 3
+            }
+        );
+        assert_eq!(std::fs::read(&out).expect("written"), b"png");
+        assert_eq!(
+            std::fs::metadata(&out).expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(matches!(
+            screenshot_reply(Path::new("rel.png"), Ok(vec![1])),
+            ControlReply::Error { .. }
+        ));
+        assert!(matches!(
+            screenshot_reply(&out, Err("no display".into())),
+            ControlReply::Error { message } if message.contains("no display")
         ));
     }
 

@@ -300,6 +300,16 @@ impl Scheduler {
         self.schedule.next_event(now.max(self.seen))
     }
 
+    /// [`Scheduler::upcoming`] in the form of `Snapshot::next_scheduled` (name, unix ms).
+    pub fn upcoming_for_status(&self, now: Timestamp) -> Option<(String, u64)> {
+        self.upcoming(now).map(|(at, ev)| {
+            (
+                ev.name().to_string(),
+                u64::try_from(at.as_millisecond()).unwrap_or(0),
+            )
+        })
+    }
+
     /// How long the driver may sleep before the next [`Scheduler::poll`]: until the next
     /// event, but never longer than [`RECHECK`].
     pub fn next_check(&self, now: Timestamp) -> Duration {
@@ -626,6 +636,10 @@ mod tests {
             (ts("2026-11-25T04:50:00Z"), ScheduledEvent::DailyRestart)
         );
         assert_eq!(sch.next_check(start), RECHECK);
+        assert_eq!(
+            sch.upcoming_for_status(start),
+            Some(("daily restart".to_string(), 1_795_582_200_000))
+        );
         let just_before = at.checked_sub(SignedDuration::from_secs(5)).expect("ts");
         assert_eq!(sch.next_check(just_before), Duration::from_secs(5));
         assert_eq!(sch.poll(just_before).fired, None);
