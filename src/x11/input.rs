@@ -28,10 +28,10 @@
 //! fixture; each run = username, Tab, the 36-character password
 //! `p@ss w0rd!#$%^&*()_+{}|:"<>?~äöüßé€ж`, Enter; 8 ms key delay for both):
 //!
-//! | backend | no WM | openbox |
-//! |---|---|---|
-//! | xtest (ours) | 20/20 in every suite run (≈0.93 s/run) | 20/20, 20/20 (≈0.95 s/run) |
-//! | enigo | 20/20 alone; 18/20 and 16/20 with a second test running (≈0.42 s/run) | 14/20, 17/20 (≈0.43 s/run) |
+//! | backend | no WM | no WM, 2 busy-loop CPU hogs | openbox |
+//! |---|---|---|---|
+//! | xtest (ours) | 20/20 in every suite run (≈0.93 s/run) | 20/20 (≈1.01 s/run) | 20/20, 20/20 (≈0.95 s/run) |
+//! | enigo | 20/20 alone; 18/20, 16/20 beside another test (≈0.42 s/run) | 19/20 | 14/20, 17/20 (≈0.43 s/run) |
 //!
 //! enigo's failures were dropped shifted symbols (`_`, `>`, `$`, `:`, `{`, `#$`), dropped
 //! non-ASCII letters, and once `!#$%^` arriving as `!%%^` (a reused spare keycode read
