@@ -240,6 +240,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let watchdog = crate::sdnotify::watchdog_interval().map(|i| i / 2);
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     let mut stop_requests = 0u32;
@@ -289,6 +290,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
                 if stop_requests > 1 { d.kill_jvm(); }
                 sv.handle(now(), Input::Stop);
             }
+            _ = sighup.recv() => d.reload(&sv),
             _ = watchdog_tick.tick(), if watchdog.is_some() => { d.sd.send("WATCHDOG=1"); }
         }
     }
@@ -424,6 +426,41 @@ impl Driver {
             }
         }
         let _ = process::remove_pidfile(&pidfile);
+    }
+
+    /// SIGHUP: re-read the config file. A broken file is refused with every error logged,
+    /// and the running config stays; a good one replaces it. Probe, launch and display
+    /// settings take effect from their next use; the login policy from the next start.
+    fn reload(&mut self, sv: &Supervisor) {
+        self.sd.reloading("reloading the configuration");
+        let path = self.cfg.path.clone();
+        let mut outcome = "configuration reloaded";
+        match Config::load(&path) {
+            Ok(new) => {
+                let login_changed = format!("{:?}", new.login) != format!("{:?}", self.cfg.login)
+                    || format!("{:?}", new.account) != format!("{:?}", self.cfg.account);
+                if login_changed {
+                    warn!(
+                        "the [login]/[account] changes take effect at the next start of ibwarden"
+                    );
+                }
+                self.cfg = new;
+                info!(config = %path.display(), "configuration reloaded");
+            }
+            Err(e) => {
+                outcome = "configuration reload refused: the file has errors";
+                for line in e.to_string().lines() {
+                    tracing::error!(problem = %line, "configuration reload refused; keeping the running configuration");
+                }
+            }
+        }
+        // systemd expects READY=1 to end a reload; it is only ever sent while the API probe
+        // passes (fail closed), else the status says what it waits for.
+        if sv.phase() == &core::Phase::Ready && self.ready {
+            self.sd.ready(&format!("ready ({outcome})"));
+        } else {
+            self.sd.status(sv.reason());
+        }
     }
 
     /// Publishes the core's state for `status`, `/readyz` and `/metrics`.

@@ -220,3 +220,31 @@ fn sigterm_closes_the_gateway_through_its_own_window() {
         .expect("the gateway exited by itself");
     assert_eq!(exit["reason"], "window_closed", "{exit}");
 }
+
+#[test]
+fn sighup_reloads_a_good_config_and_refuses_a_broken_one() {
+    let install = SimInstall::new(&Scenario::new());
+    let mut w = Warden::start(&install, "paper", "");
+    w.wait_ready(LOGIN);
+    let good = std::fs::read_to_string(&w.config).expect("config");
+    std::fs::write(
+        &w.config,
+        format!("{good}\n[health]\nlisen = \"127.0.0.1:1\"\n"),
+    )
+    .expect("break it");
+    w.child.signal_group(Signal::SIGHUP);
+    w.wait_notify("RELOADING=1", Duration::from_secs(10), |m| {
+        m.lines().any(|l| l == "RELOADING=1")
+    });
+    let line = w.wait_log("reload refused", Duration::from_secs(10));
+    assert!(line.contains("lisen"), "the error names the key: {line}");
+    // Still running, still ready, on the old configuration.
+    assert!(w.child.try_wait().is_none());
+    std::fs::write(&w.config, &good).expect("restore");
+    w.child.signal_group(Signal::SIGHUP);
+    w.wait_log("configuration reloaded", Duration::from_secs(10));
+    w.wait_notify("READY after the reload", Duration::from_secs(10), |m| {
+        m.contains("READY=1") && m.contains("STATUS=ready (configuration reloaded)")
+    });
+    w.stop_and_wait(Duration::from_secs(60));
+}
