@@ -116,6 +116,13 @@ impl Schedule {
         &self.tz
     }
 
+    /// `at` as local wall time for people (`Wed 00:23 EST`), e.g. in a `status` reason.
+    pub fn format_local(&self, at: Timestamp) -> String {
+        at.to_zoned(self.tz.clone())
+            .strftime("%a %H:%M %Z")
+            .to_string()
+    }
+
     /// The next planned event strictly after `now`, if any is configured. Events at the same
     /// instant are merged: the stronger one is returned (closedown > cold > daily).
     pub fn next_event(&self, now: Timestamp) -> Option<(Timestamp, ScheduledEvent)> {
@@ -227,6 +234,12 @@ impl Schedule {
         // "Compatible" disambiguation: gap → later, fold → earlier (see the module doc).
         self.tz.to_timestamp(day.to_datetime(time)).ok()
     }
+}
+
+/// The wall-clock instant of the core's `Now::unix_ms`.
+pub fn timestamp_from_unix_ms(unix_ms: u64) -> Timestamp {
+    Timestamp::from_millisecond(i64::try_from(unix_ms).unwrap_or(i64::MAX))
+        .unwrap_or(Timestamp::MAX)
 }
 
 fn weekly_on(w: WeekdayTime, day: Date) -> Option<Time> {
@@ -596,6 +609,15 @@ mod tests {
         // Sun 8 Mar 23:45 EDT = 03:45Z on the 9th.
         assert_eq!(start, ts("2026-03-09T03:45:00Z"));
         assert_eq!(end, ts("2026-03-09T04:23:00Z"));
+    }
+
+    #[test]
+    fn helpers_for_the_core() {
+        let s = Schedule::new(&cfg());
+        let t = timestamp_from_unix_ms(1_795_584_180_000);
+        assert_eq!(t, ts("2026-11-25T05:23:00Z"));
+        assert_eq!(s.format_local(t), "Wed 00:23 EST");
+        assert_eq!(timestamp_from_unix_ms(u64::MAX), Timestamp::MAX);
     }
 
     #[test]
