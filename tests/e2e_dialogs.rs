@@ -1,0 +1,510 @@
+//! End-to-end: every dialog that blocks a login (issue 5), against the real `ibwarden run`
+//! binary, its own Xvfb and the gateway simulator.
+//!
+//! Assertions are on what the simulator received (its record: buttons pressed, login
+//! attempts, codes; its server-side state file), on what ibwarden told systemd (`STATUS=`
+//! on a test `NOTIFY_SOCKET`), on its log (`notify` lines: the notification channel) and on
+//! files in its state dir. Never on ibwarden's internals. Each test has its own Xvfb,
+//! simulator install, ports and state dir, so the tests run in parallel.
+
+mod common;
+mod warden;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+use warden::Warden;
+
+const LOGIN: Duration = Duration::from_secs(60);
+const STEP: Duration = Duration::from_secs(20);
+
+// ------------------------------------------------------------------------------ helpers
+
+fn attempts(rec: &Record) -> Vec<Value> {
+    rec.events()
+        .into_iter()
+        .filter(|e| is_ev(e, "login_attempt"))
+        .collect()
+}
+
+fn codes(rec: &Record) -> Vec<Value> {
+    rec.events()
+        .into_iter()
+        .filter(|e| is_ev(e, "code"))
+        .collect()
+}
+
+/// The buttons pressed in windows titled `window`, in order.
+fn buttons(rec: &Record, window: &str) -> Vec<String> {
+    rec.events()
+        .into_iter()
+        .filter(|e| is_ev(e, "button") && e["window"] == window)
+        .map(|e| e["button"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+fn shown(rec: &Record, title: &str) -> usize {
+    rec.events()
+        .into_iter()
+        .filter(|e| is_ev(e, "window_shown") && e["title"] == title)
+        .count()
+}
+
+/// Waits for a line of ibwarden's log matching `pred`; returns it.
+fn wait_line(w: &mut Warden, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(l) = w.log().lines().find(|l| pred(l)) {
+            return l.to_string();
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "no log line for {what} within {timeout:?}\nibwarden log tail:\n{}",
+                w.log_tail(60)
+            );
+        }
+        if let Some(st) = w.child.try_wait() {
+            panic!(
+                "ibwarden exited ({st:?}) while waiting for {what}\n{}",
+                w.log_tail(60)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The notification lines of `kind` (`Action::Notify` is logged as `notify kind=<Kind>`).
+fn notices(w: &Warden, kind: &str) -> Vec<String> {
+    let needle = format!("kind={kind}");
+    w.log()
+        .lines()
+        .filter(|l| l.contains("notify") && l.contains(&needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits for a notification of `kind`; returns its log line.
+fn wait_notice(w: &mut Warden, kind: &str, timeout: Duration) -> String {
+    let needle = format!("kind={kind}");
+    wait_line(w, &format!("a {kind} notification"), timeout, |l| {
+        l.contains("notify") && l.contains(&needle)
+    })
+}
+
+/// Waits for a `STATUS=` datagram containing `text`.
+fn wait_status(w: &mut Warden, text: &str, timeout: Duration) -> String {
+    w.wait_notify(&format!("STATUS with {text:?}"), timeout, |m| {
+        m.lines()
+            .any(|l| l.starts_with("STATUS=") && l.contains(text))
+    })
+}
+
+/// Watches the record for `window` and fails if an event matching `pred` shows up within
+/// `window`: the way to show that something is *not* done (a dialog left alone, no
+/// second login attempt). ibwarden's own deadlines in these tests are shorter than the
+/// window, so a machine that would act eventually acts inside it.
+fn assert_nothing_for(rec: &Record, window: Duration, what: &str, pred: impl Fn(&Value) -> bool) {
+    let start = rec.events().len();
+    let deadline = Instant::now() + window;
+    while Instant::now() < deadline {
+        let evs = rec.events();
+        if let Some(e) = evs[start.min(evs.len())..].iter().find(|e| pred(e)) {
+            panic!("{what}: {e}\nrecord tail:\n{}", rec.tail_text(30));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn is_button(e: &Value, window: &str) -> bool {
+    is_ev(e, "button") && e["window"] == window
+}
+
+/// `[login]` keys for a session policy.
+fn policy(p: &str) -> String {
+    format!("existing_session = \"{p}\"\nlogin_timeout = \"15s\"")
+}
+
+const EXISTING: &str = "Existing session detected";
+const HANDOFF: &str = "Trading Login Handoff";
+
+// ------------------------------------------------------------------------------ existing session, before login
+//
+// `reference/ibc.md` §1.7: not yet logged in → primary and primaryoverride continue (first
+// time), secondary ends this session, manual does nothing. With 2FA the gateway then shows
+// `Trading Login Handoff`, which primary confirms.
+
+#[test]
+fn existing_session_before_login_primary_continues_and_confirms_the_handoff() {
+    let install = SimInstall::new(&Scenario::new().set("existing_session", "once"));
+    let mut w = Warden::start_with(&install, "live", &policy("primary"), "");
+    w.wait_ready(LOGIN);
+    let rec = install.record();
+    assert_eq!(buttons(&rec, EXISTING), ["Continue Login"]);
+    assert_eq!(buttons(&rec, HANDOFF), ["Disconnect Other Session"]);
+    assert_eq!(attempts(&rec).len(), 1);
+    w.assert_no_secret_in_logs(&install);
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
+fn existing_session_before_login_primaryoverride_continues() {
+    let install = SimInstall::new(&Scenario::new().set("existing_session", "once"));
+    let mut w = Warden::start_with(&install, "live", &policy("primaryoverride"), "");
+    w.wait_ready(LOGIN);
+    let rec = install.record();
+    assert_eq!(buttons(&rec, EXISTING), ["Continue Login"]);
+    // IBC exits 1110 at this handoff although it chose to continue; ibwarden confirms the
+    // choice it made (see `LoginHandoff` in src/core/machine.rs).
+    assert_eq!(buttons(&rec, HANDOFF), ["Disconnect Other Session"]);
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
+fn existing_session_before_login_secondary_ends_this_session_and_stops() {
+    let install = SimInstall::new(&Scenario::new().set("existing_session", "once"));
+    let mut w = Warden::start_with(&install, "live", &policy("secondary"), "");
+    let mut rec = install.record();
+    rec.wait_for("Cancel in the existing-session dialog", LOGIN, |e| {
+        is_button(e, EXISTING)
+    });
+    assert_eq!(buttons(&rec, EXISTING), ["Cancel"]);
+    wait_notice(&mut w, "SessionConflict", STEP);
+    wait_status(&mut w, "another session holds the account", STEP);
+    // No second login: not after the login deadline (15 s), not after any back-off.
+    assert_nothing_for(
+        &rec,
+        Duration::from_secs(17),
+        "a second login attempt",
+        |e| is_ev(e, "login_attempt") || is_ev(e, "start"),
+    );
+    assert_eq!(attempts(&rec).len(), 1);
+    assert!(
+        codes(&rec).is_empty(),
+        "no code typed for a session given up"
+    );
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
+fn existing_session_before_login_manual_leaves_it_to_a_person() {
+    let install = SimInstall::new(&Scenario::new().set("existing_session", "once"));
+    let mut w = Warden::start_with(&install, "live", &policy("manual"), "");
+    let mut rec = install.record();
+    rec.wait_window(EXISTING, LOGIN);
+    let n = wait_notice(&mut w, "SessionConflict", STEP);
+    assert!(n.contains("manual"), "{n}");
+    // Left alone, also past the 15 s login deadline: no key, no relaunch.
+    assert_nothing_for(
+        &rec,
+        Duration::from_secs(17),
+        "the dialog was answered",
+        |e| is_button(e, EXISTING) || is_ev(e, "start") || is_ev(e, "login_attempt"),
+    );
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+// ------------------------------------------------------------------------------ existing session, after login
+//
+// IBC's scenarios 5 and 6: the dialog appears while this gateway is logged in (another
+// session re-logged in after ours took the session back, `ibc.md` §1.7). Here: ibwarden
+// logs in, the session is dropped (`Re-login is required`, which ibwarden always answers),
+// the gateway is ready again, then the gateway shows `Existing session detected`.
+
+fn after_login(policy_name: &str) -> (SimInstall, Warden, Record) {
+    let install = SimInstall::new(&Scenario::new());
+    let mut w = Warden::start_with(&install, "paper", &policy(policy_name), "");
+    w.wait_ready(LOGIN);
+    let mut rec = install.record();
+    rec.skip_to_end();
+    install.control("relogin_required");
+    rec.wait_for("Re-login pressed", STEP, |e| {
+        is_button(e, "Re-login is required")
+    });
+    assert_eq!(buttons(&rec, "Re-login is required"), ["Re-login"]);
+    w.wait_ready_again(LOGIN);
+    install.control(&format!(
+        "dialog {EXISTING}|You are currently logged in with this username from another \
+         location. If you continue, the other session will be disconnected.|Continue Login,Cancel"
+    ));
+    rec.wait_window(EXISTING, STEP);
+    (install, w, rec)
+}
+
+#[test]
+fn existing_session_after_login_primary_keeps_the_session() {
+    let (install, mut w, mut rec) = after_login("primary");
+    rec.wait_for("an answer", STEP, |e| is_button(e, EXISTING));
+    assert_eq!(buttons(&rec, EXISTING), ["Continue Login"]);
+    // Still ready: no status other than ready since.
+    assert_eq!(attempts(&rec).len(), 1, "no new credentials for a re-login");
+    assert!(notices(&w, "SessionConflict").is_empty());
+    w.stop_and_wait(Duration::from_secs(60));
+    drop(install);
+}
+
+#[test]
+fn existing_session_after_login_primaryoverride_yields() {
+    let (_install, mut w, mut rec) = after_login("primaryoverride");
+    rec.wait_for("an answer", STEP, |e| is_button(e, EXISTING));
+    assert_eq!(buttons(&rec, EXISTING), ["Cancel"]);
+    wait_notice(&mut w, "SessionConflict", STEP);
+    wait_status(&mut w, "another session holds the account", STEP);
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
+fn existing_session_after_login_secondary_yields() {
+    let (_install, mut w, mut rec) = after_login("secondary");
+    rec.wait_for("an answer", STEP, |e| is_button(e, EXISTING));
+    assert_eq!(buttons(&rec, EXISTING), ["Cancel"]);
+    wait_notice(&mut w, "SessionConflict", STEP);
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
+fn existing_session_after_login_manual_leaves_it_to_a_person() {
+    let (_install, mut w, rec) = after_login("manual");
+    let n = wait_notice(&mut w, "SessionConflict", STEP);
+    assert!(n.contains("manual"), "{n}");
+    assert_nothing_for(
+        &rec,
+        Duration::from_secs(5),
+        "the dialog was answered",
+        |e| is_button(e, EXISTING),
+    );
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+// ------------------------------------------------------------------------------ wrong password
+
+/// The simulator's server-side failed-login counter (`sim-server-state.properties`).
+fn sim_failures(install: &SimInstall) -> u32 {
+    let p = install.settings_dir.join("sim-server-state.properties");
+    let text = std::fs::read_to_string(&p).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("failures="))
+        .map(|v| v.trim().parse().expect("failures is a number"))
+        .unwrap_or(0)
+}
+
+#[test]
+fn wrong_password_is_tried_once_then_ibwarden_stops_and_tells_the_person() {
+    // The simulator expects one password; ibwarden is given another.
+    let mut install = SimInstall::new(&Scenario::new());
+    install.scenario = install.scenario.clone().set("password", "Wrong-Pass_9!");
+    let mut w = Warden::start_with(&install, "live", "login_timeout = \"10s\"", "");
+    let mut rec = install.record();
+    rec.wait_for("the Login failed dialog answered", LOGIN, |e| {
+        is_button(e, "Login failed")
+    });
+    let n = wait_notice(&mut w, "LoginFailed", STEP);
+    assert!(n.contains("Critical"), "{n}");
+    wait_status(&mut w, "invalid username or password", STEP);
+    // 5 simulated minutes (time_factor 0.05: 15 s), longer than ibwarden's login deadline
+    // (10 s) and any back-off: still exactly one attempt.
+    assert_nothing_for(
+        &rec,
+        Duration::from_secs(15),
+        "a second login attempt",
+        |e| is_ev(e, "login_attempt") || is_ev(e, "start"),
+    );
+    let a = attempts(&rec);
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0]["verdict"], "bad_credentials");
+    assert_eq!(sim_failures(&install), 1, "IBKR's failure counter");
+    // ibwarden keeps running so `status` and health show why.
+    assert!(w.child.try_wait().is_none(), "ibwarden must keep running");
+    w.assert_no_secret_in_logs(&install);
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+// ------------------------------------------------------------------------------ second factor
+
+#[test]
+fn two_rejected_codes_then_an_accepted_one_use_three_steps() {
+    // Up to two fresh 30 s TOTP steps of real time: the slow test of this file.
+    let install = SimInstall::new(&Scenario::new().set("reject_codes", 2));
+    let mut w = Warden::start(&install, "live", "");
+    w.wait_ready(Duration::from_secs(150));
+    let rec = install.record();
+    let c = codes(&rec);
+    assert_eq!(c.len(), 3, "{c:?}");
+    let verdicts: Vec<&str> = c
+        .iter()
+        .map(|e| e["verdict"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(verdicts, ["forced_reject", "forced_reject", "accepted"]);
+    let steps: Vec<u64> = c
+        .iter()
+        .map(|e| e["step"].as_u64().expect("step"))
+        .collect();
+    assert!(
+        steps[0] < steps[1] && steps[1] < steps[2],
+        "three different steps: {steps:?}"
+    );
+    assert_eq!(attempts(&rec).len(), 1, "one login, three codes");
+    w.assert_no_secret_in_logs(&install);
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
+fn ib_key_push_notifies_the_person_and_keeps_to_the_attempt_budget() {
+    // Only IB Key enrolled; nobody approves. The simulator's own 2FA timeout (60 s real)
+    // is longer than ibwarden's wait, so ibwarden gives up first each time.
+    let sc = Scenario::new()
+        .set("devices", "IB Key")
+        .set("twofa_timeout_s", 1200);
+    let install = SimInstall::new(&sc);
+    let login = "second_factor_device = \"IB Key\"\nib_key_wait = \"10s\"\n\
+                 max_failed_logins_per_hour = 2";
+    let mut w = Warden::start_with(&install, "live", login, "");
+    let n = wait_notice(&mut w, "HumanApproval", LOGIN);
+    assert!(n.contains("approve"), "{n}");
+    // Two attempts, then the budget: the next login is an hour away.
+    let status = wait_status(&mut w, "failed-login budget spent", Duration::from_secs(90));
+    let secs: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("STATUS=failed-login budget spent; next login in "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no wait in {status:?}"));
+    assert!(
+        secs > 3000,
+        "the next attempt waits for the hour to pass: {secs} s"
+    );
+    let rec = install.record();
+    let a = attempts(&rec);
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert!(codes(&rec).is_empty(), "nothing typed into the push dialog");
+    let prompts = rec
+        .events()
+        .into_iter()
+        .filter(|e| is_ev(e, "twofa_prompt") && e["device"] == "IB Key")
+        .count();
+    assert_eq!(prompts, 2);
+    assert_eq!(notices(&w, "HumanApproval").len(), 2, "one notice per push");
+    wait_notice(&mut w, "LockoutGuard", STEP);
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+// ------------------------------------------------------------------------------ other dialogs
+
+#[test]
+fn the_connecting_progress_modal_is_never_confirmed() {
+    let install = SimInstall::new(&Scenario::new().set("progress_modal", true));
+    let mut w = Warden::start(&install, "paper", "");
+    w.wait_ready(LOGIN);
+    let rec = install.record();
+    assert_eq!(shown(&rec, "Gateway"), 1, "the progress modal was shown");
+    assert!(
+        buttons(&rec, "Gateway").is_empty(),
+        "its OK cancels the login"
+    );
+    assert!(!rec.events().iter().any(|e| is_ev(e, "login_reset")));
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+fn screenshots(state_dir: &std::path::Path) -> Vec<PathBuf> {
+    warden::walk(&state_dir.join("screenshots"))
+}
+
+#[test]
+fn an_unknown_dialog_gets_a_screenshot_and_a_notification_and_is_left_alone() {
+    let install = SimInstall::new(&Scenario::new());
+    let mut w = Warden::start(&install, "paper", "");
+    w.wait_ready(LOGIN);
+    let mut rec = install.record();
+    install.control("dialog Quarterly Survey|How do you like the new layout?|Great,Later");
+    rec.wait_window("Quarterly Survey", STEP);
+    let n = wait_notice(&mut w, "UnknownDialog", STEP);
+    assert!(n.contains("Quarterly Survey"), "{n}");
+    wait_line(&mut w, "the screenshot saved", STEP, |l| {
+        l.contains("screenshot saved") && l.contains("unknown-dialog")
+    });
+    let shots = screenshots(&w.state_dir);
+    assert_eq!(shots.len(), 1, "{shots:?}");
+    let name = shots[0]
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    assert!(name.ends_with("-unknown-dialog.png"), "{name}");
+    let png = std::fs::read(&shots[0]).expect("read screenshot");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    assert_nothing_for(
+        &rec,
+        Duration::from_secs(3),
+        "the unknown dialog was answered",
+        |e| is_button(e, "Quarterly Survey"),
+    );
+    w.assert_no_secret_in_logs(&install);
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
+fn too_many_attempts_waits_out_the_lockout_and_logs_in_again_in_the_same_jvm() {
+    let install = SimInstall::new(&Scenario::new());
+    // IBKR remembers a lockout from earlier failures: 8 more seconds.
+    let until = now_ms() + 8_000;
+    std::fs::write(
+        install.settings_dir.join("sim-server-state.properties"),
+        format!("failures=0\nlockout_until_ms={until}\nused_steps=\n"),
+    )
+    .expect("write simulator state");
+    let mut w = Warden::start(&install, "paper", "");
+    let n = wait_notice(&mut w, "LockoutGuard", LOGIN);
+    assert!(n.contains("too many failed login attempts"), "{n}");
+    w.wait_ready(LOGIN);
+    let rec = install.record();
+    let verdicts: Vec<String> = attempts(&rec)
+        .iter()
+        .map(|e| e["verdict"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(verdicts, ["locked_out", "ok"]);
+    let evs = rec.events();
+    let starts = evs.iter().filter(|e| is_ev(e, "start")).count();
+    assert_eq!(starts, 1, "the re-login happened in the same JVM");
+    // Not before the lockout ended.
+    let ok_at = evs
+        .iter()
+        .find(|e| is_ev(e, "login_attempt") && e["verdict"] == "ok")
+        .and_then(|e| e["t"].as_u64())
+        .expect("ok attempt");
+    assert!(ok_at >= until, "logged in again {} ms early", until - ok_at);
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
+fn connection_failed_restarts_the_gateway_and_logs_in() {
+    let install = SimInstall::new(&Scenario::new().set("connection_failed", 1));
+    let mut w = Warden::start(&install, "paper", "");
+    w.wait_ready(LOGIN);
+    let rec = install.record();
+    assert_eq!(buttons(&rec, "Gateway"), ["OK"]);
+    let starts = rec.events().iter().filter(|e| is_ev(e, "start")).count();
+    assert_eq!(starts, 2, "a fresh gateway after the connection failure");
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
+fn tip_of_the_day_is_closed_and_a_password_notice_is_reported() {
+    let sc = Scenario::new()
+        .set("tip_of_the_day", true)
+        .set("password_notice_days", 5);
+    let install = SimInstall::new(&sc);
+    let mut w = Warden::start(&install, "paper", "");
+    w.wait_ready(LOGIN);
+    let mut rec = install.record();
+    rec.wait_for("Tip of the Day closed", STEP, |e| {
+        is_button(e, "Tip of the Day")
+    });
+    rec.set_cursor(0);
+    rec.wait_for("Password Notice answered", STEP, |e| {
+        is_button(e, "Password Notice")
+    });
+    let n = wait_notice(&mut w, "PasswordExpiring", STEP);
+    assert!(n.contains("5 days"), "{n}");
+    w.stop_and_wait(Duration::from_secs(60));
+}
