@@ -209,6 +209,16 @@ async fn handle(mut stream: TcpStream, status: &SharedStatus, opts: &HealthOptio
     }
     let _ = stream.write_all(out.as_bytes()).await;
     let _ = stream.shutdown().await;
+    // Closing with unread input makes the kernel send a reset, which can destroy the answer
+    // before the client reads it (431 on a large request): read what is left until the
+    // client closes (bounded by the caller's timeout and a byte limit).
+    let mut drained = 0usize;
+    while drained < 1 << 20 {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
 }
 
 fn now_unix_ms() -> u64 {

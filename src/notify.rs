@@ -181,12 +181,11 @@ impl Dedup {
             return Some(format!("{message} (cleared: {})", cleared.join("; ")));
         }
         let key = Self::key(kind, message);
-        match self.active.get(&key) {
-            Some((_, last)) => match repeat_after(kind) {
+        if let Some((_, last)) = self.active.get(&key) {
+            match repeat_after(kind) {
                 Some(every) if now.saturating_duration_since(*last) >= every => {}
                 _ => return None,
-            },
-            None => {}
+            }
         }
         self.active.insert(key, (kind, now));
         Some(message.to_string())
