@@ -114,6 +114,9 @@ pub struct CoreConfig {
     pub pingpong_backoff: Duration,
     /// Seed for back-off jitter (the core reads no RNG).
     pub seed: u64,
+    /// IBKR's calendar: no full login inside the nightly maintenance window; a code-0 exit
+    /// around the reset is the nightly auto-restart. `None`: no calendar (unit tests).
+    pub schedule: Option<super::schedule::Schedule>,
 }
 
 impl Default for CoreConfig {
@@ -141,6 +144,7 @@ impl Default for CoreConfig {
             pingpong_window: Duration::from_secs(300),
             pingpong_backoff: Duration::from_secs(600),
             seed: 0x9E37_79B9_7F4A_7C15,
+            schedule: None,
         }
     }
 }
@@ -264,6 +268,8 @@ pub enum Input {
     Stop,
     /// A person asked for a restart.
     Restart,
+    /// A scheduled event is due (daily restart, weekly cold restart, closedown).
+    Scheduled(super::schedule::ScheduledEvent),
 }
 
 /// Something the driver must do.
@@ -592,6 +598,19 @@ impl Supervisor {
                 self.consecutive_restarts = 0;
                 self.restart(now, "restart requested", false);
             }
+            Input::Scheduled(ev) => {
+                use super::schedule::ScheduledEvent as E;
+                if matches!(self.phase, Phase::Stopping | Phase::Stopped | Phase::Halted) {
+                    return;
+                }
+                self.consecutive_restarts = 0;
+                match ev {
+                    E::DailyRestart => self.restart(now, "daily restart", false),
+                    // Sunday's token expiry: a full login with the second factor.
+                    E::WeeklyColdRestart => self.restart(now, "weekly cold restart", true),
+                    E::Closedown => self.stop(now),
+                }
+            }
         }
     }
 
@@ -683,8 +702,16 @@ impl Supervisor {
             });
             "jvm crashed"
         } else if code == Some(0) {
-            // The nightly auto-restart exits 0 after writing its token.
-            "jvm exited cleanly (auto-restart)"
+            // The nightly auto-restart exits 0 after writing its token: relaunch quickly.
+            let nightly = self.cfg.schedule.as_ref().is_some_and(|s| {
+                s.is_nightly_reset_exit(super::schedule::timestamp_from_unix_ms(now.unix_ms))
+            });
+            if nightly {
+                self.consecutive_restarts = 0;
+                "nightly auto-restart"
+            } else {
+                "jvm exited cleanly (auto-restart)"
+            }
         } else if code == Some(1) {
             "jvm lost its X connection"
         } else if signal.is_some() || matches!(code, Some(137) | Some(143)) {
@@ -1037,13 +1064,40 @@ impl Supervisor {
                     &format!("IBKR rate limit: waiting {wait} s"),
                 );
             }
-            K::LoginError | K::ConnectionFailed => {
+            K::LoginError => {
+                // IBC cold-restarts here: the JVM's state after a login error is unknown.
                 self.answer(id, Answer::Default);
-                self.restart(now, "login error or connection failed", false);
+                self.restart(now, "login error", false);
+            }
+            K::ConnectionFailed => {
+                // OK brings the login window back: log in again in the same JVM after an
+                // exponential back-off (a new JVM re-arms IBKR's limiter and costs a minute).
+                self.answer(id, Answer::Default);
+                self.timers.stop(Timer::LoginDeadline);
+                self.timers.stop(Timer::TotpDue);
+                self.login.code_dialog = None;
+                self.login.submitted = false;
+                self.backoff(
+                    now,
+                    "connection to the IBKR server failed",
+                    Some(AfterBackoff::Relogin),
+                );
             }
             K::TokenExpired => {
                 self.answer(id, Answer::Default);
-                self.restart(now, "security token expired", true);
+                self.timers.stop(Timer::TokenGrace);
+                self.login.token_login = false;
+                if self.phase == Phase::LoggingIn
+                    && self.login.frame.is_some()
+                    && !self.login.submitted
+                {
+                    // The login window waits behind the dialog: a full login, second factor
+                    // included, in this JVM.
+                    tracing::warn!("the auto-restart token expired; logging in fully");
+                    self.submit_credentials(now);
+                } else {
+                    self.restart(now, "security token expired", true);
+                }
             }
             K::GatewayMessage | K::ProgressModal => {
                 // Its OK cancels the login: never press it.
@@ -1270,6 +1324,28 @@ impl Supervisor {
         let Some(frame) = self.login.frame else {
             return;
         };
+        // Never a full login inside IBKR's nightly maintenance (+ delay): peers saw a login
+        // 8 s after the reset cascade into a 35-60 minute lockout (`peers.md` §16).
+        if let Some(until) = self.cfg.schedule.as_ref().and_then(|s| {
+            s.full_login_blocked_until(super::schedule::timestamp_from_unix_ms(now.unix_ms))
+        }) {
+            let wait_ms = (until.as_millisecond() - now.unix_ms as i64).max(1000) as u64;
+            let at = self
+                .cfg
+                .schedule
+                .as_ref()
+                .map(|s| s.format_local(until))
+                .unwrap_or_default();
+            self.after_backoff = AfterBackoff::Relogin;
+            self.timers.stop(Timer::LoginDeadline);
+            self.timers
+                .set(Timer::BackoffEnd, now.mono + Duration::from_millis(wait_ms));
+            self.set_phase(
+                Phase::Backoff,
+                &format!("inside IBKR's nightly maintenance; full login at {at}"),
+            );
+            return;
+        }
         // The failed-login budget, across restarts of everything.
         let now_s = now.unix_ms / 1000;
         self.persisted.failed_logins.retain(|&t| t + 3600 > now_s);

@@ -430,7 +430,46 @@ fn gateway_dialog_text_decides_the_answer() {
     assert!(a
         .iter()
         .any(|x| matches!(x, Action::Type { window, .. } if *window == DIALOG)));
-    assert!(a.iter().any(|x| matches!(x, Action::CloseGateway { .. })));
+    // Not a new JVM: the login window comes back behind the dialog; log in again there
+    // after a back-off.
+    assert!(!a.iter().any(|x| matches!(x, Action::CloseGateway { .. })));
+    assert_eq!(h.sv.phase(), &Phase::Backoff);
+    h.input(Input::Destroyed(DIALOG));
+    h.input(Input::TitleChanged {
+        id: FRAME,
+        title: "IBKR Gateway".into(),
+    });
+    let a = h.run_for(Duration::from_secs(5));
+    assert!(a.iter().any(|x| matches!(x, Action::Type { window, steps, .. }
+        if *window == FRAME && has_secret(steps, SecretRef::Password))));
+    assert!(!h.log.iter().any(|x| matches!(x, Action::Launch { use_restart_token: false })));
+}
+
+#[test]
+fn an_expired_token_gets_a_full_login_in_the_same_jvm() {
+    let mut h = H::new(
+        CoreConfig {
+            content_reader: true,
+            ..CoreConfig::default()
+        },
+        Persisted::default(),
+    );
+    h.input(Input::Start);
+    h.input(Input::Spawned {
+        pid: PID,
+        with_token: true,
+    });
+    h.map(FRAME, "IBKR Gateway");
+    assert!(h.typed().is_empty(), "the token logs in by itself");
+    h.map(DIALOG, "Gateway");
+    let a = h.input(Input::WindowText {
+        window: DIALOG,
+        text: Some("Your security tokens have expired. Please log in again.\nOK".into()),
+    });
+    assert_eq!(answers_in(&a, DIALOG), vec![Answer::Default]);
+    assert!(a.iter().any(|x| matches!(x, Action::Type { window, steps, .. }
+        if *window == FRAME && has_secret(steps, SecretRef::Password))));
+    assert!(!a.iter().any(|x| matches!(x, Action::CloseGateway { .. })));
 }
 
 fn existing_session_answer(policy: SessionPolicy, after_login: bool, seen: u32) -> Option<Answer> {
