@@ -281,7 +281,8 @@ pub struct NotifyConfig {
     pub desktop: bool,
     /// Whose desktop session to notify when running as a system service.
     pub desktop_user: Option<String>,
-    /// A command run for each notification (argv; the event is passed in env vars/stdin).
+    /// A command run for each notification (argv; the event is appended as arguments and set
+    /// in `IBWARDEN_*` environment variables; stdin is null).
     pub command: Option<Vec<String>>,
     /// File holding the webhook URL (a secret: URLs carry tokens).
     pub webhook_url_file: Option<PathBuf>,
