@@ -24,10 +24,12 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::config::{self, Config};
+use crate::control::{self, ControlCommand, ControlReply, ControlRequest, ControlSocket};
 use crate::core::{
     self, Action, CoreConfig, Input, Now, Persisted, SecretRef, Supervisor, TypeResult,
 };
 use crate::gateway::{install, launch, process};
+use crate::notify::Notifier;
 use crate::reader::ContentReader;
 use crate::secret::{Secret, Secrets};
 use crate::state::{self, PersistedState};
@@ -99,6 +101,10 @@ struct Driver {
     status: SharedStatus,
     /// True between a passing probe and the next state change.
     ready: bool,
+    /// Desktop, command and webhook notifications (deduplicated).
+    notifier: Notifier,
+    /// The next calendar event, for `status`.
+    next_scheduled: Option<(String, u64)>,
 }
 
 fn now() -> Now {
@@ -141,6 +147,7 @@ pub fn core_config(cfg: &Config, content_reader: bool) -> CoreConfig {
         link_lost_grace: cfg.probe.link_lost_grace,
         content_reader,
         seed: std::process::id() as u64 ^ now().unix_ms,
+        schedule: Some(crate::core::schedule::Schedule::new(&cfg.schedule)),
         ..d
     }
 }
@@ -158,6 +165,62 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "ibwarden".into());
     let status = status.unwrap_or_else(|| st::shared(&instance, now().unix_ms));
+
+    // The control socket doubles as the instance lock: a second `ibwarden run` for the same
+    // socket refuses to start instead of launching a second gateway for the account.
+    let control = match ControlSocket::bind(&cfg.control.socket) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ibwarden: {e}");
+            return Ok(exit::FAILURE);
+        }
+    };
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlRequest>(16);
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let status = status.clone();
+        let tx = ctl_tx.clone();
+        tasks.spawn(async move {
+            if let Err(e) = control.serve(status, tx).await {
+                warn!(error = %e, "control socket stopped");
+            }
+        });
+    }
+    if let Some(port) = cfg.control.ibc_command_port {
+        let auth = match &cfg.control.ibc_command_auth_file {
+            Some(p) => match crate::secret::SecretSource::File(p.clone()).load() {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("ibwarden: {e}");
+                    return Ok(exit::CONFIG);
+                }
+            },
+            None => None,
+        };
+        match control::bind_ibc(port).await {
+            Ok(listener) => {
+                let tx = ctl_tx.clone();
+                tasks.spawn(control::serve_ibc(listener, auth, tx));
+                info!(port, "IBC-compatible command server listening on 127.0.0.1");
+            }
+            Err(e) => warn!(error = %e, "IBC command server not started"),
+        }
+    }
+    if let Some(addr) = cfg.health.listen {
+        match crate::health::bind(addr).await {
+            Ok(listener) => {
+                let status = status.clone();
+                tasks.spawn(async move {
+                    let opts = crate::health::HealthOptions::default();
+                    if let Err(e) = crate::health::serve_listener(listener, status, opts).await {
+                        warn!(error = %e, "health endpoint stopped");
+                    }
+                });
+            }
+            Err(e) => warn!(error = %e, %addr, "health endpoint not started"),
+        }
+    }
+    let notifier = Notifier::new(&cfg.notify, &instance);
     let state_dir = cfg.state.dir.clone();
     state::create_private_dir(&state_dir)
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
@@ -234,6 +297,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         launched_at: Instant::now(),
         status,
         ready: false,
+        notifier,
+        next_scheduled: None,
     };
     d.stop_stray_gateway().await;
     d.ensure_screen().await?;
@@ -245,8 +310,25 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     let mut stop_requests = 0u32;
 
+    let wall = || crate::core::schedule::timestamp_from_unix_ms(now().unix_ms);
+    let mut scheduler = crate::core::schedule::Scheduler::new(
+        crate::core::schedule::Schedule::new(&d.cfg.schedule),
+        wall(),
+    );
+
     sv.handle(now(), Input::Start);
     loop {
+        // The calendar is polled from wall time on every turn (DST, clock jumps), not only
+        // when its own wake-up fires: other inputs keep re-creating the select below.
+        let polled = scheduler.poll(wall());
+        for m in &polled.missed {
+            warn!(event = %m.event, "scheduled event missed (clock jump or suspend)");
+        }
+        if let Some(f) = polled.fired {
+            info!(event = %f.event, "scheduled event");
+            sv.handle(now(), Input::Scheduled(f.event));
+        }
+        d.next_scheduled = scheduler.upcoming_for_status(wall());
         while let Some(action) = sv.poll_action() {
             if let Some(code) = d.execute(action, &sv).await {
                 d.publish(&sv);
@@ -290,7 +372,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
                 if stop_requests > 1 { d.kill_jvm(); }
                 sv.handle(now(), Input::Stop);
             }
-            _ = sighup.recv() => d.reload(&sv),
+            _ = sighup.recv() => {
+                d.reload(&sv);
+                scheduler.set_schedule(crate::core::schedule::Schedule::new(&d.cfg.schedule));
+            }
+            _ = tokio::time::sleep(scheduler.next_check(wall())) => {}
+            Some(req) = ctl_rx.recv() => d.control(req, &mut sv),
             _ = watchdog_tick.tick(), if watchdog.is_some() => { d.sd.send("WATCHDOG=1"); }
         }
     }
@@ -463,6 +550,40 @@ impl Driver {
         }
     }
 
+    /// A command from the control socket or the IBC command server.
+    fn control(&mut self, req: ControlRequest, sv: &mut Supervisor) {
+        let reply = match req.cmd {
+            ControlCommand::Restart => {
+                info!("restart requested over the control socket");
+                sv.handle(now(), Input::Restart);
+                ControlReply::ok("restarting the gateway")
+            }
+            ControlCommand::Stop => {
+                info!("stop requested over the control socket");
+                sv.handle(now(), Input::Stop);
+                ControlReply::ok("stopping: the gateway is closed first, then ibwarden exits")
+            }
+            ControlCommand::TotpNow => {
+                control::totp_reply(self.secrets.totp.as_ref(), now().unix_ms / 1000)
+            }
+            ControlCommand::Screenshot { out } => {
+                let Some(s) = &self.screen else {
+                    let _ = req.reply.send(ControlReply::error("no display is running"));
+                    return;
+                };
+                let target = s.target.clone();
+                let reply = req.reply;
+                tokio::task::spawn_blocking(move || {
+                    let png = crate::x11::screenshot::screenshot(&target, None)
+                        .map_err(|e| e.to_string());
+                    let _ = reply.send(control::screenshot_reply(&out, png));
+                });
+                return;
+            }
+        };
+        let _ = req.reply.send(reply);
+    }
+
     /// Publishes the core's state for `status`, `/readyz` and `/metrics`.
     fn publish(&mut self, sv: &Supervisor) {
         let n = now();
@@ -476,11 +597,15 @@ impl Driver {
         snap.readies = sv.stats.readies;
         snap.restarts = sv.stats.restarts.clone();
         snap.login_budget_left = sv.login_budget_left(n);
+        snap.heartbeat_unix_ms = n.unix_ms;
+        snap.next_scheduled = self.next_scheduled.clone();
         st::publish(&self.status, snap);
     }
 
     async fn shutdown(&mut self) {
         self.sd.send("STOPPING=1");
+        // Give queued notifications (e.g. "login failed") a moment to leave.
+        self.notifier.flush(Duration::from_secs(5)).await;
         if let Some(mut s) = self.screen.take() {
             if let Some(x) = s.xvfb.as_mut() {
                 let _ = x.stop().await;
@@ -569,6 +694,7 @@ impl Driver {
                 message,
             } => {
                 warn!(?kind, ?severity, %message, "notify");
+                self.notifier.notify(kind, severity, &message);
             }
             Action::Status { ready, text } => {
                 self.ready = ready;

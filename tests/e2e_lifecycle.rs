@@ -248,3 +248,88 @@ fn sighup_reloads_a_good_config_and_refuses_a_broken_one() {
     });
     w.stop_and_wait(Duration::from_secs(60));
 }
+
+fn ibwarden_cli(w: &Warden, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ibwarden"))
+        .args(args)
+        .arg("--config")
+        .arg(&w.config)
+        .env("HOME", w.dir.path())
+        .output()
+        .expect("run the ibwarden CLI")
+}
+
+#[test]
+fn ibwarden_stop_closes_the_gateway_and_a_second_instance_is_refused() {
+    let install = SimInstall::new(&Scenario::new());
+    let mut w = Warden::start(&install, "paper", "");
+    w.wait_ready(LOGIN);
+    // A second `run` on the same config must not start a second gateway.
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_ibwarden"))
+        .args(["run", "--config"])
+        .arg(&w.config)
+        .env("HOME", w.dir.path())
+        .output()
+        .expect("second run");
+    assert!(!second.status.success(), "a second instance started");
+    assert_eq!(jvm_pids(&install.record()).len(), 1);
+    // `status` reads the running instance.
+    let st = ibwarden_cli(&w, &["status", "--json"]);
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        st.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).expect("status JSON");
+    assert_eq!(v["ready"], true, "{v}");
+    assert_eq!(v["phase"], "Ready", "{v}");
+    // `stop` closes the gateway through its own window, then ibwarden exits 0.
+    let out = ibwarden_cli(&w, &["stop"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = w.child.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}");
+    let evs = install.record().events();
+    let exit = evs
+        .iter()
+        .rev()
+        .find(|e| is_ev(e, "exit"))
+        .expect("gateway exit");
+    assert_eq!(exit["reason"], "window_closed", "{exit}");
+}
+
+#[test]
+fn no_full_login_inside_the_maintenance_window_then_exactly_one() {
+    // A maintenance window (30 min, plus a 5 s delay) that ends within the next minute.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let start = (now + 60 - 30 * 60) / 60 * 60;
+    let ends = start + 30 * 60 + 5;
+    let hhmm = format!("{:02}:{:02}", (start / 3600) % 24, (start / 60) % 60);
+    let extra = format!(
+        "[schedule]\ntimezone = \"UTC\"\nmaintenance_start = \"{hhmm}\"\nmaintenance_delay = \"5s\"\nweekly_cold_restart = \"off\"\n"
+    );
+    let install = SimInstall::new(&Scenario::new());
+    let mut w = Warden::start(&install, "paper", &extra);
+    w.wait_log("nightly maintenance", Duration::from_secs(30));
+    w.wait_ready(Duration::from_secs(150));
+    let attempts: Vec<_> = install
+        .record()
+        .events()
+        .into_iter()
+        .filter(|e| is_ev(e, "login_attempt"))
+        .collect();
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    let t = attempts[0]["t"].as_u64().expect("t") / 1000;
+    assert!(
+        t >= ends,
+        "logged in at {t}, inside the window that ends at {ends}"
+    );
+    w.stop_and_wait(Duration::from_secs(60));
+}
