@@ -834,3 +834,75 @@ fn sigterm_exits_143() {
     assert_eq!(s.wait_exit(STEP_TIMEOUT), 143);
     s.rec.wait_ev("jvm_shutdown", STEP_TIMEOUT);
 }
+
+#[test]
+fn buttongroup_toggles_only_reach_the_selected_one() {
+    // Java 9+: focus requests to an unselected toggle of a ButtonGroup go to the selected one.
+    let mut s = Session::start(&Scenario::new().set("mode_toggle_buttongroup", true));
+    s.focus("IBKR Gateway");
+    s.rec.wait_for("initial focus", STEP_TIMEOUT, |v| {
+        is_ev(v, "focus") && v["field"] == "username"
+    });
+    s.move_focus("shift+Tab", "Live Trading");
+    s.x.key("space");
+    s.move_focus("shift+Tab", "IB API");
+    assert!(
+        !s.rec
+            .events()
+            .iter()
+            .any(|e| is_ev(e, "toggle") && e["name"] == "Paper Trading"),
+        "Paper Trading cannot be reached by keyboard in a ButtonGroup"
+    );
+}
+
+// ------------------------------------------------------------------------------ TWS mode
+
+#[test]
+fn tws_live_login_second_factor_in_the_login_frame() {
+    let mut s = Session::start_tws(&Scenario::new());
+    let start = s.rec.events()[0].clone();
+    assert_eq!(start["program"], "tws");
+    s.login_live();
+    let main =
+        s.x.wait_window(s.pid(), "DU1234567 Interactive Brokers", STEP_TIMEOUT);
+    assert_eq!(s.x.windows_of(s.pid()).len(), 1, "login frame gone");
+    assert!(main.transient_for.is_none());
+    let shown: Vec<String> = s
+        .rec
+        .events()
+        .iter()
+        .filter(|e| is_ev(e, "window_shown"))
+        .map(|e| e["title"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        shown,
+        ["Login", "DU1234567 Interactive Brokers"],
+        "no 2FA window"
+    );
+    let morph = s
+        .rec
+        .events()
+        .into_iter()
+        .find(|e| is_ev(e, "content"))
+        .expect("login frame content changed");
+    assert_eq!(morph["window"], "Login");
+    assert_eq!(morph["what"], "code_entry");
+    let xp = s
+        .xvfb
+        .run_tool("xprop", "x11-utils", &["-id", &format!("{:#x}", main.id)]);
+    assert!(
+        xp.contains("WM_CLASS(STRING) = \"jclient-LoginFrame\""),
+        "{xp}"
+    );
+}
+
+#[test]
+fn tws_paper_main_window_title() {
+    let mut s = Session::start_tws(&Scenario::new());
+    s.login_paper();
+    s.x.wait_window(
+        s.pid(),
+        "DU1234567 Interactive Brokers (Simulated Trading)",
+        STEP_TIMEOUT,
+    );
+}

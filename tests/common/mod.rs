@@ -417,6 +417,38 @@ impl Scenario {
 
 // ------------------------------------------------------------------------------ install
 
+/// Which program the simulator plays: IB Gateway (`ibgateway.GWClient`,
+/// `ibgateway.vmoptions`) or TWS (`jclient.LoginFrame`, `tws.vmoptions`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimProgram {
+    Gateway,
+    Tws,
+}
+
+impl SimProgram {
+    pub fn main_class(self) -> &'static str {
+        match self {
+            SimProgram::Gateway => "ibgateway.GWClient",
+            SimProgram::Tws => "jclient.LoginFrame",
+        }
+    }
+
+    pub fn vmoptions_file(self) -> &'static str {
+        match self {
+            SimProgram::Gateway => "ibgateway.vmoptions",
+            SimProgram::Tws => "tws.vmoptions",
+        }
+    }
+
+    /// The login frame's default title.
+    pub fn login_title(self) -> &'static str {
+        match self {
+            SimProgram::Gateway => "IBKR Gateway",
+            SimProgram::Tws => "Login",
+        }
+    }
+}
+
 /// A per-test simulator install: temp dir with `ibgateway/` (jars + vmoptions), settings
 /// dir, scenario file, record path and a free API port. Removed on drop.
 pub struct SimInstall {
@@ -431,6 +463,7 @@ pub struct SimInstall {
     pub record_path: PathBuf,
     pub api_port: u16,
     pub scenario: Scenario,
+    pub program: SimProgram,
 }
 
 /// Realistic heap/GC flags written into each per-test vmoptions file.
@@ -447,9 +480,18 @@ pub const VMOPTIONS_HEAD: &str = "\
 ";
 
 impl SimInstall {
-    /// Creates the install for `scenario`. If the scenario has no `api_port`, a free port is
-    /// chosen and written into it.
+    /// Creates a Gateway install for `scenario`. If the scenario has no `api_port`, a free
+    /// port is chosen and written into it.
     pub fn new(scenario: &Scenario) -> SimInstall {
+        SimInstall::with_program(scenario, SimProgram::Gateway)
+    }
+
+    /// Creates a TWS-mode install (`tws.vmoptions`, main class `jclient.LoginFrame`).
+    pub fn new_tws(scenario: &Scenario) -> SimInstall {
+        SimInstall::with_program(scenario, SimProgram::Tws)
+    }
+
+    pub fn with_program(scenario: &Scenario, program: SimProgram) -> SimInstall {
         let template = simulator_template();
         let mut dir = tempfile::Builder::new()
             .prefix("ibw-sim-")
@@ -492,7 +534,7 @@ impl SimInstall {
             scenario_path.display(),
             record_path.display()
         );
-        fs::write(install_dir.join("ibgateway.vmoptions"), vmoptions).expect("write vmoptions");
+        fs::write(install_dir.join(program.vmoptions_file()), vmoptions).expect("write vmoptions");
         SimInstall {
             dir,
             install_dir,
@@ -502,6 +544,24 @@ impl SimInstall {
             record_path,
             api_port,
             scenario,
+            program,
+        }
+    }
+
+    /// The login frame's title (scenario `title`, else the program's default).
+    pub fn login_title(&self) -> String {
+        self.scenario
+            .get("title")
+            .unwrap_or(self.program.login_title())
+            .to_string()
+    }
+
+    /// The window holding the second factor: the `Second Factor Authentication` dialog
+    /// (Gateway) or the login frame itself (TWS).
+    pub fn twofa_title(&self) -> String {
+        match self.program {
+            SimProgram::Gateway => "Second Factor Authentication".to_string(),
+            SimProgram::Tws => self.login_title(),
         }
     }
 
@@ -585,8 +645,8 @@ impl SimInstall {
     /// `-DjtsConfigDir`, `-Drestart`, classpath `jars/*`, main class) with a clean env.
     pub fn jvm_command(&self, xvfb: &Xvfb, restart: Option<&str>) -> Command {
         require_tool("java", "openjdk-17-jdk");
-        let vm =
-            fs::read_to_string(self.install_dir.join("ibgateway.vmoptions")).expect("vmoptions");
+        let vm = fs::read_to_string(self.install_dir.join(self.program.vmoptions_file()))
+            .expect("vmoptions");
         let mut cmd = Command::new("java");
         for line in vm.lines() {
             let l = line.trim();
@@ -600,7 +660,7 @@ impl SimInstall {
         }
         cmd.arg("-cp")
             .arg(format!("{}/jars/*", self.install_dir.display()))
-            .arg("ibgateway.GWClient");
+            .arg(self.program.main_class());
         cmd.env_clear()
             .env("DISPLAY", &xvfb.display)
             .env("XAUTHORITY", &xvfb.xauthority)
@@ -798,7 +858,16 @@ pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 impl Session {
     /// Starts Xvfb and the simulator (no ibwarden) for `scenario`; waits for the login frame.
     pub fn start(scenario: &Scenario) -> Session {
-        let install = SimInstall::new(scenario);
+        Session::start_program(scenario, SimProgram::Gateway)
+    }
+
+    /// Like [`Session::start`], in TWS mode.
+    pub fn start_tws(scenario: &Scenario) -> Session {
+        Session::start_program(scenario, SimProgram::Tws)
+    }
+
+    pub fn start_program(scenario: &Scenario, program: SimProgram) -> Session {
+        let install = SimInstall::with_program(scenario, program);
         let xvfb = Xvfb::start();
         let x = x11::X::connect(&xvfb);
         let rec = install.record();
@@ -820,12 +889,7 @@ impl Session {
         self.sim = Some(launch_sim_directly(&self.install, &self.xvfb, restart));
         self.rec.wait_ev("start", START_TIMEOUT);
         let after_start = self.rec.cursor();
-        let title = self
-            .install
-            .scenario
-            .get("title")
-            .unwrap_or("IBKR Gateway")
-            .to_string();
+        let title = self.install.login_title();
         self.rec.wait_window(&title, START_TIMEOUT);
         self.rec.set_cursor(after_start);
     }
@@ -855,14 +919,32 @@ impl Session {
         );
     }
 
+    /// Waits until the most recent `focus` event in the record is on `field`.
+    pub fn wait_focus_is(&self, field: &str) {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        loop {
+            let evs = self.rec.events();
+            if evs
+                .iter()
+                .rev()
+                .find(|e| is_ev(e, "focus"))
+                .is_some_and(|e| e["field"] == field)
+            {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "focus never settled on {field:?}:\n{}",
+                    self.rec.tail_text(20)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Types username Tab password Return into the login frame (focus starts in username).
     pub fn type_login(&mut self, user: &str, password: &str) {
-        let title = self
-            .install
-            .scenario
-            .get("title")
-            .unwrap_or("IBKR Gateway")
-            .to_string();
+        let title = self.install.login_title();
         self.focus(&title);
         self.x.type_text(user);
         self.move_focus("Tab", "password");
@@ -906,7 +988,11 @@ impl Session {
     }
 
     fn type_code_str(&mut self, code: &str) {
-        self.focus("Second Factor Authentication");
+        let title = self.install.twofa_title();
+        self.focus(&title);
+        // TWS changes the login frame's content in place: type only once the code field has
+        // the focus (measured: a digit typed earlier landed in the password field).
+        self.wait_focus_is("code");
         self.x.type_text(code);
         self.x.key("Return");
     }
@@ -944,8 +1030,7 @@ impl Session {
             self.install.scenario.password().to_string(),
         );
         self.type_login(&u, &p);
-        self.rec
-            .wait_window("Second Factor Authentication", STEP_TIMEOUT);
+        self.rec.wait_ev("twofa_prompt", STEP_TIMEOUT);
         let (_, step) = self.type_code();
         self.rec.wait_ev("logged_in", STEP_TIMEOUT);
         step
@@ -963,12 +1048,7 @@ impl Session {
     /// Paper mode by keyboard: Shift+Tab to `Paper Trading`, Space, Tab back to the
     /// username, then credentials and Enter (until `Paper Log In` is pressed).
     pub fn login_paper_credentials_only(&mut self) {
-        let title = self
-            .install
-            .scenario
-            .get("title")
-            .unwrap_or("IBKR Gateway")
-            .to_string();
+        let title = self.install.login_title();
         self.focus(&title);
         self.x.key("shift+Tab");
         self.rec

@@ -56,8 +56,13 @@ public final class GWClient {
     final String title;
     final String mainTitle;
     final Totp totp;
+    /** TWS mode (main class jclient.LoginFrame): login frame `Login`, 2FA inside it, separate main frame. */
+    final boolean tws;
 
     JFrame frame;
+    /** TWS: the frame is the main window (the login frame was disposed). */
+    boolean frameIsMain;
+    JLabel status;
     JToggleButton ibApi;
     JToggleButton fix;
     JToggleButton live;
@@ -79,12 +84,14 @@ public final class GWClient {
     int connectionFailuresLeft;
     int existingSessionLeft;
     boolean handoffPending;
-    JDialog twofa;
+    /** The 2FA window: a JDialog (gateway) or the login frame itself (TWS). */
+    Window twofa;
     Timer twofaTimer;
     JDialog progressModal;
     boolean hung;
 
-    GWClient() throws IOException {
+    GWClient(boolean tws) throws IOException {
+        this.tws = tws;
         String cfg = System.getProperty("jtsConfigDir");
         settingsDir = new File(cfg != null && !cfg.isEmpty() ? cfg : System.getProperty("user.home") + "/Jts");
         if (!settingsDir.isDirectory() && !settingsDir.mkdirs()) {
@@ -101,8 +108,14 @@ public final class GWClient {
         clockOffsetMs = (long) (sc.dbl("clock_offset_s", 0) * 1000);
         api = new ApiServer(this, sc);
         restartDir = System.getProperty("restart");
-        title = sc.oneOf("title", "IBKR Gateway", "IBKR Gateway", "IB Gateway", "Interactive Brokers Gateway");
-        mainTitle = sc.str("main_title", title);
+        if (tws) {
+            title = sc.oneOf("title", "Login", "Login", "New Login");
+            String acct = sc.list("accounts", "DU1234567").isEmpty() ? "" : sc.list("accounts", "DU1234567").get(0);
+            mainTitle = sc.str("main_title", acct + " Interactive Brokers");
+        } else {
+            title = sc.oneOf("title", "IBKR Gateway", "IBKR Gateway", "IB Gateway", "Interactive Brokers Gateway");
+            mainTitle = sc.str("main_title", title);
+        }
         totp = new Totp(sc.str("totp_secret", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"));
         silentDropsLeft = sc.integer("silent_drop", 0);
         rejectCodesLeft = sc.integer("reject_codes", 0);
@@ -114,9 +127,18 @@ public final class GWClient {
     }
 
     public static void main(String[] args) {
+        run(args, false);
+    }
+
+    /** Entry point of TWS mode (jclient.LoginFrame). */
+    public static void mainTws(String[] args) {
+        run(args, true);
+    }
+
+    private static void run(String[] args, boolean tws) {
         GWClient app;
         try {
-            app = new GWClient();
+            app = new GWClient(tws);
         } catch (IOException | IllegalArgumentException e) {
             System.err.println("gateway simulator: " + e.getMessage());
             System.exit(2);
@@ -157,12 +179,27 @@ public final class GWClient {
         t.start();
     }
 
+    /**
+     * Login progress: the gateway shows it as the frame's title; TWS in a status label of the
+     * login frame (its title stays), recorded as `status`.
+     */
+    void progress(String text) {
+        if (!tws) {
+            Ui.setTitle(frame, text);
+            return;
+        }
+        if (status != null) {
+            status.setText(text);
+        }
+        rec.event("status", "window", frame.getTitle(), "text", text);
+    }
+
     void start(String[] args) {
         long pid = ProcessHandle.current().pid();
-        rec.event("start", "pid", pid, "restart", restartDir, "settings_dir", settingsDir.getPath(),
+        rec.event("start", "pid", pid, "program", tws ? "tws" : "gateway", "restart", restartDir, "settings_dir", settingsDir.getPath(),
                 "cwd", new File("").getAbsolutePath(), "jvm_args",
                 ManagementFactory.getRuntimeMXBean().getInputArguments());
-        log.info("Starting IB Gateway (simulator) pid " + pid);
+        log.info((tws ? "Starting Trader Workstation" : "Starting IB Gateway") + " (simulator) pid " + pid);
         log.info("jtsConfigDir: " + settingsDir.getPath());
         if (restartDir != null) {
             log.info("IB GATEWAY RESTART: restart=" + restartDir);
@@ -270,6 +307,11 @@ public final class GWClient {
         g.gridy = 5;
         g.gridx = 1;
         p.add(loginButton, g);
+        status = new JLabel(" ");
+        g.gridy = 6;
+        g.gridx = 0;
+        g.gridwidth = 3;
+        p.add(status, g);
         frame.setContentPane(p);
         frame.setJMenuBar(null);
         frame.getRootPane().setDefaultButton(loginButton);
@@ -285,6 +327,11 @@ public final class GWClient {
     }
 
     void showLoginFrame() {
+        if (frame != null && frameIsMain) {
+            Ui.close(frame);
+            frame = null;
+            frameIsMain = false;
+        }
         if (frame == null) {
             buildFrame();
         }
@@ -309,10 +356,13 @@ public final class GWClient {
         progressModal = null;
         api.stop();
         rec.event("login_reset", "reason", why);
-        if (frame == null || user == null || !(frame.getContentPane().isAncestorOf(user))) {
+        if (frame == null || frameIsMain || user == null || !(frame.getContentPane().isAncestorOf(user))) {
             showLoginFrame();
         } else {
             Ui.setTitle(frame, title);
+            if (status != null) {
+                status.setText(" ");
+            }
             setLoginEnabled(true);
             pass.setText("");
             user.requestFocusInWindow();
@@ -331,7 +381,7 @@ public final class GWClient {
         inProgress = true;
         flow++;
         setLoginEnabled(false);
-        Ui.setTitle(frame, "Authenticating...");
+        progress("Authenticating...");
         log.info("Login attempt " + attempt + " (" + mode + ")");
         log.info("AuthTimeoutMonitor-CCP: activate");
         if (silentDropsLeft > 0) {
@@ -448,23 +498,28 @@ public final class GWClient {
             twofaTimer.stop();
             twofaTimer = null;
         }
-        Ui.close(twofa);
+        if (twofa != null && twofa != frame) {
+            Ui.close(twofa);
+        }
         twofa = null;
     }
 
-    void startTwofa() {
-        List<String> devices = sc.list("devices", "Mobile Authenticator app");
-        twofa = new JDialog(frame, "Second Factor Authentication", java.awt.Dialog.ModalityType.MODELESS);
-        twofa.setDefaultCloseOperation(JDialog.DO_NOTHING_ON_CLOSE);
-        final JDialog d = twofa;
-        d.addWindowListener(new WindowAdapter() {
-            @Override
-            public void windowClosing(WindowEvent e) {
-                rec.event("window_close_request", "title", d.getTitle());
-                closeTwofa();
-                resetLogin("twofa_closed");
-            }
-        });
+    /** A new 2FA window (gateway: a JDialog transient for the frame; TWS: the login frame). */
+    void openTwofaWindow() {
+        if (tws) {
+            twofa = frame;
+        } else {
+            JDialog d = new JDialog(frame, "Second Factor Authentication", java.awt.Dialog.ModalityType.MODELESS);
+            d.setDefaultCloseOperation(JDialog.DO_NOTHING_ON_CLOSE);
+            d.addWindowListener(new WindowAdapter() {
+                @Override
+                public void windowClosing(WindowEvent e) {
+                    rec.event("window_close_request", "title", d.getTitle());
+                    resetLogin("twofa_closed");
+                }
+            });
+            twofa = d;
+        }
         final int f = flow;
         twofaTimer = new Timer(scaled(sc.dbl("twofa_timeout_s", 180)), e -> {
             if (f == flow && !hung) {
@@ -475,6 +530,47 @@ public final class GWClient {
         });
         twofaTimer.setRepeats(false);
         twofaTimer.start();
+    }
+
+    /** Puts content into the 2FA window; shows it (gateway) or records the morph (TWS). */
+    void setTwofaContent(JPanel p, JButton def, Ui.Order order, String what) {
+        Window w = twofa;
+        if (w == null) {
+            return;
+        }
+        javax.swing.RootPaneContainer rp = (javax.swing.RootPaneContainer) w;
+        if (tws) {
+            JPanel outer = new JPanel(new BorderLayout(8, 8));
+            outer.setBorder(BorderFactory.createEmptyBorder(12, 12, 12, 12));
+            outer.add(new JLabel("SECOND FACTOR AUTHENTICATION"), BorderLayout.NORTH);
+            outer.add(p, BorderLayout.CENTER);
+            p = outer;
+        }
+        rp.setContentPane(p);
+        rp.getRootPane().setDefaultButton(def);
+        w.setFocusTraversalPolicy(order);
+        if (tws) {
+            frame.validate();
+            frame.repaint();
+            rec.event("content", "window", frame.getTitle(), "what", what);
+        } else {
+            w.pack();
+            w.setSize(Math.max(420, w.getWidth()), w.getHeight());
+            w.validate();
+            if (!w.isShowing()) {
+                w.setLocationRelativeTo(frame);
+                Ui.show(w);
+            }
+        }
+        Component init = order.getDefaultComponent(w);
+        if (init != null) {
+            SwingUtilities.invokeLater(init::requestFocusInWindow);
+        }
+    }
+
+    void startTwofa() {
+        List<String> devices = sc.list("devices", "Mobile Authenticator app");
+        openTwofaWindow();
         if (devices.size() > 1) {
             JList<String> list = new JList<>(devices.toArray(new String[0]));
             list.setName("devices");
@@ -495,39 +591,30 @@ public final class GWClient {
             row.add(ok);
             row.add(cancel);
             p.add(row, BorderLayout.SOUTH);
-            d.setContentPane(p);
-            d.getRootPane().setDefaultButton(ok);
-            d.setFocusTraversalPolicy(new Ui.Order(list, list, ok, cancel));
-            d.pack();
-            d.setSize(Math.max(420, d.getWidth()), d.getHeight());
-            d.setLocationRelativeTo(frame);
-            Ui.show(d);
-            list.requestFocusInWindow();
+            setTwofaContent(p, ok, new Ui.Order(list, list, ok, cancel), "device_chooser");
         } else {
             twofaContent(devices.isEmpty() ? "Mobile Authenticator app" : devices.get(0));
-            d.setLocationRelativeTo(frame);
-            Ui.show(d);
         }
     }
 
-    /** Fills the 2FA dialog for the chosen device (the same dialog: its content changes). */
+    /** Fills the 2FA window for the chosen device (the same window: its content changes). */
     void twofaContent(String device) {
-        JDialog d = twofa;
-        if (d == null) {
+        if (twofa == null) {
             return;
         }
         JPanel p = new JPanel(new BorderLayout(8, 8));
         p.setBorder(BorderFactory.createEmptyBorder(12, 12, 12, 12));
         JPanel row = new JPanel();
+        JButton def;
+        Ui.Order order;
         if (device.equals("IB Key")) {
             log.info("Waiting for IB Key approval");
             p.add(Ui.textArea("A notification has been sent to your IB Key device. Please approve it to "
                     + "complete the login."), BorderLayout.CENTER);
             JButton cancel = Ui.button("Cancel", () -> resetLogin("twofa_cancel"));
             row.add(cancel);
-            d.getRootPane().setDefaultButton(cancel);
-            d.setFocusTraversalPolicy(new Ui.Order(cancel, cancel));
-            rec.event("twofa_prompt", "device", device);
+            def = cancel;
+            order = new Ui.Order(cancel, cancel);
         } else {
             JTextField code = new JTextField(10);
             code.setName("code");
@@ -538,16 +625,12 @@ public final class GWClient {
             p.add(code, BorderLayout.CENTER);
             row.add(ok);
             row.add(cancel);
-            d.getRootPane().setDefaultButton(ok);
-            d.setFocusTraversalPolicy(new Ui.Order(code, code, ok, cancel));
-            rec.event("twofa_prompt", "device", device);
-            SwingUtilities.invokeLater(code::requestFocusInWindow);
+            def = ok;
+            order = new Ui.Order(code, code, ok, cancel);
         }
         p.add(row, BorderLayout.SOUTH);
-        d.setContentPane(p);
-        d.pack();
-        d.setSize(Math.max(420, d.getWidth()), d.getHeight());
-        d.validate();
+        rec.event("twofa_prompt", "device", device);
+        setTwofaContent(p, def, order, "code_entry");
     }
 
     void checkCode(String text) {
@@ -605,53 +688,22 @@ public final class GWClient {
             }
         } else {
             log.warn("Second factor authentication failed");
-            Timer keep = twofaTimer;
-            twofaTimer = null;
-            Ui.close(twofa);
-            twofa = null;
-            if (keep != null) {
-                keep.stop();
-            }
-            // The code dialog reappears.
+            closeTwofa();
+            // The code entry reappears: a new dialog (gateway) or the frame's content again (TWS).
             after(0.5, () -> {
-                twofa = null;
                 List<String> devices = sc.list("devices", "Mobile Authenticator app");
                 String dev = devices.contains("Mobile Authenticator app") ? "Mobile Authenticator app"
                         : (devices.isEmpty() ? "Mobile Authenticator app" : devices.get(devices.size() - 1));
-                startTwofaCode(dev);
+                openTwofaWindow();
+                twofaContent(dev);
             });
         }
-    }
-
-    void startTwofaCode(String device) {
-        twofa = new JDialog(frame, "Second Factor Authentication", java.awt.Dialog.ModalityType.MODELESS);
-        twofa.setDefaultCloseOperation(JDialog.DO_NOTHING_ON_CLOSE);
-        final JDialog d = twofa;
-        d.addWindowListener(new WindowAdapter() {
-            @Override
-            public void windowClosing(WindowEvent e) {
-                rec.event("window_close_request", "title", d.getTitle());
-                resetLogin("twofa_closed");
-            }
-        });
-        final int f = flow;
-        twofaTimer = new Timer(scaled(sc.dbl("twofa_timeout_s", 180)), e -> {
-            if (f == flow && !hung) {
-                rec.event("twofa_timeout");
-                resetLogin("twofa_timeout");
-            }
-        });
-        twofaTimer.setRepeats(false);
-        twofaTimer.start();
-        twofaContent(device);
-        d.setLocationRelativeTo(frame);
-        Ui.show(d);
     }
 
     // ---------------------------------------------------------------- connecting, main window
 
     void connect() {
-        Ui.setTitle(frame, "Connecting to server...");
+        progress("Connecting to server...");
         log.info("Connecting to server");
         if (connectionFailuresLeft > 0) {
             connectionFailuresLeft--;
@@ -671,7 +723,7 @@ public final class GWClient {
         after(sc.dbl("connect_delay_s", 2), () -> {
             Ui.close(progressModal);
             progressModal = null;
-            Ui.setTitle(frame, "Initializing environment...");
+            progress("Initializing environment...");
             if (mode.equals("paper")) {
                 Ui.show(Ui.dialog(frame, "Warning",
                         new Component[] {Ui.textArea("This is not a brokerage account. This is a paper trading "
@@ -693,7 +745,7 @@ public final class GWClient {
     }
 
     void starting() {
-        Ui.setTitle(frame, "Starting application...");
+        progress("Starting application...");
         after(sc.dbl("start_delay_s", 1.5), this::loggedInMain);
     }
 
@@ -701,7 +753,7 @@ public final class GWClient {
         JPanel p = new JPanel(new BorderLayout(8, 8));
         p.setBorder(BorderFactory.createEmptyBorder(12, 12, 12, 12));
         JPanel top = new JPanel();
-        top.add(new JLabel("IBKR GATEWAY"));
+        top.add(new JLabel(tws ? "TRADER WORKSTATION" : "IBKR GATEWAY"));
         top.add(new JLabel("API Server"));
         apiStatus = new JLabel("disconnected");
         top.add(apiStatus);
@@ -710,20 +762,36 @@ public final class GWClient {
                 + "\nMode: " + mode)), BorderLayout.CENTER);
         JMenuBar mb = new JMenuBar();
         JMenu file = new JMenu("File");
-        JMenuItem close = new JMenuItem("Close");
+        if (tws) {
+            file.add(new JMenuItem("Lock Application"));
+        }
+        JMenuItem close = new JMenuItem(tws ? "Exit" : "Close");
         close.addActionListener(e -> exitApp(0, "menu_close"));
         file.add(close);
         mb.add(file);
         mb.add(new JMenu("Configure"));
         JMenu help = new JMenu("Help");
-        help.add(new JMenuItem("About " + mainTitle));
+        help.add(new JMenuItem(tws ? "About Trader Workstation" : "About " + mainTitle));
         mb.add(help);
-        frame.setContentPane(p);
-        frame.setJMenuBar(mb);
-        frame.setFocusTraversalPolicy(new Ui.Order(null));
-        frame.setSize(790, 560);
-        frame.validate();
-        Ui.setTitle(frame, mainTitle);
+        if (tws && !frameIsMain) {
+            // TWS: the login frame goes away and a separate main frame appears.
+            Ui.close(frame);
+            buildFrame();
+            frameIsMain = true;
+            frame.setTitle(mainTitle + (mode.equals("paper") ? " (Simulated Trading)" : ""));
+            frame.setContentPane(p);
+            frame.setJMenuBar(mb);
+            frame.setFocusTraversalPolicy(new Ui.Order(null));
+            frame.setSize(1000, 700);
+            Ui.show(frame);
+        } else {
+            frame.setContentPane(p);
+            frame.setJMenuBar(mb);
+            frame.setFocusTraversalPolicy(new Ui.Order(null));
+            frame.setSize(790, 560);
+            frame.validate();
+            Ui.setTitle(frame, tws ? frame.getTitle() : mainTitle);
+        }
         inProgress = false;
         boolean wasLoggedIn = loggedIn;
         loggedIn = true;
@@ -812,10 +880,16 @@ public final class GWClient {
                 new Component[] {Ui.textArea("Your session has been disconnected because you logged in from "
                         + "another location. Re-login?")},
                 new String[] {"Re-login", "Cancel"}, 0, null, b -> {
-                    if (b.equals("Re-login")) {
+                    if (b.equals("Re-login") && tws) {
+                        // TWS: back to a fresh login frame (username kept), full login.
+                        loggedIn = false;
+                        showLoginFrame();
+                        user.setText(sessionUser);
+                        pass.requestFocusInWindow();
+                    } else if (b.equals("Re-login")) {
                         flow++;
                         inProgress = true;
-                        Ui.setTitle(frame, "Authenticating...");
+                        progress("Authenticating...");
                         log.info("AuthTimeoutMonitor-CCP: activate");
                         after(sc.dbl("auth_delay_s", 1.5), () -> {
                             log.info("NS_AUTH_START");
@@ -917,7 +991,7 @@ public final class GWClient {
         inProgress = true;
         flow++;
         after(0.3, () -> {
-            Ui.setTitle(frame, "Authenticating...");
+            progress("Authenticating...");
             log.info("AuthTimeoutMonitor-CCP: activate");
             after(sc.dbl("auth_delay_s", 1.5), () -> {
                 log.info("NS_AUTH_START");
