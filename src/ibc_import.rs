@@ -492,6 +492,42 @@ fn env_to_ibc(name: &str) -> Option<&'static str> {
     Some(key)
 }
 
+/// Docker-image variables that are not IBC settings but are understood (see
+/// `Converter::env_settings`).
+fn is_known_env(name: &str) -> bool {
+    const KNOWN: &[&str] = &[
+        "TWS_PASSWORD_FILE",
+        "TIME_ZONE",
+        "TZ",
+        "GATEWAY_OR_TWS",
+        "TWS_USERID_PAPER",
+        "TWS_PASSWORD_PAPER",
+        "TWS_PASSWORD_PAPER_FILE",
+        "TWOFA_TIMEOUT_ACTION",
+        "JAVA_HEAP_SIZE",
+        "TWS_PATH",
+        "JAVA_PATH",
+        "HEALTHCHECK_CLIENT_ID",
+        "HEALTHCHECK_API_ENABLE",
+        "CUSTOM_CONFIG",
+        "TWS_MAJOR_VRSN",
+        "IBC_INI",
+        "IBC_PATH",
+        "LOG_PATH",
+        "HIDE",
+        "VNC_SERVER_PASSWORD",
+        "VNC_SERVER_PASSWORD_FILE",
+        "PASSWD",
+        "PASSWD_FILE",
+        "PUID",
+        "PGID",
+        "START_SCRIPTS",
+        "X_SCRIPTS",
+        "IBC_SCRIPTS",
+    ];
+    KNOWN.contains(&name) || name.starts_with("SSH_")
+}
+
 /// A value and where it came from.
 #[derive(Clone, Debug)]
 struct Setting {
@@ -1217,6 +1253,20 @@ impl Converter<'_> {
         for s in vars {
             let v = s.value.trim().to_string();
             let name = s.origin.name.as_str();
+            let elsewhere = ["TWS_PASSWORD_FILE", "TIME_ZONE", "TZ", "GATEWAY_OR_TWS"];
+            if v.is_empty() && !elsewhere.contains(&name) {
+                let why = if !is_known_env(name) {
+                    Outcome::Unknown {
+                        hint: Some("blank, and not a variable of the common IBC images".into()),
+                    }
+                } else {
+                    Outcome::Builtin {
+                        why: "blank: nothing to carry over".into(),
+                    }
+                };
+                self.set_outcome(&s, why);
+                continue;
+            }
             match name {
                 "TWS_PASSWORD_FILE" | "TIME_ZONE" | "TZ" | "GATEWAY_OR_TWS" => {} // elsewhere
                 "TWS_USERID_PAPER" | "TWS_PASSWORD_PAPER" | "TWS_PASSWORD_PAPER_FILE" => {
@@ -1399,7 +1449,7 @@ impl Converter<'_> {
                     to,
                     note: Some(
                         "under systemd, prefer a credential: password_credential with \
-                         LoadCredentialEncrypted= (see packaging/systemd)"
+                         LoadCredentialEncrypted= (see the comments in ibwarden@.service)"
                             .into(),
                     ),
                 },

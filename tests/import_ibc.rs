@@ -1,0 +1,319 @@
+//! `ibwarden import-ibc`, run as a user would, on the public test data (by path:
+//! ../shared/testdata): IBC's own sample config.ini and the env file of the most used IB
+//! Gateway Docker image (gnzsnz). The generated TOML must load with the real config loader,
+//! the report must account for every setting read, and the password must reach only its
+//! chmod 600 file: never the TOML, stdout or stderr.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ibwarden::config::{Config, Env, ExistingSession, TradingMode};
+use ibwarden::ibc_import::{self, Options, Outcome};
+use ibwarden::secret::SecretSource;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ibwarden");
+
+fn shared(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(rel)
+}
+
+fn sample_ini() -> PathBuf {
+    shared("testdata/ibc/config.ini")
+}
+
+fn gnzsnz_env() -> PathBuf {
+    shared("testdata/gnzsnz/env-dist")
+}
+
+fn import(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(BIN)
+        .arg("import-ibc")
+        .args(args)
+        .env_remove("IBWARDEN_CONFIG")
+        .env("TZ", "UTC")
+        .output()
+        .expect("run ibwarden")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn load(path: &Path) -> Config {
+    let text = fs::read_to_string(path).expect("read toml");
+    let env = Env {
+        state_directory: Some("/var/lib/ibwarden/t".into()),
+        ..Env::default()
+    };
+    Config::from_str_with_env(&text, path, &env)
+        .unwrap_or_else(|e| panic!("generated config does not load:\n{e}\n---\n{text}"))
+}
+
+/// Setting names documented in ibc.md §2 (first cell of each table row).
+fn documented_settings() -> BTreeSet<String> {
+    let md = fs::read_to_string(shared("reference/ibc.md")).expect("ibc.md");
+    let start = md.find("## 2. Settings").expect("§2");
+    let end = start + md[start..].find("\n## 3.").expect("§3");
+    let mut names = BTreeSet::new();
+    for line in md[start..end].lines().filter(|l| l.starts_with("| `")) {
+        let cell = line[1..].split(" | ").next().unwrap_or("");
+        for (i, part) in cell.split('`').enumerate() {
+            if i % 2 == 1 && !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()) {
+                names.insert(part.to_string());
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn every_documented_setting_is_known() {
+    let documented = documented_settings();
+    assert!(documented.len() > 50, "parsed only {documented:?}");
+    for name in &documented {
+        assert!(
+            ibc_import::IBC_KEYS.contains(&name.as_str()),
+            "{name} (ibc.md §2) is not in IBC_KEYS"
+        );
+    }
+}
+
+#[test]
+fn ibc_sample_config_converts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("main.toml");
+    let o = import(&[sample_ini().as_os_str(), "--out".as_ref(), out.as_os_str()]);
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{stderr}");
+
+    // The password (IBC's sample: demouser) is only in its private file.
+    let toml = fs::read_to_string(&out).expect("toml written");
+    for t in [&toml, &stdout, &stderr] {
+        assert!(!t.contains("demouser"), "password leaked:\n{t}");
+    }
+    let pw = dir.path().join("main.password");
+    assert_eq!(
+        fs::read_to_string(&pw).expect("password file"),
+        "demouser\n"
+    );
+    assert_eq!(
+        fs::metadata(&pw).expect("meta").permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        fs::metadata(&out).expect("meta").permissions().mode() & 0o777,
+        0o644
+    );
+
+    let config = load(&out);
+    assert_eq!(config.account.username, "edemo");
+    assert_eq!(config.account.password, SecretSource::File(pw));
+    assert_eq!(config.gateway.trading_mode, TradingMode::Live);
+    // IBC's manual is kept, not silently turned into ibwarden's default.
+    assert_eq!(config.login.existing_session, ExistingSession::Manual);
+    assert_eq!(config.login.ib_key_wait.as_secs(), 180);
+    // Live + Mobile Authenticator: the activation code IBC never had is a to-do.
+    assert_eq!(
+        config.account.totp,
+        Some(SecretSource::File(dir.path().join("main.totp")))
+    );
+    assert!(
+        stderr.contains("Enrol IBKR's Mobile Authenticator app"),
+        "{stderr}"
+    );
+
+    // Every setting of the sample is in the report, by line, and none is "unknown";
+    // together they cover every documented setting the sample has.
+    let ini = fs::read_to_string(sample_ini()).expect("ini");
+    let props = ibc_import::parse_properties(&ini, "config.ini").expect("parses");
+    let documented = documented_settings();
+    let mut covered = BTreeSet::new();
+    for p in &props {
+        let needle = format!("config.ini:{}: {}", p.line, p.key);
+        assert!(stderr.contains(&needle), "report lacks {needle}");
+        assert!(documented.contains(&p.key), "{} is not in ibc.md §2", p.key);
+        covered.insert(p.key.clone());
+    }
+    assert!(covered.len() >= 50, "{covered:?}");
+    assert!(!stderr.contains("Unknown"), "{stderr}");
+    assert!(stderr.contains("NOT mapped"));
+    assert!(stderr.contains("DismissNSEComplianceNotice"));
+
+    // The same through the library, outcome by outcome.
+    let opts = Options {
+        password_file: "p".into(),
+        totp_file: "t".into(),
+        today: jiff::civil::Date::constant(2026, 11, 24),
+        ini_name: "config.ini".into(),
+        env_name: "env".into(),
+    };
+    let c = ibc_import::convert(Some(&ini), &[], &opts).expect("converts");
+    assert_eq!(c.report.entries.len(), props.len());
+    let outcome = |k: &str| c.report.entry(k).expect(k).outcome.clone();
+    assert!(
+        matches!(outcome("TradingMode"), Outcome::Mapped { to, .. } if to == "gateway.trading_mode = \"live\"")
+    );
+    assert!(matches!(outcome("IbLoginId"), Outcome::Mapped { .. }));
+    assert!(matches!(outcome("FIX"), Outcome::Builtin { .. }));
+    assert!(matches!(
+        outcome("DismissNSEComplianceNotice"),
+        Outcome::NotMapped { .. }
+    ));
+    assert_eq!(
+        c.password
+            .as_ref()
+            .map(|p| p.expose().to_string())
+            .as_deref(),
+        Some("demouser")
+    );
+    assert!(c
+        .report
+        .entry("IbPassword")
+        .expect("pw")
+        .shown_value
+        .is_none());
+}
+
+#[test]
+fn gnzsnz_env_file_converts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("paper.toml");
+    let env = gnzsnz_env();
+    let o = import(&[
+        "--env-file".as_ref(),
+        env.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{stderr}");
+    let toml = fs::read_to_string(&out).expect("toml");
+    for secret in ["myTwsPassword", "myVncPassword"] {
+        for t in [&toml, &stdout, &stderr] {
+            assert!(!t.contains(secret), "{secret} leaked:\n{t}");
+        }
+    }
+    assert_eq!(
+        fs::read_to_string(dir.path().join("paper.password")).expect("pw"),
+        "myTwsPassword\n"
+    );
+
+    let config = load(&out);
+    assert_eq!(config.account.username, "myTwsAccountName");
+    assert_eq!(config.gateway.trading_mode, TradingMode::Paper);
+    assert_eq!(
+        config.account.totp, None,
+        "paper accounts need no activation code"
+    );
+    assert_eq!(config.login.existing_session, ExistingSession::Primary);
+    // AUTO_RESTART_TIME=11:59 PM in TIME_ZONE=Europe/Zurich, in New York time today.
+    let today = jiff::Zoned::now().date();
+    let zurich = today
+        .at(23, 59, 0, 0)
+        .in_tz("Europe/Zurich")
+        .expect("zurich")
+        .in_tz("America/New_York")
+        .expect("ny")
+        .time();
+    assert_eq!(config.schedule.daily_restart, Some(zurich));
+    assert!(stderr.contains("converted from Europe/Zurich"));
+
+    // Every variable of the file is accounted for, by line.
+    let vars = ibc_import::parse_env_file(
+        &fs::read_to_string(&env).expect("env"),
+        &env.display().to_string(),
+    )
+    .expect("parses");
+    assert_eq!(vars.len(), 30, "every NAME= line of env-dist");
+    for v in &vars {
+        let needle = format!("{}:{}: {}", env.display(), v.line, v.name);
+        assert!(stderr.contains(&needle), "report lacks {needle}");
+    }
+    assert!(stderr.contains("TWOFA_TIMEOUT_ACTION"));
+    assert!(stderr.contains("VNC_SERVER_PASSWORD = (secret, not shown)"));
+}
+
+#[test]
+fn env_overrides_ini_and_stdout_mode_writes_no_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = dir.path().join(".env");
+    fs::write(
+        &env,
+        "TWS_USERID=envuser\nTWS_PASSWORD=Env-Secret-9\nTRADING_MODE=paper\nFOO_BAR=1\n",
+    )
+    .expect("write");
+    let o = import(&[
+        sample_ini().as_os_str(),
+        "--env-file".as_ref(),
+        env.as_os_str(),
+    ]);
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{stderr}");
+    for t in [&stdout, &stderr] {
+        assert!(
+            !t.contains("Env-Secret-9") && !t.contains("demouser"),
+            "leak:\n{t}"
+        );
+    }
+    // Without --out: nothing written next to anything, and the user is told how to store it.
+    assert_eq!(fs::read_dir(dir.path()).expect("ls").count(), 1);
+    assert!(stderr.contains("NOT written anywhere"), "{stderr}");
+    assert!(stderr.contains("ibwarden secret set password"));
+    assert!(stderr.contains("overridden by"), "{stderr}");
+    assert!(stderr.contains("FOO_BAR"), "unknown variable not listed");
+
+    let toml_path = dir.path().join("x.toml");
+    fs::write(&toml_path, &stdout).expect("write");
+    let config = load(&toml_path);
+    assert_eq!(config.account.username, "envuser");
+    assert_eq!(config.gateway.trading_mode, TradingMode::Paper);
+}
+
+#[test]
+fn refuses_to_overwrite_and_reports_bad_input_without_echoing_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("main.toml");
+    fs::write(&out, "keep me").expect("write");
+    let o = import(&[sample_ini().as_os_str(), "--out".as_ref(), out.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("exists; use --force"));
+    assert_eq!(fs::read_to_string(&out).expect("read"), "keep me");
+    let o = import(&[
+        sample_ini().as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--force".as_ref(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+
+    // A malformed escape on the password line: file:line, not the line.
+    let ini = dir.path().join("bad.ini");
+    fs::write(&ini, "IbLoginId=u\nIbPassword=Sekret\\u12Zq\n").expect("write");
+    let o = import(&[ini.as_os_str()]);
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bad.ini:2: malformed \\uXXXX escape"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Sekret") && o.stdout.is_empty());
+
+    let o = import(&[dir.path().join("missing.ini").as_os_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("missing.ini"));
+
+    let env = dir.path().join("bad.env");
+    fs::write(&env, "A=1\nTWS_PASSWORD\n").expect("write");
+    let o = import(&["--env-file".as_ref(), env.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("bad.env:2: expected NAME=VALUE"));
+
+    // Neither input: a usage error.
+    let o = import(&[]);
+    assert_eq!(o.status.code(), Some(2));
+}
