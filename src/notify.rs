@@ -171,13 +171,20 @@ impl Dedup {
     /// (naming what cleared) if anything was active; otherwise the message unchanged.
     pub fn admit(&mut self, kind: NoticeKind, message: &str, now: Instant) -> Option<String> {
         if kind == NoticeKind::Recovered {
-            if self.active.is_empty() {
+            // An expiring password is not fixed by a login: it stays (and repeats daily).
+            let cleared: Vec<&'static str> = self
+                .active
+                .values()
+                .filter(|(k, _)| *k != NoticeKind::PasswordExpiring)
+                .map(|(k, _)| kind_title(*k))
+                .collect();
+            if cleared.is_empty() {
                 return None;
             }
-            let mut cleared: Vec<&'static str> =
-                self.active.values().map(|(k, _)| kind_title(*k)).collect();
+            let mut cleared = cleared;
             cleared.dedup();
-            self.active.clear();
+            self.active
+                .retain(|_, (k, _)| *k == NoticeKind::PasswordExpiring);
             return Some(format!("{message} (cleared: {})", cleared.join("; ")));
         }
         let key = Self::key(kind, message);
@@ -493,6 +500,18 @@ impl Notifier {
 
     fn finish_one(&self) {
         finish_one(&self.pending, &self.idle);
+    }
+
+    /// The gateway became ready (a passing API probe): every active problem has cleared.
+    /// Sends "recovered" if anything was active. Call it on every `Status { ready: true }`:
+    /// the core reports `Recovered` only after restarts, not when e.g. the first login
+    /// failed and a person fixed the password, which must clear `LoginFailed` too.
+    pub fn ready(&self) -> bool {
+        self.notify(
+            NoticeKind::Recovered,
+            Severity::Info,
+            "The gateway is logged in and its API answers.",
+        )
     }
 
     /// Counters per channel.
@@ -1116,6 +1135,25 @@ mod tests {
         assert!(d
             .admit(NoticeKind::LoginFailed, "bad password", later)
             .is_some());
+    }
+
+    #[test]
+    fn an_expiring_password_outlives_a_recovery() {
+        let mut d = Dedup::default();
+        let t0 = Instant::now();
+        assert!(d
+            .admit(NoticeKind::PasswordExpiring, "in 5 days", t0)
+            .is_some());
+        assert!(
+            d.admit(NoticeKind::Recovered, "ok", t0).is_none(),
+            "nothing to clear"
+        );
+        assert!(d.admit(NoticeKind::Crash, "crash", t0).is_some());
+        let r = d.admit(NoticeKind::Recovered, "ok", t0).expect("sent");
+        assert!(r.ends_with("(cleared: gateway crashed)"), "{r}");
+        assert!(d
+            .admit(NoticeKind::PasswordExpiring, "in 5 days", t0)
+            .is_none());
     }
 
     #[test]
