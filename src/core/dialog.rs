@@ -360,6 +360,13 @@ pub fn parse_lockout_wait(text: &str) -> Option<u64> {
             }
         }
     }
+    // A clipped or badly read dialog may end right after the seconds' number
+    // (`... 2 minutes & 29`): after minutes, a bare number can only be the seconds.
+    if let Some(n) = number {
+        if found && n < 60 {
+            total += n;
+        }
+    }
     found.then_some(total)
 }
 
@@ -497,6 +504,15 @@ mod tests {
             Some(287)
         );
         assert_eq!(parse_lockout_wait("Too many failed login attempts."), None);
+        // OCR of a clipped dialog (the second line cut off).
+        assert_eq!(
+            parse_lockout_wait("Too many failed login attempts. Please wait 2 minutes & 29\n"),
+            Some(149)
+        );
+        assert_eq!(
+            parse_lockout_wait("Too many failed login attempts. Please wait 53\n"),
+            None
+        );
     }
 
     #[test]
