@@ -57,6 +57,8 @@ struct App {
     child: Child,
     stdin: ChildStdin,
     lines: stdmpsc::Receiver<String>,
+    /// Lines that arrived while `send` waited for its `DONE`.
+    backlog: std::cell::RefCell<std::collections::VecDeque<String>>,
 }
 
 impl App {
@@ -87,6 +89,7 @@ impl App {
             child,
             stdin,
             lines,
+            backlog: Default::default(),
         }
     }
 
@@ -98,18 +101,35 @@ impl App {
         use std::io::Write;
         writeln!(self.stdin, "{cmd}").expect("write to app");
         self.stdin.flush().expect("flush app stdin");
-        self.expect_line(|l| l == format!("DONE {cmd}"), "command done");
+        let done = format!("DONE {cmd}");
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l == done => return,
+                Ok(l) => self.backlog.borrow_mut().push_back(l),
+                Err(_) => panic!("app did not finish {cmd:?} within {DEADLINE:?}"),
+            }
+        }
     }
 
     /// Next line matching `pred`, skipping others; panics at the deadline.
     fn expect_line(&self, pred: impl Fn(&str) -> bool, what: &str) -> String {
         let end = Instant::now() + DEADLINE;
         loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) if pred(&l) => return l,
-                Ok(_) => {}
-                Err(_) => panic!("no {what} line from the app within {DEADLINE:?}"),
+            let queued = self.backlog.borrow_mut().pop_front();
+            let line = match queued {
+                Some(l) => l,
+                None => {
+                    let left = end.saturating_duration_since(Instant::now());
+                    match self.lines.recv_timeout(left) {
+                        Ok(l) => l,
+                        Err(_) => panic!("no {what} line from the app within {DEADLINE:?}"),
+                    }
+                }
+            };
+            if pred(&line) {
+                return line;
             }
         }
     }
@@ -132,7 +152,8 @@ impl App {
 
     /// No `ENTER` line is pending (all output so far drained).
     fn assert_no_enter_pending(&self) {
-        while let Ok(l) = self.lines.try_recv() {
+        let queued: Vec<String> = self.backlog.borrow_mut().drain(..).collect();
+        for l in queued.into_iter().chain(self.lines.try_iter()) {
             assert!(
                 !l.starts_with("ENTER"),
                 "unexpected input reached the app: {l}"
@@ -338,8 +359,19 @@ async fn watcher_reports_maps_titles_dialogs_and_closes() {
     // A dialog is its own top-level, transient for the frame; dispose → Unmapped, Destroyed.
     app.send("dialog Second Factor Authentication");
     let dialog = wait_mapped(&mut rx, |w| w.title == "Second Factor Authentication").await;
+    let seen_ms = unix_ms();
     assert_eq!(dialog.transient_for, Some(frame.id));
     assert_eq!(dialog.pid, Some(app.pid()));
+    // Latency: the event reaches us about when Java's setVisible returns (x11-java.md §2.2
+    // measured MapNotify ≤1 ms before it).
+    let shown: i64 = app
+        .expect_line(|l| l.starts_with("SHOWN "), "SHOWN")
+        .trim_start_matches("SHOWN ")
+        .parse()
+        .expect("epoch ms");
+    let lag = seen_ms - shown;
+    eprintln!("dialog Mapped event received {lag} ms after setVisible returned");
+    assert!(lag < 500, "window event {lag} ms late");
     app.send("dispose");
     assert_eq!(
         next_event(&mut rx).await,
@@ -647,6 +679,13 @@ async fn focus_stolen_before_typing_sends_nothing() {
         .expect("focus plain window");
     assert_eq!(typist.focused_window().expect("focus"), thief_id);
     xvfb.stop().await.expect("stop");
+}
+
+fn unix_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    now.as_millis() as i64
 }
 
 fn err_mentions_secret(text: &str) -> bool {
