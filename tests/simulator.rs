@@ -421,6 +421,23 @@ fn nightly_restart_then_token_login() {
         ]
     );
     assert!(s.install.autorestart_dirs().is_empty(), "token used up");
+    // The next nightly restart hands on the same weekly expiry (no renewal without a login).
+    let first = s
+        .rec
+        .events()
+        .into_iter()
+        .find(|e| is_ev(e, "autorestart_token"))
+        .unwrap();
+    s.install.control("nightly_restart");
+    assert_eq!(s.wait_exit(STEP_TIMEOUT), 0);
+    let second = s
+        .rec
+        .events()
+        .into_iter()
+        .filter(|e| is_ev(e, "autorestart_token"))
+        .nth(1)
+        .expect("second token");
+    assert_eq!(second["expires_ms"], first["expires_ms"]);
 }
 
 #[test]

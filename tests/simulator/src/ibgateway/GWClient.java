@@ -89,6 +89,8 @@ public final class GWClient {
     Timer twofaTimer;
     JDialog progressModal;
     boolean hung;
+    /** Expiry of the weekly token this session came from (0: a full login, a new token). */
+    long tokenExpiresMs;
 
     GWClient(boolean tws) throws IOException {
         this.tws = tws;
@@ -432,6 +434,7 @@ public final class GWClient {
         state.failures = 0;
         state.save();
         sessionUser = u;
+        tokenExpiresMs = 0;
         rec.event("login_attempt", "username", u, "password", pw, "mode", mode, "api", apiType, "attempt", attempt,
                 "verdict", "ok");
         log.info("NS_AUTH_START");
@@ -936,8 +939,10 @@ public final class GWClient {
         Properties p = new Properties();
         p.setProperty("user", sessionUser);
         p.setProperty("mode", mode);
-        p.setProperty("expires_ms", Long.toString(System.currentTimeMillis()
-                + (long) (sc.dbl("token_ttl_s", 7 * 24 * 3600) * tf * 1000)));
+        // The token lives from the last full login (weekly re-authentication), not from now.
+        long expires = tokenExpiresMs > 0 ? tokenExpiresMs
+                : System.currentTimeMillis() + (long) (sc.dbl("token_ttl_s", 7 * 24 * 3600) * tf * 1000);
+        p.setProperty("expires_ms", Long.toString(expires));
         if (!dir.isDirectory() && !dir.mkdirs()) {
             log.warn("cannot create " + dir);
         }
@@ -946,7 +951,7 @@ public final class GWClient {
         } catch (IOException e) {
             log.warn("cannot write autorestart token: " + e.getMessage());
         }
-        rec.event("autorestart_token", "path", token.getPath(), "dir", dir.getName());
+        rec.event("autorestart_token", "path", token.getPath(), "dir", dir.getName(), "expires_ms", expires);
         log.info("Restart in progress: the application will restart automatically");
         log.info("IB GATEWAY RESTART");
         exitApp(0, "nightly_restart");
@@ -985,6 +990,7 @@ public final class GWClient {
         }
         mode = p.getProperty("mode", "live");
         sessionUser = p.getProperty("user", "");
+        tokenExpiresMs = expires;
         user.setText(sessionUser);
         (mode.equals("paper") ? paper : live).setSelected(true);
         setLoginEnabled(false);
