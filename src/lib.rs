@@ -19,6 +19,8 @@
 //! - [`health`]: the HTTP health endpoint (`/livez`, `/readyz`, `/metrics`).
 //! - [`notify`]: telling a person (desktop, command hook, webhook), deduplicated.
 //! - [`reader`]: dialog text (OCR) for dialogs titles cannot tell apart.
+//! - [`launcher_log`]: the gateway's `launcher.log` followed with inotify, turned into events
+//!   (IBKR silently dropping a login, restart in progress, token expired).
 //! - [`logging`]: tracing set-up (human, journald, json).
 //! - [`driver`]: the one loop that feeds adapter events to the core and executes its actions.
 //!
@@ -37,6 +39,7 @@ pub mod driver;
 pub mod gateway;
 pub mod health;
 pub mod ibc_import;
+pub mod launcher_log;
 pub mod logging;
 pub mod notify;
 pub mod probe;

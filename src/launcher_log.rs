@@ -1,0 +1,869 @@
+//! The gateway's `launcher.log` as a signal: what IBKR's servers did, which window titles
+//! cannot tell (`reference/peers.md` §0.4, §9, §15).
+//!
+//! Three layers, each tested on its own:
+//!
+//! - [`classify`]: one line → at most one [`LauncherEvent`]. Pure.
+//! - [`Tracker`]: the little state the lines need between them. The one that matters:
+//!   `AuthTimeoutMonitor-CCP: activate` followed by `AuthTimeoutMonitor-CCP: Timeout!` with
+//!   no `NS_AUTH_START` in between is IBKR silently dropping the login
+//!   ([`LauncherEvent::SilentDrop`]), the signature ibg-controller found in production.
+//! - [`follow`]: a tokio task that follows the file with inotify on its directory (no
+//!   polling) and sends the tracker's events on a channel.
+//!
+//! # Where following starts
+//!
+//! At the end of the file as it is when [`follow`] is called: the lines already there are
+//! history (an earlier JVM, an earlier ibwarden) and acting on them again would re-run a
+//! back-off that already ran. Call it before launching the JVM so nothing of the current
+//! session is missed. A file that appears later, replaces the followed one (rotation: the
+//! old one renamed or deleted, a new one created) or shrinks (truncation) is new: it is read
+//! from its first byte. Lines written to the old file just before a rename are still read
+//! from the still-open old file first.
+//!
+//! A truncation followed by writes that grow the file past the old offset before the
+//! follower looks is indistinguishable from appends; inotify wakes the follower on the
+//! truncation itself, so this needs a writer faster than one event round-trip.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+/// Longest line kept (bytes); the rest of a longer line is dropped.
+const MAX_LINE: usize = 16 * 1024;
+/// Longest `Exiting:` reason kept (characters).
+const MAX_REASON: usize = 200;
+
+/// What a `launcher.log` line (or a sequence of them) says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LauncherEvent {
+    /// A gateway JVM started (`Starting IB Gateway`).
+    GatewayStarting,
+    /// It was started with an auto-restart token (`IB GATEWAY RESTART: restart=<dir>`).
+    TokenRestart,
+    /// Log In was pressed and the gateway asked IBKR (`AuthTimeoutMonitor-CCP: activate`).
+    AuthStarted,
+    /// IBKR answered the login (`NS_AUTH_START`): credentials reached the server.
+    AuthAccepted,
+    /// IBKR never answered the login: `AuthTimeoutMonitor-CCP: Timeout!` with no
+    /// `NS_AUTH_START` since the `activate`. A concurrent session or IBKR's limiter; only a
+    /// growing wait and re-pressing Log In in the same JVM help (a new JVM re-arms it).
+    SilentDrop,
+    /// `AuthTimeoutMonitor-CCP: Timeout!` that is not a silent drop: after `NS_AUTH_START`,
+    /// or with no `activate` seen (following began mid-login).
+    AuthTimeout,
+    /// Wrong username or password (`Authentication failed`).
+    AuthFailed,
+    /// `Existing session detected`.
+    ExistingSession,
+    /// Second-factor result.
+    SecondFactor(SecondFactorOutcome),
+    /// `Connection to server failed`.
+    ConnectionFailed,
+    /// `Login has completed`.
+    LoginCompleted,
+    /// `API server listening on port N`.
+    ApiListening {
+        /// The port.
+        port: u16,
+    },
+    /// `Session disconnected: re-login is required`.
+    ReloginRequired,
+    /// The gateway is restarting itself (`Restart in progress`, `The application will
+    /// automatically restart in`, `IB GATEWAY RESTART` before the nightly exit).
+    RestartInProgress,
+    /// The auto-restart token expired: a full login with 2FA is needed.
+    TokenExpired,
+    /// A restart was requested but no auto-restart token was found.
+    TokenMissing,
+    /// `Exiting: <reason>`.
+    Exiting {
+        /// The reason as logged (at most 200 characters).
+        reason: String,
+    },
+}
+
+/// How a second-factor step ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecondFactorOutcome {
+    /// `Second factor authentication accepted`.
+    Accepted,
+    /// `Second factor authentication failed`.
+    Failed,
+    /// `Second factor authentication timed out`.
+    TimedOut,
+}
+
+/// The message part of a line: after `] - ` in the gateway's
+/// `yyyy-MM-dd HH:mm:ss.SSS [XX] INFO  [JTS-<thread>] - <message>` format, else the
+/// whole (trimmed) line.
+fn message(line: &str) -> &str {
+    let line = line.trim_end_matches(['\r', '\n']);
+    match line.find("] - ") {
+        Some(i) => &line[i + 4..],
+        None => line.trim(),
+    }
+    .trim_end()
+}
+
+/// Classifies one line. [`LauncherEvent::SilentDrop`] is never returned here (it needs the
+/// lines before it: see [`Tracker`]); a CCP timeout is [`LauncherEvent::AuthTimeout`].
+///
+/// The CCP and restart markers are matched anywhere in the line, as ibg-controller matches
+/// them in the real gateway's log; the others at the start of the message.
+pub fn classify(line: &str) -> Option<LauncherEvent> {
+    use LauncherEvent as E;
+    // Order matters where one marker contains another.
+    if line.contains("AuthTimeoutMonitor-CCP: Timeout!") {
+        return Some(E::AuthTimeout);
+    }
+    if line.contains("AuthTimeoutMonitor-CCP: activate") {
+        return Some(E::AuthStarted);
+    }
+    if line.contains("NS_AUTH_START") {
+        return Some(E::AuthAccepted);
+    }
+    if line.contains("IB GATEWAY RESTART: restart=") {
+        return Some(E::TokenRestart);
+    }
+    if line.contains("IB GATEWAY RESTART") {
+        return Some(E::RestartInProgress);
+    }
+    let msg = message(line);
+    let lower = msg.to_ascii_lowercase();
+    if msg.starts_with("Starting IB Gateway") {
+        return Some(E::GatewayStarting);
+    }
+    if msg.starts_with("Restart in progress")
+        || msg.starts_with("The application will automatically restart in")
+    {
+        return Some(E::RestartInProgress);
+    }
+    if msg.starts_with("Authentication failed") {
+        return Some(E::AuthFailed);
+    }
+    if msg.starts_with("Existing session detected") {
+        return Some(E::ExistingSession);
+    }
+    if let Some(rest) = msg.strip_prefix("Second factor authentication ") {
+        let outcome = match rest.trim_end_matches('.') {
+            "accepted" => SecondFactorOutcome::Accepted,
+            "failed" => SecondFactorOutcome::Failed,
+            "timed out" => SecondFactorOutcome::TimedOut,
+            _ => return None,
+        };
+        return Some(E::SecondFactor(outcome));
+    }
+    if msg.starts_with("Connection to server failed") {
+        return Some(E::ConnectionFailed);
+    }
+    if msg.starts_with("Login has completed") {
+        return Some(E::LoginCompleted);
+    }
+    if let Some(rest) = msg.strip_prefix("API server listening on port ") {
+        return rest
+            .trim()
+            .parse()
+            .ok()
+            .map(|port| E::ApiListening { port });
+    }
+    if msg.starts_with("Session disconnected: re-login is required") {
+        return Some(E::ReloginRequired);
+    }
+    // The simulator's line, IBAutomater's (`Auto-restart token expired`) and the text of the
+    // real Sunday dialog if it is ever logged.
+    if lower.starts_with("autorestart token expired")
+        || lower.starts_with("auto-restart token expired")
+        || (lower.contains("security tokens") && lower.contains("expired"))
+    {
+        return Some(E::TokenExpired);
+    }
+    if msg.starts_with("Restart requested but no autorestart token found") {
+        return Some(E::TokenMissing);
+    }
+    if let Some(reason) = msg.strip_prefix("Exiting: ") {
+        return Some(E::Exiting {
+            reason: reason.trim().chars().take(MAX_REASON).collect(),
+        });
+    }
+    None
+}
+
+/// Where the current login attempt is, as far as the log says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Auth {
+    /// No attempt in flight (or following began mid-attempt).
+    #[default]
+    Idle,
+    /// `activate` seen, no `NS_AUTH_START` yet.
+    Activated,
+    /// `NS_AUTH_START` seen since the `activate`.
+    Answered,
+}
+
+/// Turns lines into events, with the state [`classify`] cannot have.
+#[derive(Clone, Debug, Default)]
+pub struct Tracker {
+    auth: Auth,
+    last: Option<LauncherEvent>,
+}
+
+impl Tracker {
+    /// A tracker that has seen nothing.
+    pub fn new() -> Tracker {
+        Tracker::default()
+    }
+
+    /// Feeds one line; returns the event it means, if any.
+    ///
+    /// A timeout after an `activate` with no `NS_AUTH_START` is a
+    /// [`LauncherEvent::SilentDrop`]. A second restart marker right after the first (the
+    /// gateway logs `Restart in progress` then `IB GATEWAY RESTART`) is not repeated.
+    pub fn feed(&mut self, line: &str) -> Option<LauncherEvent> {
+        use LauncherEvent as E;
+        let mut ev = classify(line)?;
+        match ev {
+            E::GatewayStarting => self.auth = Auth::Idle,
+            E::AuthStarted => self.auth = Auth::Activated,
+            E::AuthAccepted => self.auth = Auth::Answered,
+            E::AuthTimeout => {
+                if self.auth == Auth::Activated {
+                    ev = E::SilentDrop;
+                }
+                self.auth = Auth::Idle;
+            }
+            E::AuthFailed | E::LoginCompleted | E::ConnectionFailed | E::Exiting { .. } => {
+                self.auth = Auth::Idle
+            }
+            _ => {}
+        }
+        if ev == E::RestartInProgress && self.last == Some(E::RestartInProgress) {
+            return None;
+        }
+        self.last = Some(ev.clone());
+        Some(ev)
+    }
+}
+
+/// Failure to follow `launcher.log`.
+#[derive(Debug, thiserror::Error)]
+pub enum LauncherLogError {
+    /// The path has no directory part or no file name.
+    #[error("launcher log path {} has no directory or file name", path.display())]
+    BadPath {
+        /// The path.
+        path: PathBuf,
+    },
+    /// inotify could not be set up or read.
+    #[error("cannot watch {}: {source}", dir.display())]
+    Watch {
+        /// The directory.
+        dir: PathBuf,
+        /// The cause.
+        source: nix::Error,
+    },
+    /// The directory holding the log was deleted or moved away.
+    #[error("the directory {} holding the launcher log went away", dir.display())]
+    DirectoryGone {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Reading the file failed.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+/// Where following begins in a file that already exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// After its last line: what is there is history (the default; see the module doc).
+    End,
+    /// At its first byte (a file known to belong to the current session).
+    Beginning,
+}
+
+/// Follows the log at `path` from its current end; see [`follow_from`].
+pub fn follow(
+    path: impl Into<PathBuf>,
+    tx: mpsc::Sender<LauncherEvent>,
+) -> Result<JoinHandle<Result<(), LauncherLogError>>, LauncherLogError> {
+    follow_from(path, StartAt::End, tx)
+}
+
+/// Follows the log at `path`: sets up the inotify watch on its directory and fixes the
+/// starting position before returning (so a JVM launched afterwards cannot write a line
+/// the follower misses), then a task reads new lines as they come and sends the
+/// [`Tracker`]'s events on `tx`.
+///
+/// The task ends with `Ok` when `tx`'s receiver is dropped, and with an error if the
+/// directory goes away. Must be called inside a tokio runtime.
+pub fn follow_from(
+    path: impl Into<PathBuf>,
+    start: StartAt,
+    tx: mpsc::Sender<LauncherEvent>,
+) -> Result<JoinHandle<Result<(), LauncherLogError>>, LauncherLogError> {
+    let path = path.into();
+    let (dir, name) = match (path.parent(), path.file_name()) {
+        (Some(d), Some(n)) => (
+            if d.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                d.to_path_buf()
+            },
+            n.to_os_string(),
+        ),
+        _ => return Err(LauncherLogError::BadPath { path }),
+    };
+    let watch_err = |source| LauncherLogError::Watch {
+        dir: dir.clone(),
+        source,
+    };
+    let inotify =
+        Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).map_err(watch_err)?;
+    inotify
+        .add_watch(
+            &dir,
+            AddWatchFlags::IN_CREATE
+                | AddWatchFlags::IN_MODIFY
+                | AddWatchFlags::IN_MOVED_TO
+                | AddWatchFlags::IN_MOVED_FROM
+                | AddWatchFlags::IN_DELETE
+                | AddWatchFlags::IN_DELETE_SELF
+                | AddWatchFlags::IN_MOVE_SELF
+                | AddWatchFlags::IN_ONLYDIR,
+        )
+        .map_err(watch_err)?;
+    // SAFETY: the `Inotify` owns its descriptor and the `AsyncFd` owns the `Inotify`, so the
+    // descriptor stays open and the same for the `AsyncFd`'s whole life.
+    let fd = unsafe { AsyncFd::register(InotifyFd(inotify)) }.map_err(|e| {
+        let e = io::Error::from(e);
+        LauncherLogError::Watch {
+            dir: dir.clone(),
+            source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        }
+    })?;
+    let mut follower = Follower::new(path.clone(), start)?;
+    debug!(path = %path.display(), offset = follower.offset, "following the launcher log");
+    Ok(tokio::spawn(async move {
+        // Anything written between set-up and the first wake-up.
+        if !send_all(follower.catch_up()?, &tx).await {
+            return Ok(());
+        }
+        loop {
+            let events = tokio::select! {
+                _ = tx.closed() => return Ok(()),
+                ready = fd.readable() => {
+                    let mut guard = ready.map_err(|e| LauncherLogError::Io {
+                        path: dir.clone(),
+                        source: e,
+                    })?;
+                    match guard.get_inner().0.read_events() {
+                        Ok(evs) => evs,
+                        Err(nix::errno::Errno::EAGAIN) => {
+                            guard.clear_ready();
+                            continue;
+                        }
+                        Err(e) => return Err(LauncherLogError::Watch { dir: dir.clone(), source: e }),
+                    }
+                }
+            };
+            let mut relevant = false;
+            for ev in &events {
+                if ev
+                    .mask
+                    .intersects(AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF)
+                    || ev.mask.contains(AddWatchFlags::IN_IGNORED)
+                {
+                    // Read what the open file still holds, then give up.
+                    let _ = send_all(follower.catch_up()?, &tx).await;
+                    return Err(LauncherLogError::DirectoryGone { dir: dir.clone() });
+                }
+                if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW)
+                    || ev.name.as_deref() == Some(name.as_os_str())
+                {
+                    relevant = true;
+                }
+            }
+            if relevant && !send_all(follower.catch_up()?, &tx).await {
+                return Ok(());
+            }
+        }
+    }))
+}
+
+/// Sends events in order; false when the receiver is gone.
+async fn send_all(events: Vec<LauncherEvent>, tx: &mpsc::Sender<LauncherEvent>) -> bool {
+    for ev in events {
+        debug!(event = ?ev, "launcher log");
+        if tx.send(ev).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// The inotify instance as tokio's `AsyncFd` wants it (nix 0.31 implements `AsFd` only).
+struct InotifyFd(Inotify);
+
+impl AsRawFd for InotifyFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// The open file, where we are in it, and the line being assembled.
+struct Follower {
+    path: PathBuf,
+    file: Option<(File, (u64, u64))>,
+    offset: u64,
+    partial: Vec<u8>,
+    /// Drop bytes up to the next newline (we started inside a line, or it was too long).
+    skipping: bool,
+    tracker: Tracker,
+}
+
+impl Follower {
+    fn new(path: PathBuf, start: StartAt) -> Result<Follower, LauncherLogError> {
+        let mut f = Follower {
+            path,
+            file: None,
+            offset: 0,
+            partial: Vec::new(),
+            skipping: false,
+            tracker: Tracker::new(),
+        };
+        match File::open(&f.path) {
+            Ok(mut file) => {
+                let meta = file.metadata().map_err(|e| f.io(e))?;
+                if start == StartAt::End && meta.len() > 0 {
+                    // Starting inside a line that is still being written: skip its tail.
+                    file.seek(SeekFrom::Start(meta.len() - 1))
+                        .map_err(|e| f.io(e))?;
+                    let mut last = [0u8; 1];
+                    file.read_exact(&mut last).map_err(|e| f.io(e))?;
+                    f.skipping = last[0] != b'\n';
+                    f.offset = meta.len();
+                }
+                f.file = Some((file, (meta.dev(), meta.ino())));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(f.io(e)),
+        }
+        Ok(f)
+    }
+
+    fn io(&self, source: io::Error) -> LauncherLogError {
+        LauncherLogError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Reads everything new, following replacement and truncation; returns the events.
+    fn catch_up(&mut self) -> Result<Vec<LauncherEvent>, LauncherLogError> {
+        let mut out = Vec::new();
+        let current = match std::fs::metadata(&self.path) {
+            Ok(m) => Some((m.dev(), m.ino(), m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(self.io(e)),
+        };
+        let same_file = matches!((&self.file, current), (Some((_, id)), Some((dev, ino, _))) if *id == (dev, ino));
+        if self.file.is_some() && !same_file {
+            // Rotated or deleted: the old file may still hold lines written just before.
+            self.read_to_end(&mut out)?;
+            self.flush_partial(&mut out);
+            self.file = None;
+        }
+        if self.file.is_none() {
+            if current.is_none() {
+                return Ok(out);
+            }
+            match File::open(&self.path) {
+                Ok(file) => {
+                    let meta = file.metadata().map_err(|e| self.io(e))?;
+                    debug!(path = %self.path.display(), "launcher log (re)opened from its start");
+                    self.file = Some((file, (meta.dev(), meta.ino())));
+                    self.offset = 0;
+                    self.partial.clear();
+                    self.skipping = false;
+                }
+                // Gone again between stat and open: the next event brings it back.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(self.io(e)),
+            }
+        } else if let Some((_, _, len)) = current {
+            if len < self.offset {
+                debug!(path = %self.path.display(), len, offset = self.offset,
+                    "launcher log truncated; reading from its start");
+                self.offset = 0;
+                self.partial.clear();
+                self.skipping = false;
+            }
+        }
+        self.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    fn read_to_end(&mut self, out: &mut Vec<LauncherEvent>) -> Result<(), LauncherLogError> {
+        let Some((file, _)) = self.file.as_mut() else {
+            return Ok(());
+        };
+        let offset = self.offset;
+        let res = (|| -> io::Result<Vec<u8>> {
+            file.seek(SeekFrom::Start(offset))?;
+            let mut buf = Vec::new();
+            file.read_to_end(&mut buf)?;
+            Ok(buf)
+        })();
+        let buf = res.map_err(|e| self.io(e))?;
+        self.offset += buf.len() as u64;
+        for chunk in buf.split_inclusive(|b| *b == b'\n') {
+            let complete = chunk.last() == Some(&b'\n');
+            let body = if complete {
+                &chunk[..chunk.len() - 1]
+            } else {
+                chunk
+            };
+            if self.skipping {
+                if complete {
+                    self.skipping = false;
+                }
+                continue;
+            }
+            if self.partial.len() + body.len() > MAX_LINE {
+                warn!(path = %self.path.display(), "launcher log line too long; dropped");
+                self.partial.clear();
+                self.skipping = !complete;
+                continue;
+            }
+            self.partial.extend_from_slice(body);
+            if complete {
+                self.emit_partial(out);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_partial(&mut self, out: &mut Vec<LauncherEvent>) {
+        if !self.partial.is_empty() {
+            self.emit_partial(out);
+        }
+        self.skipping = false;
+    }
+
+    fn emit_partial(&mut self, out: &mut Vec<LauncherEvent>) {
+        let line = String::from_utf8_lossy(&self.partial).into_owned();
+        self.partial.clear();
+        if let Some(ev) = self.tracker.feed(&line) {
+            out.push(ev);
+        }
+    }
+}
+
+/// Reads the events of a whole file from its start (diagnostics, tests).
+pub fn read_all(path: &Path) -> Result<Vec<LauncherEvent>, LauncherLogError> {
+    let text = std::fs::read(path).map_err(|source| LauncherLogError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut tracker = Tracker::new();
+    Ok(String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|l| tracker.feed(l))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use LauncherEvent as E;
+
+    /// A line in the simulator's (and the gateway's) format.
+    fn l(level: &str, msg: &str) -> String {
+        format!("2026-11-24 08:12:13.456 [KQ] {level} [JTS-AWT-EventQueue-0] - {msg}")
+    }
+
+    #[test]
+    fn classifies_the_simulator_markers() {
+        let cases = [
+            (
+                l("INFO ", "Starting IB Gateway (simulator) pid 4242"),
+                Some(E::GatewayStarting),
+            ),
+            (
+                l("INFO ", "IB GATEWAY RESTART: restart=abcdefgh"),
+                Some(E::TokenRestart),
+            ),
+            (
+                l("INFO ", "AuthTimeoutMonitor-CCP: activate"),
+                Some(E::AuthStarted),
+            ),
+            (l("INFO ", "NS_AUTH_START"), Some(E::AuthAccepted)),
+            (
+                l("WARN ", "AuthTimeoutMonitor-CCP: Timeout!"),
+                Some(E::AuthTimeout),
+            ),
+            (l("WARN ", "Authentication failed"), Some(E::AuthFailed)),
+            (
+                l("INFO ", "Existing session detected"),
+                Some(E::ExistingSession),
+            ),
+            (
+                l("INFO ", "Second factor authentication accepted"),
+                Some(E::SecondFactor(SecondFactorOutcome::Accepted)),
+            ),
+            (
+                l("WARN ", "Second factor authentication failed"),
+                Some(E::SecondFactor(SecondFactorOutcome::Failed)),
+            ),
+            (
+                l("WARN ", "Second factor authentication timed out"),
+                Some(E::SecondFactor(SecondFactorOutcome::TimedOut)),
+            ),
+            (
+                l("WARN ", "Connection to server failed"),
+                Some(E::ConnectionFailed),
+            ),
+            (l("INFO ", "Login has completed"), Some(E::LoginCompleted)),
+            (
+                l("INFO ", "API server listening on port 4002"),
+                Some(E::ApiListening { port: 4002 }),
+            ),
+            (
+                l("WARN ", "Session disconnected: re-login is required"),
+                Some(E::ReloginRequired),
+            ),
+            (
+                l(
+                    "INFO ",
+                    "Restart in progress: the application will restart automatically",
+                ),
+                Some(E::RestartInProgress),
+            ),
+            (l("INFO ", "IB GATEWAY RESTART"), Some(E::RestartInProgress)),
+            (
+                l(
+                    "WARN ",
+                    "Autorestart token expired: authentication required",
+                ),
+                Some(E::TokenExpired),
+            ),
+            (
+                l(
+                    "WARN ",
+                    "Restart requested but no autorestart token found: authentication required",
+                ),
+                Some(E::TokenMissing),
+            ),
+            (
+                l("INFO ", "Exiting: nightly_restart"),
+                Some(E::Exiting {
+                    reason: "nightly_restart".into(),
+                }),
+            ),
+            (l("INFO ", "Login frame shown"), None),
+            (l("INFO ", "Connecting to server"), None),
+            (l("INFO ", "jtsConfigDir: /tmp/x/Jts"), None),
+            (String::new(), None),
+        ];
+        for (line, want) in cases {
+            assert_eq!(classify(&line), want, "line {line:?}");
+        }
+    }
+
+    #[test]
+    fn classifies_real_gateway_phrasings() {
+        // Bare markers as ibg-controller's tests write them, IBAutomater's and IBC's texts.
+        assert_eq!(
+            classify("AuthTimeoutMonitor-CCP: Timeout!"),
+            Some(E::AuthTimeout)
+        );
+        assert_eq!(
+            classify("2026-04-20 23:53:01.120 [CD] INFO  [JTS-AuthTimeoutMonitorThread-CCP-19] - AuthTimeoutMonitor-CCP: activate"),
+            Some(E::AuthStarted)
+        );
+        assert_eq!(
+            classify("... [JTS-Login-3] - NS_AUTH_START user=x"),
+            Some(E::AuthAccepted)
+        );
+        assert_eq!(
+            classify(&l(
+                "INFO ",
+                "The application will automatically restart in 60 seconds"
+            )),
+            Some(E::RestartInProgress)
+        );
+        assert_eq!(
+            classify(&l("WARN ", "Auto-restart token expired")),
+            Some(E::TokenExpired)
+        );
+        assert_eq!(
+            classify(&l(
+                "INFO ",
+                "Your security tokens have expired. Please log in again."
+            )),
+            Some(E::TokenExpired)
+        );
+        assert_eq!(
+            classify("API server listening on port notanumber"),
+            None,
+            "a malformed port is no event"
+        );
+        assert_eq!(
+            classify(&(l("INFO ", "API server listening on port 4002") + "\r\n")),
+            Some(E::ApiListening { port: 4002 })
+        );
+    }
+
+    #[test]
+    fn exiting_reason_is_bounded() {
+        let long = "x".repeat(1000);
+        match classify(&l("INFO ", &format!("Exiting: {long}"))) {
+            Some(E::Exiting { reason }) => assert_eq!(reason.len(), MAX_REASON),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn feed_all(t: &mut Tracker, lines: &[String]) -> Vec<LauncherEvent> {
+        lines.iter().filter_map(|x| t.feed(x)).collect()
+    }
+
+    #[test]
+    fn timeout_without_ns_auth_start_is_a_silent_drop() {
+        let mut t = Tracker::new();
+        let got = feed_all(
+            &mut t,
+            &[
+                l("INFO ", "Starting IB Gateway (simulator) pid 1"),
+                l("INFO ", "Login attempt 1 (live)"),
+                l("INFO ", "AuthTimeoutMonitor-CCP: activate"),
+                l("WARN ", "AuthTimeoutMonitor-CCP: Timeout!"),
+            ],
+        );
+        assert_eq!(got, vec![E::GatewayStarting, E::AuthStarted, E::SilentDrop]);
+    }
+
+    #[test]
+    fn timeout_after_ns_auth_start_is_not_a_silent_drop() {
+        let mut t = Tracker::new();
+        let got = feed_all(
+            &mut t,
+            &[
+                l("INFO ", "AuthTimeoutMonitor-CCP: activate"),
+                l("INFO ", "NS_AUTH_START"),
+                l("WARN ", "AuthTimeoutMonitor-CCP: Timeout!"),
+            ],
+        );
+        assert_eq!(got, vec![E::AuthStarted, E::AuthAccepted, E::AuthTimeout]);
+    }
+
+    #[test]
+    fn timeout_with_no_activate_seen_is_not_called_a_silent_drop() {
+        let mut t = Tracker::new();
+        assert_eq!(
+            t.feed(&l("WARN ", "AuthTimeoutMonitor-CCP: Timeout!")),
+            Some(E::AuthTimeout)
+        );
+    }
+
+    #[test]
+    fn each_drop_of_a_series_is_reported_and_a_later_accept_is_not_a_drop() {
+        let mut t = Tracker::new();
+        let mut lines = Vec::new();
+        for n in 1..=3 {
+            lines.push(l("INFO ", &format!("Login attempt {n} (live)")));
+            lines.push(l("INFO ", "AuthTimeoutMonitor-CCP: activate"));
+            lines.push(l("WARN ", "AuthTimeoutMonitor-CCP: Timeout!"));
+        }
+        lines.push(l("INFO ", "AuthTimeoutMonitor-CCP: activate"));
+        lines.push(l("INFO ", "NS_AUTH_START"));
+        lines.push(l("INFO ", "Login has completed"));
+        let got = feed_all(&mut t, &lines);
+        assert_eq!(
+            got,
+            vec![
+                E::AuthStarted,
+                E::SilentDrop,
+                E::AuthStarted,
+                E::SilentDrop,
+                E::AuthStarted,
+                E::SilentDrop,
+                E::AuthStarted,
+                E::AuthAccepted,
+                E::LoginCompleted
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_jvm_forgets_the_old_attempt() {
+        let mut t = Tracker::new();
+        t.feed(&l("INFO ", "AuthTimeoutMonitor-CCP: activate"));
+        t.feed(&l("INFO ", "Starting IB Gateway (simulator) pid 2"));
+        assert_eq!(
+            t.feed(&l("WARN ", "AuthTimeoutMonitor-CCP: Timeout!")),
+            Some(E::AuthTimeout)
+        );
+    }
+
+    #[test]
+    fn the_two_restart_markers_make_one_event() {
+        let mut t = Tracker::new();
+        let got = feed_all(
+            &mut t,
+            &[
+                l(
+                    "INFO ",
+                    "Restart in progress: the application will restart automatically",
+                ),
+                l("INFO ", "IB GATEWAY RESTART"),
+                l("INFO ", "Exiting: nightly_restart"),
+            ],
+        );
+        assert_eq!(
+            got,
+            vec![
+                E::RestartInProgress,
+                E::Exiting {
+                    reason: "nightly_restart".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn read_all_reads_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("launcher.log");
+        std::fs::write(
+            &p,
+            format!(
+                "{}\n{}\n",
+                l("INFO ", "AuthTimeoutMonitor-CCP: activate"),
+                l("WARN ", "AuthTimeoutMonitor-CCP: Timeout!")
+            ),
+        )
+        .expect("write");
+        assert_eq!(
+            read_all(&p).expect("read"),
+            vec![E::AuthStarted, E::SilentDrop]
+        );
+        assert!(matches!(
+            read_all(&dir.path().join("nope")),
+            Err(LauncherLogError::Io { .. })
+        ));
+    }
+}
