@@ -15,9 +15,15 @@
 //! falls in between) and every viewable top-level is reported as `Mapped`. PID filtering is
 //! the core's job: every top-level is reported with its `_NET_WM_PID`.
 //!
+//! With a reparenting window manager (an existing desktop display) the root only sees the
+//! WM's untitled frames (x11-java.md §2.3). A mapped frame without title and pid is
+//! searched (3 levels) for the client (`WM_STATE` or `_NET_WM_PID`), which is then reported
+//! in its place, with root coordinates, and its own unmap/destroy/title events are selected.
+//!
 //! Shutdown: dropping the [`Watcher`] sets a flag and sends a `ClientMessage` to the
 //! watcher's own small window through the same (thread-safe) connection, which wakes
-//! `wait_for_event`; then the thread is joined.
+//! `wait_for_event`; then the thread is joined (bounded: it is left to exit by itself if
+//! it is blocked handing an event to a receiver nobody reads).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
