@@ -715,25 +715,35 @@ fn connect_as(path: &Path, uid: u32, gid: u32) -> std::io::Result<UnixStream> {
     let handle = std::thread::Builder::new()
         .name("ibwarden-bus-connect".into())
         .spawn(move || {
-            // Raw syscalls on purpose: glibc's setresuid() changes the ids of EVERY thread
-            // (it signals them all), the raw syscall only this one. This thread exists only
-            // for this connect and ends right after it, taking the changed ids with it.
-            let keep = -1 as libc::c_int;
-            // SAFETY: plain syscalls with integer arguments, affecting only this thread.
-            let r = unsafe { libc::syscall(libc::SYS_setresgid, keep, gid as libc::c_uint, keep) };
-            if r != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // SAFETY: as above.
-            let r = unsafe { libc::syscall(libc::SYS_setresuid, keep, uid as libc::c_uint, keep) };
-            if r != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            set_thread_ids(uid, gid)?;
             UnixStream::connect(&path)
         })?;
     handle
         .join()
         .map_err(|_| std::io::Error::other("connect thread panicked"))?
+}
+
+/// Sets the effective uid/gid of the calling thread only.
+///
+/// Raw syscalls on purpose: glibc's setresuid() changes the ids of EVERY thread (it signals
+/// them all); the raw syscall changes only the caller. Call it only on a thread that ends
+/// right after its work, so the changed ids end with it.
+fn set_thread_ids(uid: u32, gid: u32) -> std::io::Result<()> {
+    // 32-bit x86 and ARM keep 16-bit ids in the plain calls; the *32 variants take full ids.
+    #[cfg(any(target_arch = "x86", target_arch = "arm"))]
+    let (setresgid, setresuid) = (libc::SYS_setresgid32, libc::SYS_setresuid32);
+    #[cfg(not(any(target_arch = "x86", target_arch = "arm")))]
+    let (setresgid, setresuid) = (libc::SYS_setresgid, libc::SYS_setresuid);
+    let keep = -1 as libc::c_int;
+    // SAFETY: plain syscalls with integer arguments, affecting only this thread.
+    if unsafe { libc::syscall(setresgid, keep, gid as libc::c_uint, keep) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::syscall(setresuid, keep, uid as libc::c_uint, keep) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl DesktopChannel {
@@ -749,6 +759,15 @@ impl DesktopChannel {
 
 async fn send_desktop(target: BusTarget, ev: &Event) -> Result<(), SendError> {
     let euid = nix::unistd::geteuid().as_raw();
+    if let Some((uid, _)) = target.owner {
+        if euid != 0 && uid != euid {
+            return Err(SendError::NoBus(format!(
+                "{} belongs to uid {uid}, and a session bus admits only its owner: run \
+                 ibwarden as that user, or as root",
+                target.address
+            )));
+        }
+    }
     let builder = match (&target.path, target.owner) {
         (Some(path), Some((uid, gid))) if euid == 0 && uid != 0 => {
             let path = path.clone();
