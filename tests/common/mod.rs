@@ -11,21 +11,26 @@
 //! - [`Scenario`]: the simulator's scenario keys (see `tests/simulator/README.md`), with test
 //!   defaults (fast `time_factor`, known credentials and TOTP secret). [`Scenario::totp_at`]
 //!   computes the code the simulator accepts.
-//! - [`SimInstall::new`]: a per-test temp dir laid out like a real install:
-//!   `<root>/ibgateway/jars/*.jar`, `<root>/ibgateway/ibgateway.vmoptions` (realistic heap
-//!   flags plus `-Dsim.scenario=` and `-Dsim.record=`), the settings dir `<root>/Jts`, the
-//!   scenario file, the record path, a free API port and a HOME. Point ibwarden at
-//!   `install.install_dir` and `install.settings_dir`.
+//! - [`SimInstall::new`] / [`SimInstall::new_tws`]: a per-test temp dir laid out like a real
+//!   install: `<root>/ibgateway/jars/*.jar`, `<root>/ibgateway/ibgateway.vmoptions` (or
+//!   `tws.vmoptions`; realistic heap flags plus `-Dsim.scenario=` and `-Dsim.record=`), the
+//!   settings dir `<root>/Jts`, the scenario file, the record path, a free API port and a
+//!   HOME. Point ibwarden at `install.install_dir` and `install.settings_dir`. The JVM's
+//!   working dir is `install_dir` (hs_err files land there). `IBW_TEST_KEEP=1` keeps the dir.
 //! - [`Record`]: tails the simulator's JSON-lines record with a cursor; `wait_for` waits (with a
 //!   deadline, polling every 20 ms) for the next matching event and panics with the record's
-//!   tail when it does not come.
+//!   tail when it does not come; `wait_from(index, ..)` waits without moving the cursor.
 //! - [`SimInstall::control`]: sends one command to the running simulator's control channel.
 //! - [`launch_sim_directly`]: runs the JVM the way ibwarden does (all non-comment vmoptions
 //!   lines, `-DjtsConfigDir`, optional `-Drestart`, clean environment), without ibwarden.
 //! - [`ChildGuard`]: owns a child started in its own process group; kills the group on drop,
 //!   also when the test panics.
 //! - [`x11::X`] (in `x11.rs`): a tiny X client for tests: list the simulator's top-levels,
-//!   give a window the keyboard with `WM_TAKE_FOCUS`, type with XTest.
+//!   give a window the keyboard with `WM_TAKE_FOCUS` (FocusProxy fallback), type with XTest.
+//! - [`Session`]: all of the above for one direct simulator test (no ibwarden): `start` /
+//!   `start_tws`, `focus(title)`, `type_login`, `move_focus("Tab", "password")` (waits for the
+//!   focus event: keys sent right after Tab can land in the previous field), `type_code`,
+//!   `type_code_after(step)`, `login_live`, `login_paper`, `press(title, key)`, `wait_exit`.
 //!
 //! Missing tools (Xvfb, java, xauth...) make tests fail with a message naming the package;
 //! they never skip silently.
