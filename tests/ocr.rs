@@ -31,7 +31,6 @@ fn read_window(s: &Session, title: &str, words: &[&str]) -> String {
     let win = s.x.wait_window(s.pid(), title, STEP_TIMEOUT);
     let target = DisplayTarget::existing(s.xvfb.display.clone(), Some(s.xvfb.xauthority.clone()));
     let deadline = Instant::now() + Duration::from_secs(15);
-    let mut last = String::new();
     loop {
         let png = ibwarden::x11::screenshot::screenshot(&target, Some(win.id))
             .expect("capture the dialog");
@@ -42,10 +41,9 @@ fn read_window(s: &Session, title: &str, words: &[&str]) -> String {
         if words.iter().all(|w| lower.contains(&w.to_lowercase())) {
             return text;
         }
-        last = text;
         assert!(
             Instant::now() < deadline,
-            "OCR of {title:?} never showed {words:?}; last text: {last:?}"
+            "OCR of {title:?} never showed {words:?}; last text: {text:?}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -111,7 +111,7 @@ impl H {
     }
 
     /// Start, spawn, map the login frame; returns the credential-typing actions.
-    fn to_login_frame(&mut self) -> Vec<Action> {
+    fn open_login_frame(&mut self) -> Vec<Action> {
         let a = self.input(Input::Start);
         assert!(a.contains(&Action::Launch {
             use_restart_token: true
@@ -177,7 +177,7 @@ fn has_secret(steps: &[KeyStep], r: SecretRef) -> bool {
 #[test]
 fn live_login_types_credentials_then_a_fresh_code_then_waits_for_the_api() {
     let mut h = H::live();
-    let a = h.to_login_frame();
+    let a = h.open_login_frame();
     // The attempt is persisted before any key is typed.
     let save = a.iter().position(|x| matches!(x, Action::SaveState(_)));
     let typ = a.iter().position(|x| matches!(x, Action::Type { .. }));
@@ -232,7 +232,7 @@ fn code_with_too_little_validity_waits_for_the_next_step() {
     let mut h = H::live();
     // 5 s left in the step; the minimum is 8 s.
     h.now.unix_ms = 1_795_507_225_000;
-    let a = h.to_login_frame();
+    let a = h.open_login_frame();
     h.complete_typing(&a);
     h.map(DIALOG, "Second Factor Authentication");
     assert!(h.code_steps().is_empty(), "no code with 5 s left");
@@ -253,7 +253,7 @@ fn a_step_is_never_typed_twice_even_after_a_restart() {
             failed_logins: vec![],
         },
     );
-    let a = h.to_login_frame();
+    let a = h.open_login_frame();
     h.complete_typing(&a);
     h.map(DIALOG, "Second Factor Authentication");
     assert!(h.code_steps().is_empty());
@@ -264,7 +264,7 @@ fn a_step_is_never_typed_twice_even_after_a_restart() {
 #[test]
 fn two_rejected_codes_then_accepted_uses_three_steps() {
     let mut h = H::live();
-    let a = h.to_login_frame();
+    let a = h.open_login_frame();
     h.complete_typing(&a);
     for round in 0..3 {
         let a = h.map(DIALOG + round, "Second Factor Authentication");
@@ -294,7 +294,7 @@ fn two_rejected_codes_then_accepted_uses_three_steps() {
 #[test]
 fn too_many_rejected_codes_halt_and_notify() {
     let mut h = H::live();
-    let a = h.to_login_frame();
+    let a = h.open_login_frame();
     h.complete_typing(&a);
     for round in 0..4 {
         h.map(DIALOG + round, "Second Factor Authentication");
@@ -321,7 +321,7 @@ fn paper_login_accepts_the_warning_and_types_no_code() {
         },
         Persisted::default(),
     );
-    let a = h.to_login_frame();
+    let a = h.open_login_frame();
     h.complete_typing(&a);
     let a = h.map(DIALOG, "Warning");
     let Some(Action::Type { window, steps, .. }) =
@@ -337,7 +337,7 @@ fn paper_login_accepts_the_warning_and_types_no_code() {
 #[test]
 fn invalid_password_stops_after_one_attempt() {
     let mut h = H::live();
-    let a = h.to_login_frame();
+    let a = h.open_login_frame();
     h.complete_typing(&a);
     h.map(DIALOG, "Login failed");
     assert_eq!(h.sv.phase(), &Phase::Halted);
@@ -374,7 +374,7 @@ fn spent_login_budget_waits_instead_of_typing() {
             failed_logins: vec![now_s - 100, now_s - 50, now_s - 10],
         },
     );
-    h.to_login_frame();
+    h.open_login_frame();
     assert!(h.typed().is_empty());
     assert_eq!(h.sv.phase(), &Phase::Backoff);
     assert_eq!(h.sv.login_budget_left(h.now), 0);
@@ -388,7 +388,7 @@ fn spent_login_budget_waits_instead_of_typing() {
 #[test]
 fn progress_modal_and_unknown_dialogs_are_never_answered() {
     let mut h = H::live();
-    let a = h.to_login_frame();
+    let a = h.open_login_frame();
     h.complete_typing(&a);
     let a = h.map(DIALOG, "Gateway");
     assert!(!a.iter().any(|x| matches!(x, Action::Type { .. })));
@@ -419,7 +419,7 @@ fn gateway_dialog_text_decides_the_answer() {
         },
         Persisted::default(),
     );
-    let a = h.to_login_frame();
+    let a = h.open_login_frame();
     h.complete_typing(&a);
     let a = h.map(DIALOG, "Gateway");
     assert!(a.contains(&Action::ReadText { window: DIALOG }));
@@ -440,9 +440,16 @@ fn gateway_dialog_text_decides_the_answer() {
         title: "IBKR Gateway".into(),
     });
     let a = h.run_for(Duration::from_secs(5));
-    assert!(a.iter().any(|x| matches!(x, Action::Type { window, steps, .. }
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::Type { window, steps, .. }
         if *window == FRAME && has_secret(steps, SecretRef::Password))));
-    assert!(!h.log.iter().any(|x| matches!(x, Action::Launch { use_restart_token: false })));
+    assert!(!h.log.iter().any(|x| matches!(
+        x,
+        Action::Launch {
+            use_restart_token: false
+        }
+    )));
 }
 
 #[test]
@@ -467,7 +474,9 @@ fn an_expired_token_gets_a_full_login_in_the_same_jvm() {
         text: Some("Your security tokens have expired. Please log in again.\nOK".into()),
     });
     assert_eq!(answers_in(&a, DIALOG), vec![Answer::Default]);
-    assert!(a.iter().any(|x| matches!(x, Action::Type { window, steps, .. }
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::Type { window, steps, .. }
         if *window == FRAME && has_secret(steps, SecretRef::Password))));
     assert!(!a.iter().any(|x| matches!(x, Action::CloseGateway { .. })));
 }
@@ -480,7 +489,7 @@ fn existing_session_answer(policy: SessionPolicy, after_login: bool, seen: u32) 
         },
         Persisted::default(),
     );
-    let a = h.to_login_frame();
+    let a = h.open_login_frame();
     h.complete_typing(&a);
     if after_login {
         h.input(Input::TitleChanged {
@@ -548,7 +557,7 @@ fn existing_session_policies_match_ibc() {
 #[test]
 fn crash_relaunches_after_backoff_and_notifies() {
     let mut h = H::live();
-    h.to_login_frame();
+    h.open_login_frame();
     let a = h.input(Input::Exited {
         code: Some(134),
         signal: None,
@@ -571,7 +580,7 @@ fn crash_relaunches_after_backoff_and_notifies() {
 #[test]
 fn hang_detected_by_probes_restarts_the_gateway() {
     let mut h = H::live();
-    let a = h.to_login_frame();
+    let a = h.open_login_frame();
     h.complete_typing(&a);
     h.step(Duration::from_secs(1));
     h.probe_up();
@@ -598,7 +607,7 @@ fn hang_detected_by_probes_restarts_the_gateway() {
 #[test]
 fn focus_lost_retries_the_same_keys_and_never_elsewhere() {
     let mut h = H::live();
-    let a = h.to_login_frame();
+    let a = h.open_login_frame();
     let (ticket, steps) = a
         .iter()
         .find_map(|x| match x {
@@ -621,7 +630,7 @@ fn focus_lost_retries_the_same_keys_and_never_elsewhere() {
 #[test]
 fn stop_closes_the_gateway_then_exits() {
     let mut h = H::live();
-    h.to_login_frame();
+    h.open_login_frame();
     let a = h.input(Input::Stop);
     assert!(a.contains(&Action::CloseGateway {
         main_window: Some(FRAME)
@@ -643,7 +652,7 @@ fn device_chooser_selects_the_configured_device_by_prefix() {
         },
         Persisted::default(),
     );
-    let a = h.to_login_frame();
+    let a = h.open_login_frame();
     h.complete_typing(&a);
     h.map(DIALOG, "Second Factor Authentication");
     let a = h.input(Input::WindowText {
@@ -667,7 +676,7 @@ fn device_chooser_selects_the_configured_device_by_prefix() {
 #[test]
 fn back_at_the_login_window_relogs_in_after_a_growing_wait_in_the_same_jvm() {
     let mut h = H::live();
-    let a = h.to_login_frame();
+    let a = h.open_login_frame();
     h.complete_typing(&a);
     h.input(Input::TitleChanged {
         id: FRAME,
@@ -700,7 +709,7 @@ fn back_at_the_login_window_relogs_in_after_a_growing_wait_in_the_same_jvm() {
 
 /// Reaches ready on a live login (credentials, the first code, the API).
 fn to_ready(h: &mut H) {
-    let a = h.to_login_frame();
+    let a = h.open_login_frame();
     h.complete_typing(&a);
     h.input(Input::TitleChanged {
         id: FRAME,
@@ -855,7 +864,7 @@ fn handoff_confirms_the_choice_made_at_the_existing_session_dialog() {
             },
             Persisted::default(),
         );
-        let a = h.to_login_frame();
+        let a = h.open_login_frame();
         h.complete_typing(&a);
         let a = h.map(DIALOG, "Existing session detected");
         let mut got = answers_in(&a, DIALOG);
@@ -873,7 +882,7 @@ fn handoff_confirms_the_choice_made_at_the_existing_session_dialog() {
         },
         Persisted::default(),
     );
-    let a = h.to_login_frame();
+    let a = h.open_login_frame();
     h.complete_typing(&a);
     let a = h.map(DIALOG, "Trading Login Handoff");
     assert_eq!(answers_in(&a, DIALOG), vec![Answer::Second]);
@@ -885,7 +894,7 @@ fn a_primary_yields_when_the_dialog_comes_back_after_a_relogin_in_the_same_jvm()
     // IBC's scenario 4 counts per run, not per attempt: the second dialog in this JVM means
     // the other session is a primary that took it back.
     let mut h = H::live();
-    let a = h.to_login_frame();
+    let a = h.open_login_frame();
     h.complete_typing(&a);
     let a = h.map(DIALOG, "Existing session detected");
     assert_eq!(answers_in(&a, DIALOG), vec![Answer::Default]);
@@ -915,7 +924,7 @@ fn ib_key_push_is_never_typed_into_and_the_person_is_told() {
         },
         Persisted::default(),
     );
-    let a = h.to_login_frame();
+    let a = h.open_login_frame();
     h.complete_typing(&a);
     h.map(DIALOG, "Second Factor Authentication");
     let a = h.input(Input::WindowText {
@@ -941,7 +950,7 @@ fn the_failed_login_budget_also_covers_relogins_in_the_same_jvm() {
         },
         Persisted::default(),
     );
-    let a = h.to_login_frame();
+    let a = h.open_login_frame();
     h.complete_typing(&a);
     // Each login goes back to the login window without an error (a silently dropped
     // login); the re-login follows after 60 s, then 120 s.
