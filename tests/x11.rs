@@ -227,10 +227,12 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// The next window event. Each is printed: the test harness shows it only when the test
+/// fails, which is when the sequence matters.
 async fn next_event(rx: &mut mpsc::Receiver<WindowEvent>) -> WindowEvent {
     match tokio::time::timeout(DEADLINE, rx.recv()).await {
         Ok(Some(ev)) => {
-            eprintln!("EV {ev:?}");
+            eprintln!("window event: {ev:?}");
             ev
         }
         Ok(None) => panic!("watcher channel closed"),
