@@ -380,3 +380,62 @@ fn deb_builds_installs_and_works() {
     );
     assert!(!Path::new("/lib/systemd/system/ibwarden@.service").exists());
 }
+
+/// `ibwarden check` with the example config in the environment the unit gives it:
+/// credentials under $CREDENTIALS_DIRECTORY named as LoadCredential= names them,
+/// $STATE_DIRECTORY, $RUNTIME_DIRECTORY. The secrets are read (and not printed); a missing
+/// credential (systemd skips a missing credstore file) is a clear failure.
+#[test]
+fn example_config_reads_the_units_credentials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let creds = dir.path().join("credentials");
+    let state = dir.path().join("state");
+    fs::create_dir_all(&creds).expect("mkdir");
+    fs::create_dir_all(&state).expect("mkdir");
+    let password = "Unit-Cred-Pw-4471";
+    let code = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    for (name, value) in [("password", password), ("totp", code)] {
+        let p = creds.join(name);
+        fs::write(&p, format!("{value}\n")).expect("write");
+        // systemd makes credentials read-only to the service user.
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o400)).expect("chmod");
+    }
+    let check = || {
+        run(Command::new(BIN)
+            .args(["check", "--config"])
+            .arg(root().join(EXAMPLE))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("CREDENTIALS_DIRECTORY", &creds)
+            .env("STATE_DIRECTORY", &state)
+            .env("RUNTIME_DIRECTORY", dir.path()))
+    };
+    let out = check();
+    let stdout = text(&out.stdout);
+    let all = format!("{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("ok   password: systemd credential password"),
+        "{all}"
+    );
+    assert!(
+        stdout.contains("ok   activation code: systemd credential totp"),
+        "{all}"
+    );
+    assert!(
+        stdout.contains(&format!("ok   state dir: {}", state.display())),
+        "{all}"
+    );
+    assert!(
+        !all.contains(password) && !all.contains(code),
+        "secret printed:\n{all}"
+    );
+
+    fs::remove_file(creds.join("password")).expect("rm");
+    let out = check();
+    let stdout = text(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("FAIL password") && stdout.contains("credentials/password"),
+        "{stdout}"
+    );
+}
