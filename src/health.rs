@@ -10,7 +10,7 @@
 //! - `/readyz`: 200 only while the last API probe passed (`Snapshot.ready`); 503 with the
 //!   phase and reason otherwise.
 //! - `/metrics`: state as a labelled gauge, counters, last ready time, probe latency,
-//!   failed-login budget, and process RSS/CPU from `/proc/self`.
+//!   failed-login budget, and RSS/CPU of ibwarden and of the gateway JVM from `/proc`.
 
 use std::fmt::Write as _;
 use std::io;
@@ -444,7 +444,30 @@ pub fn metrics(snap: &Snapshot, now_unix_ms: u64) -> String {
         num(heartbeat_age(snap, now_unix_ms).as_secs_f64())
     );
 
-    if let Some(p) = ProcStats::read() {
+    if let Some(p) = snap
+        .jvm_pid
+        .and_then(|pid| ProcStats::read(&format!("/proc/{pid}")))
+    {
+        family(
+            &mut o,
+            "ibwarden_gateway_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the gateway JVM in bytes.",
+        );
+        let _ = writeln!(o, "ibwarden_gateway_resident_memory_bytes {}", p.rss_bytes);
+        family(
+            &mut o,
+            "ibwarden_gateway_cpu_seconds_total",
+            "counter",
+            "CPU time of the current gateway JVM in seconds (restarts with it).",
+        );
+        let _ = writeln!(
+            o,
+            "ibwarden_gateway_cpu_seconds_total {}",
+            num(p.cpu_seconds)
+        );
+    }
+    if let Some(p) = ProcStats::read("/proc/self") {
         family(
             &mut o,
             "process_resident_memory_bytes",
@@ -472,7 +495,7 @@ pub fn metrics(snap: &Snapshot, now_unix_ms: u64) -> String {
     o
 }
 
-/// This process's resource use, from `/proc/self` (cheap: two small files and a dir).
+/// A process's resource use, from `/proc/<pid>` (cheap: one small file and a dir).
 struct ProcStats {
     rss_bytes: u64,
     cpu_seconds: f64,
@@ -480,8 +503,8 @@ struct ProcStats {
 }
 
 impl ProcStats {
-    fn read() -> Option<ProcStats> {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    fn read(dir: &str) -> Option<ProcStats> {
+        let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
         // Fields after the command name, which is in parentheses and may contain spaces.
         let rest = &stat[stat.rfind(')')? + 2..];
         let f: Vec<&str> = rest.split_whitespace().collect();
@@ -496,7 +519,9 @@ impl ProcStats {
         if tick <= 0 || page <= 0 {
             return None;
         }
-        let open_fds = std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count());
+        let open_fds = std::fs::read_dir(format!("{dir}/fd"))
+            .ok()
+            .map(|d| d.count());
         Some(ProcStats {
             rss_bytes: rss_pages * page as u64,
             cpu_seconds: (utime + stime) / tick as f64,

@@ -411,6 +411,8 @@ async fn metrics_parse_and_carry_the_snapshot() {
         s.login_budget_left = 2;
         s.last_ready_unix_ms = Some(ready_at);
         s.probe_latency_ms = Some(12.5);
+        // Any live process will do as the "JVM".
+        s.jvm_pid = Some(std::process::id());
     });
     // Spend some CPU so the process's CPU counter has something to show.
     let spin = Instant::now();
@@ -456,6 +458,13 @@ async fn metrics_parse_and_carry_the_snapshot() {
     assert_eq!(one(&samples, "ibwarden_probe_latency_seconds"), 0.0125);
     assert!(one(&samples, "process_resident_memory_bytes") > 1_000_000.0);
     assert!(one(&samples, "process_cpu_seconds_total") > 0.0);
+    // The JVM's figures come from its pid (here: ours, read a moment apart).
+    let (jvm, own) = (
+        one(&samples, "ibwarden_gateway_resident_memory_bytes"),
+        one(&samples, "process_resident_memory_bytes"),
+    );
+    assert!((jvm - own).abs() < own * 0.2, "jvm {jvm} vs own {own}");
+    assert!(one(&samples, "ibwarden_gateway_cpu_seconds_total") > 0.0);
     assert!(one(&samples, "ibwarden_heartbeat_age_seconds") < 5.0);
     for name in [
         "ibwarden_logins_total",
@@ -484,11 +493,13 @@ async fn metrics_parse_and_carry_the_snapshot() {
         s.last_ready_unix_ms = None;
         s.probe_latency_ms = None;
         s.restarts.clear();
+        s.jvm_pid = None;
     });
     let r = get(addr, "/metrics").await;
     let (samples, _) = parse_prometheus(&r.body).unwrap_or_else(|e| panic!("{e}\n{}", r.body));
     assert!(find(&samples, "ibwarden_last_ready_time_seconds").is_empty());
     assert!(find(&samples, "ibwarden_probe_latency_seconds").is_empty());
+    assert!(find(&samples, "ibwarden_gateway_resident_memory_bytes").is_empty());
     assert_eq!(one(&samples, "ibwarden_ready"), 0.0);
     let current: Vec<&str> = find(&samples, "ibwarden_state")
         .into_iter()
