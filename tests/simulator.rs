@@ -923,3 +923,26 @@ fn tws_paper_main_window_title() {
         STEP_TIMEOUT,
     );
 }
+
+#[test]
+fn username_is_kept_after_failure_and_ctrl_a_replaces_it() {
+    let mut s = Session::start(&Scenario::new());
+    s.type_login("wronguser", common::TEST_PASSWORD);
+    assert_eq!(
+        s.rec.wait_ev("login_attempt", STEP_TIMEOUT)["verdict"],
+        "bad_credentials"
+    );
+    s.rec.wait_window("Login failed", STEP_TIMEOUT);
+    s.press("Login failed", "Return");
+    s.rec.wait_ev("login_reset", STEP_TIMEOUT);
+    s.focus("IBKR Gateway");
+    s.wait_focus_is("username");
+    s.x.key("ctrl+a");
+    s.x.type_text(common::TEST_USER);
+    s.move_focus("Tab", "password");
+    s.x.type_text(common::TEST_PASSWORD);
+    s.x.key("Return");
+    let a = s.rec.wait_ev("login_attempt", STEP_TIMEOUT);
+    assert_eq!(a["username"], common::TEST_USER, "{a}");
+    assert_eq!(a["verdict"], "ok");
+}

@@ -32,6 +32,7 @@ pub struct X {
     per_keycode: usize,
     keysyms: Vec<u32>,
     shift: u8,
+    control: u8,
 }
 
 /// Pause between XTest key events (x11-java.md: ≥5 ms per key).
@@ -85,8 +86,10 @@ impl X {
             per_keycode,
             keysyms,
             shift: 0,
+            control: 0,
         };
         me.shift = me.keycode_for(0xffe1).expect("Shift_L in keymap").0;
+        me.control = me.keycode_for(0xffe3).expect("Control_L in keymap").0;
         me
     }
 
@@ -298,10 +301,17 @@ impl X {
     }
 
     fn tap(&self, keysym: u32, shift: bool) {
+        self.tap_mods(keysym, shift, false);
+    }
+
+    fn tap_mods(&self, keysym: u32, shift: bool, control: bool) {
         let (kc, col1) = self
             .keycode_for(keysym)
             .unwrap_or_else(|| panic!("keysym {keysym:#x} not in the keymap (ASCII only)"));
         let shift = shift || col1;
+        if control {
+            self.fake(true, self.control);
+        }
         if shift {
             self.fake(true, self.shift);
         }
@@ -310,13 +320,21 @@ impl X {
         if shift {
             self.fake(false, self.shift);
         }
+        if control {
+            self.fake(false, self.control);
+        }
         self.conn.flush().expect("flush");
         std::thread::sleep(KEY_GAP);
     }
 
     /// Presses one key: a name (`Tab`, `Return`, `space`, `BackSpace`, `Escape`, `Up`,
-    /// `Down`) or a single ASCII character, optionally prefixed `shift+`.
+    /// `Down`) or a single ASCII character, optionally prefixed `ctrl+` and/or `shift+`
+    /// (in that order, e.g. `ctrl+a`, `shift+Tab`).
     pub fn key(&self, spec: &str) {
+        let (control, spec) = match spec.strip_prefix("ctrl+") {
+            Some(n) => (true, n),
+            None => (false, spec),
+        };
         let (shift, name) = match spec.strip_prefix("shift+") {
             Some(n) => (true, n),
             None => (false, spec),
@@ -332,7 +350,7 @@ impl X {
             s if s.chars().count() == 1 => s.chars().next().expect("char") as u32,
             other => panic!("unknown key name {other:?}"),
         };
-        self.tap(sym, shift);
+        self.tap_mods(sym, shift, control);
     }
 
     /// Types ASCII text with XTest (printable characters only).
