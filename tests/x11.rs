@@ -701,42 +701,42 @@ async fn screenshot_is_a_png_of_the_window_and_of_the_screen() {
     let mut app = App::start(&xvfb, "IBKR Gateway");
     let frame = wait_mapped(&mut rx, |w| w.title == "IBKR Gateway").await;
     let mapped_at = Instant::now();
-    // Swing paints shortly after the map; until then the window is one flat colour. Retake
-    // the screenshot until it shows content, with a deadline.
-    let mut shots = 0;
-    loop {
-        let target = xvfb.target().clone();
-        let started = Instant::now();
-        let png_bytes = blocking(move || x11::screenshot(&target, Some(frame.id)))
+    // Swing paints shortly after the map; until then the window is one flat colour, so the
+    // "painted" variant retries within its timeout.
+    let target = xvfb.target().clone();
+    let png_bytes =
+        blocking(move || x11::screenshot_painted(&target, Some(frame.id), Duration::from_secs(5)))
             .await
             .expect("shot");
-        shots += 1;
-        let took = started.elapsed();
-        let decoder = png::Decoder::new(std::io::Cursor::new(&png_bytes));
-        let mut reader = decoder.read_info().expect("valid png");
-        let mut buf = vec![0; reader.output_buffer_size()];
-        let info = reader.next_frame(&mut buf).expect("frame");
-        assert_eq!(
-            (info.width, info.height),
-            (u32::from(frame.width), u32::from(frame.height))
-        );
-        assert_eq!(info.color_type, png::ColorType::Rgb);
-        let pixels = &buf[..info.buffer_size()];
-        let first = &pixels[..3];
-        if pixels.chunks(3).any(|p| p != first) {
-            eprintln!(
-                "window screenshot: {} bytes, {took:?}; content {:?} after map ({shots} shots)",
-                png_bytes.len(),
-                mapped_at.elapsed()
-            );
-            break;
-        }
-        assert!(
-            mapped_at.elapsed() < DEADLINE,
-            "window image stayed a single colour"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eprintln!(
+        "window screenshot: {} bytes, painted {:?} after the Mapped event",
+        png_bytes.len(),
+        mapped_at.elapsed()
+    );
+    let decoder = png::Decoder::new(std::io::Cursor::new(&png_bytes));
+    let mut reader = decoder.read_info().expect("valid png");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("frame");
+    assert_eq!(
+        (info.width, info.height),
+        (u32::from(frame.width), u32::from(frame.height))
+    );
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    let pixels = &buf[..info.buffer_size()];
+    assert!(
+        pixels.chunks(3).any(|p| p != &pixels[..3]),
+        "window image stayed a single colour"
+    );
+    let started = Instant::now();
+    let target = xvfb.target().clone();
+    let image = blocking(move || x11::screenshot::capture(&target, Some(frame.id)))
+        .await
+        .expect("capture");
+    eprintln!(
+        "one capture of the painted window took {:?}",
+        started.elapsed()
+    );
+    assert!(!image.is_uniform());
 
     // A window partly off screen: only its visible part (x 1200..1280) is captured.
     app.send("move 1200 100");

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 
 pub use display::{DisplayError, Xvfb};
 pub use input::{InputBackend, InputError, TypingOptions, Typist};
-pub use screenshot::{screenshot, ScreenshotError};
+pub use screenshot::{screenshot, screenshot_painted, ScreenshotError};
 pub use watcher::{WatchError, Watcher, WindowEvent};
 
 /// Which X display to use and how to authenticate to it.

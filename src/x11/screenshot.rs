@@ -4,6 +4,8 @@
 //! Blocking; call from `spawn_blocking`. Opens its own short-lived connection, so it can be
 //! used at any time without touching the watcher's or typist's connection.
 
+use std::time::{Duration, Instant};
+
 use xcb::x;
 
 use super::{connect, root_of, window_from_id, ConnectError, DisplayTarget};
@@ -55,6 +57,12 @@ pub struct Image {
 }
 
 impl Image {
+    /// True if every pixel has the same colour (e.g. a window Swing has not painted yet).
+    pub fn is_uniform(&self) -> bool {
+        let first = self.rgb.get(..3);
+        self.rgb.chunks(3).all(|p| Some(p) == first)
+    }
+
     /// Encodes as PNG.
     pub fn to_png(&self) -> Result<Vec<u8>, ScreenshotError> {
         let mut out = Vec::new();
@@ -67,6 +75,35 @@ impl Image {
             writer.finish()?;
         }
         Ok(out)
+    }
+}
+
+/// Like [`screenshot`], but waits (up to `timeout`) until the window shows more than one
+/// colour; see [`capture_painted`].
+pub fn screenshot_painted(
+    target: &DisplayTarget,
+    window: Option<u32>,
+    timeout: Duration,
+) -> Result<Vec<u8>, ScreenshotError> {
+    capture_painted(target, window, timeout)?.to_png()
+}
+
+/// Like [`capture`], but retries every 25 ms, up to `timeout`, while the image is one flat
+/// colour. Swing paints a freshly mapped window 30–40 ms after its MapNotify (measured in
+/// `tests/x11.rs`), so a capture taken on the `Mapped` event is blank. Returns the last
+/// capture at the deadline (a window may really be blank).
+pub fn capture_painted(
+    target: &DisplayTarget,
+    window: Option<u32>,
+    timeout: Duration,
+) -> Result<Image, ScreenshotError> {
+    let start = Instant::now();
+    loop {
+        let image = capture(target, window)?;
+        if !image.is_uniform() || start.elapsed() >= timeout {
+            return Ok(image);
+        }
+        std::thread::sleep(Duration::from_millis(25));
     }
 }
 
@@ -222,6 +259,22 @@ mod tests {
         let data = [0x10, 0x20, 0x30, 0, 0x01, 0x02, 0x03, 0];
         let rgb = to_rgb(&data, 1, 2, 24, true, (0xff0000, 0xff00, 0xff)).expect("format");
         assert_eq!(rgb, vec![0x30, 0x20, 0x10, 0x03, 0x02, 0x01]);
+    }
+
+    #[test]
+    fn uniform_images_are_detected() {
+        let flat = Image {
+            width: 2,
+            height: 1,
+            rgb: vec![7, 7, 7, 7, 7, 7],
+        };
+        let two = Image {
+            width: 2,
+            height: 1,
+            rgb: vec![7, 7, 7, 7, 7, 8],
+        };
+        assert!(flat.is_uniform());
+        assert!(!two.is_uniform());
     }
 
     #[test]
