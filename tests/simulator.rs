@@ -946,3 +946,38 @@ fn username_is_kept_after_failure_and_ctrl_a_replaces_it() {
     assert_eq!(a["username"], common::TEST_USER, "{a}");
     assert_eq!(a["verdict"], "ok");
 }
+
+#[test]
+fn existing_session_exit_application_exits_0() {
+    let sc = Scenario::new()
+        .set("existing_session", "once")
+        .set("existing_session_style", "reconnect");
+    let mut s = Session::start(&sc);
+    s.type_login(common::TEST_USER, common::TEST_PASSWORD);
+    s.rec.wait_window("Existing session detected", STEP_TIMEOUT);
+    s.focus("Existing session detected");
+    s.wait_focus_is("Reconnect This Session");
+    s.move_focus("Tab", "Exit Application");
+    s.x.key("space");
+    assert_eq!(s.wait_exit(STEP_TIMEOUT), 0);
+    let exit = s.rec.wait_ev("exit", STEP_TIMEOUT);
+    assert_eq!(exit["reason"], "exit_application");
+}
+
+#[test]
+fn token_expired_dialog_from_control_returns_to_login() {
+    let mut s = Session::start(&Scenario::new());
+    s.login_paper();
+    s.install.control("token_expired");
+    s.rec.wait_window("Gateway", STEP_TIMEOUT);
+    s.press("Gateway", "Return");
+    assert_eq!(
+        s.rec.wait_ev("login_reset", STEP_TIMEOUT)["reason"],
+        "token_expired"
+    );
+    s.x.wait_window(s.pid(), "IBKR Gateway", STEP_TIMEOUT);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", s.install.api_port)).is_err(),
+        "API port closed when logged out"
+    );
+}
