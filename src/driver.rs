@@ -309,6 +309,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     let watchdog = crate::sdnotify::watchdog_interval().map(|i| i / 2);
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     let mut stop_requests = 0u32;
+    // Publish the snapshot even when nothing happens (Halted has no timers), so `/livez`
+    // sees a live loop.
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(10));
 
     let wall = || crate::core::schedule::timestamp_from_unix_ms(now().unix_ms);
     let mut scheduler = crate::core::schedule::Scheduler::new(
@@ -372,6 +375,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
                 if stop_requests > 1 { d.kill_jvm(); }
                 sv.handle(now(), Input::Stop);
             }
+            _ = heartbeat.tick() => {}
             _ = sighup.recv() => {
                 d.reload(&sv);
                 scheduler.set_schedule(crate::core::schedule::Schedule::new(&d.cfg.schedule));
@@ -693,12 +697,16 @@ impl Driver {
                 severity,
                 message,
             } => {
+                // The core's decision, before deduplication (tests and people grep it).
                 warn!(?kind, ?severity, %message, "notify");
                 self.notifier.notify(kind, severity, &message);
             }
             Action::Status { ready, text } => {
                 self.ready = ready;
                 if ready {
+                    // A ready gateway clears every active notification (a fixed password
+                    // after "login failed", ...), so the next failure is told again.
+                    self.notifier.ready();
                     let secs = self.launched_at.elapsed().as_secs_f64();
                     info!(status = %text, took = %format!("{secs:.1}s"), "ready");
                     if !self.ready_sent {
