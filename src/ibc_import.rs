@@ -24,6 +24,7 @@ use jiff::civil::{Date, Time, Weekday};
 use jiff::tz::TimeZone;
 
 use crate::config::units::{self, WeekdayTime};
+use crate::config::TradingMode;
 use crate::secret::Secret;
 
 /// ibwarden's schedule time zone (IBKR's resets are defined in it).
@@ -598,6 +599,8 @@ struct Converter<'a> {
     ibc: BTreeMap<&'static str, Setting>,
     /// Env-only variables (not IBC settings) with their entry index.
     env_only: Vec<Setting>,
+    /// The API port the config ends up with (explicit or the default).
+    api_port: u16,
 }
 
 /// Converts an IBC `config.ini` (text, if any) and Docker-image env variables into an
@@ -619,6 +622,7 @@ pub fn convert(
         password: None,
         ibc: BTreeMap::new(),
         env_only: Vec::new(),
+        api_port: 0,
     };
     for p in props {
         let origin = Origin {
@@ -783,6 +787,22 @@ impl Converter<'_> {
                 ),
             }
         }
+        // The API port the config will end up with, for conflicts with the command server.
+        let program_kind = if program == "tws" {
+            crate::config::Program::Tws
+        } else {
+            crate::config::Program::Gateway
+        };
+        let mode_kind = if mode_raw == "paper" {
+            TradingMode::Paper
+        } else {
+            TradingMode::Live
+        };
+        self.api_port = self
+            .get("OverrideTwsApiPort")
+            .and_then(|s| s.value.trim().parse::<u16>().ok())
+            .filter(|p| *p != 0)
+            .unwrap_or_else(|| crate::config::default_api_port(program_kind, mode_kind));
         let source_tz = self.source_time_zone();
         let sfd = self
             .get("SecondFactorDevice")
@@ -1133,6 +1153,10 @@ impl Converter<'_> {
             "CommandServerPort" => match v.parse::<u32>() {
                 _ if blank => self.builtin(s, "blank: no command server"),
                 Ok(0) => self.builtin(s, "0: no command server"),
+                Ok(p) if p == u32::from(self.api_port) => self.not_mapped(
+                    s,
+                    format!("the gateway's API port is {p} too; pick another port"),
+                ),
                 Ok(p) if p <= 65535 => self.mapped_note(
                     s,
                     "control",

@@ -317,3 +317,136 @@ fn refuses_to_overwrite_and_reports_bad_input_without_echoing_it() {
     let o = import(&[]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Whatever the values, the generated config loads: every IBC key and every image variable,
+/// one at a time, with valid, odd and hostile values (and the port conflict the config
+/// rejects).
+#[test]
+fn any_input_gives_a_config_that_loads() {
+    let values = [
+        "",
+        " ",
+        "yes",
+        "no",
+        "TRUE",
+        "garbage",
+        "0",
+        "1",
+        "-1",
+        "4001",
+        "4002",
+        "7462",
+        "65535",
+        "99999",
+        "~/x",
+        "/abs/dir",
+        "rel/dir",
+        "12:00",
+        "11:59 PM",
+        "12:00 AM",
+        "13:00 PM",
+        "Friday 22:00",
+        "Sun 01:30",
+        "Samedi 12:00",
+        "manual",
+        "primary",
+        "primaryoverride",
+        "secondary",
+        "both",
+        "paper",
+        "live",
+        "IB Key",
+        "Europe/Zurich",
+        "Not/AZone",
+        "accept",
+        "a\"b\\c",
+        "é字",
+        "x\ty",
+    ];
+    let env_names = [
+        "TWS_USERID",
+        "TWS_PASSWORD",
+        "TWS_PASSWORD_FILE",
+        "TRADING_MODE",
+        "READ_ONLY_API",
+        "TWOFA_TIMEOUT_ACTION",
+        "TWOFA_DEVICE",
+        "TWOFA_EXIT_INTERVAL",
+        "RELOGIN_AFTER_TWOFA_TIMEOUT",
+        "BYPASS_WARNING",
+        "AUTO_RESTART_TIME",
+        "AUTO_LOGOFF_TIME",
+        "TWS_COLD_RESTART",
+        "SAVE_TWS_SETTINGS",
+        "EXISTING_SESSION_DETECTED_ACTION",
+        "ALLOW_BLIND_TRADING",
+        "TIME_ZONE",
+        "TZ",
+        "TWS_SETTINGS_PATH",
+        "TWS_ACCEPT_INCOMING",
+        "TWS_MASTER_CLIENT_ID",
+        "CUSTOM_CONFIG",
+        "JAVA_HEAP_SIZE",
+        "GATEWAY_OR_TWS",
+        "TWS_PATH",
+        "JAVA_PATH",
+        "HEALTHCHECK_CLIENT_ID",
+        "IBC_TradingMode",
+        "IBC_Nope",
+        "USERNAME",
+    ];
+    let opts = Options {
+        password_file: "p".into(),
+        totp_file: "t".into(),
+        today: jiff::civil::Date::constant(2026, 3, 10),
+        ini_name: "config.ini".into(),
+        env_name: "env".into(),
+    };
+    let env = Env {
+        home: Some("/home/u".into()),
+        state_directory: Some("/var/lib/ibwarden/t".into()),
+        ..Env::default()
+    };
+    let path = Path::new("/etc/ibwarden/t.toml");
+    let check = |ini: Option<&str>, vars: &[ibc_import::EnvVar], what: &str| {
+        let c = ibc_import::convert(ini, vars, &opts).unwrap_or_else(|e| panic!("{what}: {e}"));
+        if let Err(e) = Config::from_str_with_env(&c.toml, path, &env) {
+            panic!("{what}: the config does not load:\n{e}\n---\n{}", c.toml);
+        }
+    };
+    let mut n = 0;
+    for key in ibc_import::IBC_KEYS {
+        for v in values {
+            // Java properties: escape what the format would otherwise eat.
+            let escaped = v.replace('\\', "\\\\").replace('\t', "\\t");
+            check(
+                Some(&format!("{key}={escaped}\n")),
+                &[],
+                &format!("{key}={v:?}"),
+            );
+            n += 1;
+        }
+    }
+    for name in env_names {
+        for v in values {
+            let var = ibc_import::EnvVar {
+                name: name.into(),
+                value: v.into(),
+                line: 1,
+            };
+            check(None, &[var], &format!("{name}={v:?}"));
+            n += 1;
+        }
+    }
+    check(
+        Some("OverrideTwsApiPort=7462\nCommandServerPort=7462\n"),
+        &[],
+        "port conflict",
+    );
+    check(
+        Some("TradingMode=paper\nCommandServerPort=4002\n"),
+        &[],
+        "default port conflict",
+    );
+    assert!(n > 3000);
+}

@@ -81,7 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| PathBuf::from("ibwarden.toml"));
     let pinned = Env {
         state_directory: Some(PathBuf::from("/var/lib/ibwarden/import")),
-        ..Env::default()
+        ..Env::from_process()
     };
     Config::from_str_with_env(&conversion.toml, &check_path, &pinned)
         .context("the converted config does not load (a bug in import-ibc; please report it)")?;
