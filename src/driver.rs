@@ -885,7 +885,12 @@ fn read_window_text(target: &DisplayTarget, window: u32, reader: &ContentReader)
             // The window was mapped before Swing painted it; give the EDT a moment.
             std::thread::sleep(Duration::from_millis(150));
         }
-        let png = crate::x11::screenshot::screenshot(target, Some(window)).ok()?;
+        let png = crate::x11::screenshot::screenshot_painted(
+            target,
+            Some(window),
+            Duration::from_millis(500),
+        )
+        .ok()?;
         if let Some(text) = reader.read_png(&png) {
             if text.split_whitespace().count() >= 2 {
                 return Some(text);
@@ -902,7 +907,8 @@ fn save_screenshot(
     reason: &str,
 ) -> anyhow::Result<PathBuf> {
     state::create_private_dir(dir)?;
-    let png = crate::x11::screenshot::screenshot(target, window)?;
+    // Swing paints ~30 ms after the window maps; a capture before that is blank.
+    let png = crate::x11::screenshot::screenshot_painted(target, window, Duration::from_secs(2))?;
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())

@@ -758,6 +758,27 @@ impl DesktopChannel {
 }
 
 async fn send_desktop(target: BusTarget, ev: &Event) -> Result<(), SendError> {
+    // ibwarden runs in the desktop user's own session (the bus is this process's
+    // `$DBUS_SESSION_BUS_ADDRESS`): notify-rust does exactly this job, so it is used. For any
+    // other bus (a system service reaching a user's desktop) it cannot, see above.
+    if std::env::var("DBUS_SESSION_BUS_ADDRESS").ok().as_deref() == Some(target.address.as_str())
+    {
+        let urgency = match ev.severity {
+            Severity::Info => notify_rust::Urgency::Low,
+            Severity::Warning => notify_rust::Urgency::Normal,
+            Severity::Critical => notify_rust::Urgency::Critical,
+        };
+        return notify_rust::Notification::new()
+            .appname("ibwarden")
+            .summary(&ev.title)
+            .body(&ev.message)
+            .urgency(urgency)
+            .hint(notify_rust::Hint::Category("ibwarden".into()))
+            .show_async()
+            .await
+            .map(|_| ())
+            .map_err(|e| SendError::NoBus(format!("{}: {e}", target.address)));
+    }
     let euid = nix::unistd::geteuid().as_raw();
     if let Some((uid, _)) = target.owner {
         if euid != 0 && uid != euid {
