@@ -99,6 +99,33 @@ fn systemd_unit_verifies() {
     );
 }
 
+/// `systemd-analyze security --offline` scores the sandbox (0 best, 10 worst); 3.6 today.
+/// The threshold keeps hardening from being dropped unnoticed.
+#[test]
+fn systemd_unit_exposure_stays_low() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unit = unit_copy(dir.path(), "");
+    let score = |unit: &Path| {
+        let out = run(Command::new("systemd-analyze")
+            .args(["security", "--offline=yes", "--no-pager", "--threshold=40"])
+            .arg(unit));
+        (out.status.success(), text(&out.stdout))
+    };
+    let (ok, report) = score(&unit);
+    assert!(ok, "exposure above 4.0:\n{report}");
+    // The threshold bites: the same unit without its sandbox fails it.
+    let bare: String = fs::read_to_string(&unit)
+        .expect("unit")
+        .lines()
+        .filter(|l| {
+            !l.starts_with("Protect") && !l.starts_with("Restrict") && !l.starts_with("Capability")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(&unit, bare).expect("write");
+    assert!(!score(&unit).0, "an unsandboxed unit passed the threshold");
+}
+
 #[test]
 fn systemd_unit_has_the_required_settings() {
     let unit = fs::read_to_string(root().join(UNIT)).expect("unit");
@@ -130,12 +157,15 @@ fn systemd_unit_has_the_required_settings() {
         ("LockPersonality", "yes"),
         ("KillMode", "mixed"),
         ("LimitNOFILE", "10000"),
+        ("CapabilityBoundingSet", ""),
     ] {
         assert_eq!(one(k), v, "{k}");
     }
     // The JIT needs W+X pages: this must never be switched on.
     assert!(!s.contains_key("MemoryDenyWriteExecute"));
     assert!(!s.contains_key("DynamicUser"));
+    // Instances share the user: RemoveIPC would delete the others' Xvfb shared memory.
+    assert!(!s.contains_key("RemoveIPC"));
     let secs = |v: &str| -> u64 {
         v.strip_suffix('s')
             .and_then(|n| n.parse().ok())
