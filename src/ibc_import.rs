@@ -200,6 +200,10 @@ pub struct Options {
     /// The value written as `account.totp_file` when a live account needs the activation
     /// code.
     pub totp_file: String,
+    /// Reference systemd credentials (`password_credential = "password"`, `totp_credential
+    /// = "totp"`, as `ibwarden@.service` loads them) instead of files; `password_file` and
+    /// `totp_file` are then where those credentials are stored (for the report).
+    pub credentials: bool,
     /// Today's date, to convert IBC's local times (at today's UTC offsets).
     pub today: Date,
     /// The name of the ini file in the report (e.g. its path).
@@ -1405,6 +1409,28 @@ impl Converter<'_> {
         }
     }
 
+    /// The `[account]` key and value that say where a secret (`password` or `totp`) is.
+    fn secret_ref(&self, which: &str) -> (&'static str, String) {
+        match (which, self.opts.credentials) {
+            ("password", true) => ("password_credential", toml_str("password")),
+            ("password", false) => ("password_file", toml_str(&self.opts.password_file)),
+            (_, true) => ("totp_credential", toml_str("totp")),
+            (_, false) => ("totp_file", toml_str(&self.opts.totp_file)),
+        }
+    }
+
+    /// How a person stores a secret where the config expects it.
+    fn store_hint(&self, which: &str, prompt: &str, file: &str) -> String {
+        if self.opts.credentials {
+            format!(
+                "`(umask 077; systemd-ask-password -n \"{prompt}:\" > {file})` (read by \
+                 systemd as the credential {which}; chmod 600, root only)"
+            )
+        } else {
+            format!("`ibwarden secret set {which} --config THIS_FILE` (writes {file}, chmod 600)")
+        }
+    }
+
     /// `[account]`: username placeholder, password reference, activation code.
     fn account(&mut self, needs_totp: bool) {
         let user = self
@@ -1460,22 +1486,24 @@ impl Converter<'_> {
             // IBC's getString trims; keep the exact value IBC would have typed.
             self.password = Some(Secret::new(p.value.trim().to_string()));
             let file = self.opts.password_file.clone();
+            let (key, value) = self.secret_ref("password");
             let to = format!(
-                "account.password_file = {} (the password goes to that chmod 600 file, never \
-                 into the TOML)",
-                toml_str(&file)
+                "account.{key} = {value} (the password goes to the chmod 600 file {file}, never \
+                 into the TOML)"
             );
-            self.toml
-                .set("account", "password_file", toml_str(&file), &p.origin);
+            self.toml.set("account", key, value, &p.origin);
+            let note = if self.opts.credentials {
+                "for no clear text on disk at all, encrypt it: systemd-creds (see the comments \
+                 in ibwarden@.service)"
+            } else {
+                "under systemd, prefer a credential: password_credential with \
+                 LoadCredentialEncrypted= (see the comments in ibwarden@.service)"
+            };
             self.set_outcome(
                 &p,
                 Outcome::Mapped {
                     to,
-                    note: Some(
-                        "under systemd, prefer a credential: password_credential with \
-                         LoadCredentialEncrypted= (see the comments in ibwarden@.service)"
-                            .into(),
-                    ),
+                    note: Some(note.into()),
                 },
             );
             self.report.todo.push(format!(
@@ -1487,28 +1515,31 @@ impl Converter<'_> {
                 self.builtin(p, "blank (see the to-do list)");
             }
             let file = self.opts.password_file.clone();
+            let (key, value) = self.secret_ref("password");
             self.toml.set(
                 "account",
-                "password_file",
-                toml_str(&file),
+                key,
+                value,
                 &Origin {
                     file: String::new(),
                     line: 0,
                     name: "nothing: no password was set".into(),
                 },
             );
-            self.report.todo.push(format!(
-                "No password was set: store it with `ibwarden secret set password --config \
-                 THIS_FILE` (writes {file}, chmod 600)."
-            ));
+            let how = self.store_hint("password", "IBKR password", &file);
+            self.report
+                .todo
+                .push(format!("No password was set: store it with {how}."));
         }
 
         if needs_totp {
             let file = self.opts.totp_file.clone();
+            let (key, value) = self.secret_ref("totp");
+            let how = self.store_hint("totp", "Activation code", &file);
             self.toml.set(
                 "account",
-                "totp_file",
-                toml_str(&file),
+                key,
+                value,
                 &Origin {
                     file: String::new(),
                     line: 0,
@@ -1518,8 +1549,8 @@ impl Converter<'_> {
             self.report.todo.push(format!(
                 "IBC never had the second factor's secret. Enrol IBKR's Mobile Authenticator app \
                  (Client Portal > Settings > Secure Login System), keep the activation code shown \
-                 under the QR code, and store it with `ibwarden secret set totp --config \
-                 THIS_FILE` (writes {file}). Check with `ibwarden totp` against the app."
+                 under the QR code, and store it with {how}. Check with `ibwarden totp` \
+                 against the app."
             ));
         }
     }
@@ -1585,6 +1616,7 @@ mod tests {
         Options {
             password_file: "main.password".into(),
             totp_file: "main.totp".into(),
+            credentials: false,
             today: Date::constant(2026, 11, 24),
             ini_name: "config.ini".into(),
             env_name: ".env".into(),

@@ -148,6 +148,7 @@ fn ibc_sample_config_converts() {
     let opts = Options {
         password_file: "p".into(),
         totp_file: "t".into(),
+        credentials: false,
         today: jiff::civil::Date::constant(2026, 11, 24),
         ini_name: "config.ini".into(),
         env_name: "env".into(),
@@ -398,6 +399,7 @@ fn any_input_gives_a_config_that_loads() {
     let opts = Options {
         password_file: "p".into(),
         totp_file: "t".into(),
+        credentials: false,
         today: jiff::civil::Date::constant(2026, 3, 10),
         ini_name: "config.ini".into(),
         env_name: "env".into(),
@@ -409,9 +411,16 @@ fn any_input_gives_a_config_that_loads() {
     };
     let path = Path::new("/etc/ibwarden/t.toml");
     let check = |ini: Option<&str>, vars: &[ibc_import::EnvVar], what: &str| {
-        let c = ibc_import::convert(ini, vars, &opts).unwrap_or_else(|e| panic!("{what}: {e}"));
-        if let Err(e) = Config::from_str_with_env(&c.toml, path, &env) {
-            panic!("{what}: the config does not load:\n{e}\n---\n{}", c.toml);
+        // Both ways of referencing secrets: files and systemd credentials.
+        let with_credentials = Options {
+            credentials: true,
+            ..opts.clone()
+        };
+        for opts in [&opts, &with_credentials] {
+            let c = ibc_import::convert(ini, vars, opts).unwrap_or_else(|e| panic!("{what}: {e}"));
+            if let Err(e) = Config::from_str_with_env(&c.toml, path, &env) {
+                panic!("{what}: the config does not load:\n{e}\n---\n{}", c.toml);
+            }
         }
     };
     let mut n = 0;
@@ -449,4 +458,88 @@ fn any_input_gives_a_config_that_loads() {
         "default port conflict",
     );
     assert!(n > 3000);
+}
+
+/// `--systemd`: the config references the credentials ibwarden@.service loads, and the
+/// password lands in the credential store under the name the unit's LoadCredential= line
+/// looks up. Proven by doing what systemd does (copy each credstore file to
+/// $CREDENTIALS_DIRECTORY/ID) and running `ibwarden check`.
+#[test]
+fn systemd_mode_writes_credentials_the_unit_loads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("etc/main.toml");
+    fs::create_dir_all(out.parent().expect("parent")).expect("mkdir");
+    let credstore = dir.path().join("credstore");
+    let o = import(&[
+        sample_ini().as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--systemd".as_ref(),
+        "--credstore".as_ref(),
+        credstore.as_os_str(),
+    ]);
+    let stderr = text(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(!stderr.contains("demouser") && o.stdout.is_empty());
+    let toml = fs::read_to_string(&out).expect("toml");
+    assert!(!toml.contains("demouser"));
+    let config = load(&out);
+    assert_eq!(
+        config.account.password,
+        SecretSource::Credential("password".into())
+    );
+    assert_eq!(
+        config.account.totp,
+        Some(SecretSource::Credential("totp".into()))
+    );
+    let mode = |p: &Path| fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode(&credstore), 0o700);
+    // The activation code is a to-do, with the exact file the unit reads.
+    assert!(
+        stderr.contains(&format!("{}/ibwarden-main-totp", credstore.display())),
+        "{stderr}"
+    );
+
+    // What systemd does for ibwarden@main with the unit's LoadCredential= lines.
+    let unit = fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd/ibwarden@.service"),
+    )
+    .expect("unit");
+    let creds = dir.path().join("run-credentials");
+    fs::create_dir_all(&creds).expect("mkdir");
+    let mut loaded = Vec::new();
+    for line in unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("LoadCredential="))
+    {
+        let (id, name) = line.split_once(':').expect("ID:NAME");
+        let src = credstore.join(name.replace("%i", "main"));
+        if src.exists() {
+            assert_eq!(mode(&src), 0o600, "{}", src.display());
+            fs::copy(&src, creds.join(id)).expect("copy");
+            loaded.push(id.to_string());
+        }
+    }
+    assert_eq!(loaded, vec!["password".to_string()]);
+    assert_eq!(
+        fs::read_to_string(creds.join("password")).expect("cred"),
+        "demouser\n"
+    );
+    let o = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&out)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .env("STATE_DIRECTORY", dir.path().join("state"))
+        .output()
+        .expect("check");
+    let stdout = text(&o.stdout);
+    assert!(
+        stdout.contains("ok   password: systemd credential password"),
+        "{stdout}{}",
+        text(&o.stderr)
+    );
+    assert!(stdout.contains("FAIL activation code"), "{stdout}");
+    assert!(!stdout.contains("demouser"));
 }

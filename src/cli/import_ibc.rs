@@ -6,11 +6,13 @@
 //! The password IBC kept in clear text goes to a chmod 600 file next to `--out`
 //! (`<stem>.password`), referenced by `password_file`; it is never printed. Without `--out`
 //! the config goes to stdout and the password is not written anywhere: the report says how
-//! to store it with `ibwarden secret set password`.
+//! to store it with `ibwarden secret set password`. With `--systemd` the config references
+//! systemd credentials and the password goes to `/etc/credstore/ibwarden-NAME-password`,
+//! where `ibwarden@NAME.service` loads it.
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -34,6 +36,19 @@ pub struct Args {
     /// chmod 600) instead of printing the config.
     #[arg(short, long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Write for the systemd unit ibwarden@NAME, NAME being --out's file stem: the config
+    /// references systemd credentials, and the password goes to
+    /// /etc/credstore/ibwarden-NAME-password (root only, chmod 600), where the unit loads it.
+    #[arg(long, requires = "out")]
+    systemd: bool,
+    /// The credential store for --systemd.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/etc/credstore",
+        hide = true
+    )]
+    credstore: PathBuf,
     /// Overwrite existing output files.
     #[arg(long)]
     force: bool,
@@ -55,13 +70,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .map(|s| s.to_string_lossy().into_owned())
                 .filter(|s| !s.is_empty())
                 .context("--out needs a file name")?;
-            (format!("{stem}.password"), format!("{stem}.totp"))
+            if args.systemd {
+                // The names ibwarden@.service's LoadCredential= lines look up.
+                let at = |which: &str| {
+                    args.credstore
+                        .join(format!("ibwarden-{stem}-{which}"))
+                        .display()
+                        .to_string()
+                };
+                (at("password"), at("totp"))
+            } else {
+                (format!("{stem}.password"), format!("{stem}.totp"))
+            }
         }
         None => ("secrets/password".to_string(), "secrets/totp".to_string()),
     };
     let opts = Options {
         password_file,
         totp_file,
+        credentials: args.systemd,
         today: jiff::Zoned::now().date(),
         ini_name: args
             .ini
@@ -104,7 +131,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
                 _ => PathBuf::from("."),
             };
+            // Relative to the config (file mode) or absolute (credential store).
             let password_path = dir.join(&opts.password_file);
+            if args.systemd && conversion.password.is_some() {
+                create_private_dir(&args.credstore)?;
+            }
             if !args.force {
                 for p in [out, &password_path] {
                     if p.exists() && (p == out || conversion.password.is_some()) {
@@ -126,7 +157,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     "Wrote the password to {} (chmod 600).",
                     password_path.display()
                 );
-                if nix::unistd::Uid::effective().is_root() {
+                if args.systemd {
+                    eprintln!(
+                        "ibwarden@{} loads it as the credential \"password\" (LoadCredential=).",
+                        out.file_stem().unwrap_or_default().to_string_lossy()
+                    );
+                } else if nix::unistd::Uid::effective().is_root() {
                     eprintln!(
                         "It is owned by root: for the systemd unit run `chown ibwarden: {}` (or \
                          move it into a credential, see ibwarden@.service).",
@@ -148,6 +184,18 @@ fn read_text(path: &Path) -> anyhow::Result<String> {
         Ok(s) => s,
         Err(e) => e.into_bytes().iter().map(|&b| char::from(b)).collect(),
     })
+}
+
+/// Creates a directory readable by its owner only (the credential store), if missing.
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
 }
 
 /// Writes the config (not secret: 0644 so the service user can read it) via a temp file.
