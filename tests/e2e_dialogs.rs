@@ -324,8 +324,13 @@ fn wrong_password_is_tried_once_then_ibwarden_stops_and_tells_the_person() {
 
 #[test]
 fn two_rejected_codes_then_an_accepted_one_use_three_steps() {
-    // Up to two fresh 30 s TOTP steps of real time: the slow test of this file.
-    let install = SimInstall::new(&Scenario::new().set("reject_codes", 2));
+    // Up to two fresh 30 s TOTP steps of real time: the slow test of this file. IBKR's 2FA
+    // dialog gives up after 180 s, far longer than a step; scaled by the test time factor
+    // that would be 9 s, shorter than a step, so it is set to 60 s of real time here.
+    let sc = Scenario::new()
+        .set("reject_codes", 2)
+        .set("twofa_timeout_s", 1200);
+    let install = SimInstall::new(&sc);
     let mut w = Warden::start(&install, "live", "");
     w.wait_ready(Duration::from_secs(150));
     let rec = install.record();
