@@ -212,10 +212,37 @@ fn existing_session_before_login_manual_leaves_it_to_a_person() {
 // logs in, the session is dropped (`Re-login is required`, which ibwarden always answers),
 // the gateway is ready again, then the gateway shows `Existing session detected`.
 
+/// How many times ibwarden has reported ready so far.
+fn ready_count(w: &mut Warden) -> usize {
+    w.drain_notifications();
+    w.notifications
+        .iter()
+        .filter(|m| m.lines().any(|l| l.starts_with("STATUS=ready")))
+        .count()
+}
+
+/// Waits until ibwarden has reported ready more than `n` times.
+fn wait_ready_more_than(w: &mut Warden, n: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while ready_count(w) <= n {
+        assert!(
+            Instant::now() < deadline,
+            "not ready again within {timeout:?}
+{}",
+            w.log_tail(60)
+        );
+        if let Some(st) = w.child.try_wait() {
+            panic!("ibwarden exited ({st:?})
+{}", w.log_tail(60));
+        }
+    }
+}
+
 fn after_login(policy_name: &str) -> (SimInstall, Warden, Record) {
     let install = SimInstall::new(&Scenario::new());
     let mut w = Warden::start_with(&install, "paper", &policy(policy_name), "");
     w.wait_ready(LOGIN);
+    let readies = ready_count(&mut w);
     let mut rec = install.record();
     rec.skip_to_end();
     install.control("relogin_required");
@@ -223,7 +250,7 @@ fn after_login(policy_name: &str) -> (SimInstall, Warden, Record) {
         is_button(e, "Re-login is required")
     });
     assert_eq!(buttons(&rec, "Re-login is required"), ["Re-login"]);
-    w.wait_ready_again(LOGIN);
+    wait_ready_more_than(&mut w, readies, LOGIN);
     install.control(&format!(
         "dialog {EXISTING}|You are currently logged in with this username from another \
          location. If you continue, the other session will be disconnected.|Continue Login,Cancel"
