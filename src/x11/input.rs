@@ -357,6 +357,7 @@ impl Typist {
         }
         // Java answers asynchronously with SetInputFocus on its proxy; a short bounded
         // poll of GetInputFocus is the simplest exact check (no event selection needed).
+        let mut proxy_tried = false;
         loop {
             let (inside, focus) = self.focus_inside(window)?;
             if inside {
@@ -368,6 +369,25 @@ impl Typist {
                 std::thread::sleep(self.opts.settle_delay);
                 return Ok(());
             }
+            // Java sometimes ignores WM_TAKE_FOCUS when two of its windows map at once
+            // (activation bounces between them). Setting the focus on the window's
+            // `FocusProxy` child works then (`reference/x11-java.md` §3.1); it relies on an
+            // AWT implementation detail, so it is only the fallback.
+            if !proxy_tried && start.elapsed() >= Duration::from_millis(300) {
+                proxy_tried = true;
+                if let Some(proxy) = self.focus_proxy_of(window) {
+                    tracing::debug!(
+                        window,
+                        proxy,
+                        "WM_TAKE_FOCUS ignored; focusing the FocusProxy"
+                    );
+                    let _ = self.conn.send_and_check_request(&x::SetInputFocus {
+                        revert_to: x::InputFocus::Parent,
+                        focus: window_from_id(proxy),
+                        time: x::CURRENT_TIME,
+                    });
+                }
+            }
             if start.elapsed() >= self.opts.focus_timeout {
                 return Err(InputError::FocusNotTaken {
                     window,
@@ -377,6 +397,31 @@ impl Typist {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// The direct child of `window` named `FocusProxy` (AWT's focus proxy), if any.
+    fn focus_proxy_of(&self, window: u32) -> Option<u32> {
+        let tree = self
+            .conn
+            .wait_for_reply(self.conn.send_request(&x::QueryTree {
+                window: window_from_id(window),
+            }))
+            .ok()?;
+        tree.children().iter().find_map(|child| {
+            let reply = self
+                .conn
+                .wait_for_reply(self.conn.send_request(&x::GetProperty {
+                    delete: false,
+                    window: *child,
+                    property: x::ATOM_WM_NAME,
+                    r#type: x::ATOM_ANY,
+                    long_offset: 0,
+                    long_length: 16,
+                }))
+                .ok()?;
+            (reply.format() == 8 && reply.value::<u8>() == b"FocusProxy")
+                .then(|| child.resource_id())
+        })
     }
 
     /// Whether `window`'s `WM_PROTOCOLS` lists `WM_TAKE_FOCUS`.
