@@ -227,13 +227,11 @@ fn wait_ready_more_than(w: &mut Warden, n: usize, timeout: Duration) {
     while ready_count(w) <= n {
         assert!(
             Instant::now() < deadline,
-            "not ready again within {timeout:?}
-{}",
+            "not ready again within {timeout:?}\n{}",
             w.log_tail(60)
         );
         if let Some(st) = w.child.try_wait() {
-            panic!("ibwarden exited ({st:?})
-{}", w.log_tail(60));
+            panic!("ibwarden exited ({st:?})\n{}", w.log_tail(60));
         }
     }
 }
