@@ -539,3 +539,21 @@ fn tip_of_the_day_is_closed_and_a_password_notice_is_reported() {
     assert!(n.contains("5 days"), "{n}");
     w.stop_and_wait(Duration::from_secs(60));
 }
+
+#[test]
+fn titles_only_accepts_the_paper_warning_and_never_presses_a_gateway_dialog() {
+    // content_reader = "none": the `Gateway` progress modal cannot be told from a connection
+    // failure, so it is never pressed; in paper mode `Warning` is the paper notice.
+    let install = SimInstall::new(&Scenario::new().set("progress_modal", true));
+    let mut w = Warden::start_with(&install, "paper", "content_reader = \"none\"", "");
+    w.wait_ready(LOGIN);
+    let rec = install.record();
+    assert_eq!(shown(&rec, "Gateway"), 1);
+    assert!(buttons(&rec, "Gateway").is_empty());
+    assert_eq!(buttons(&rec, "Warning"), ["I understand and accept"]);
+    assert!(
+        !w.log().contains("dialog text"),
+        "no dialog was read with the reader off"
+    );
+    w.stop_and_wait(Duration::from_secs(60));
+}

@@ -991,3 +991,48 @@ fn a_probe_with_the_ib_link_down_is_not_ready() {
     }));
     assert_eq!(h.sv.phase(), &Phase::AwaitApi);
 }
+
+#[test]
+fn titles_only_gives_the_safest_answer_to_every_ambiguous_dialog() {
+    // content_reader = "none": no text ever arrives.
+    let live = || {
+        let mut h = H::live();
+        let a = h.open_login_frame();
+        h.complete_typing(&a);
+        h
+    };
+    // `Gateway`: connection failed, token expired, or the progress modal whose OK cancels
+    // the login. Left alone, no read requested.
+    let mut h = live();
+    let a = h.map(DIALOG, "Gateway");
+    assert!(answers_in(&a, DIALOG).is_empty());
+    assert!(!a.contains(&Action::ReadText { window: DIALOG }));
+    // `Warning` in live mode is not the paper notice: screenshot, notice, left alone.
+    let mut h = live();
+    let a = h.map(DIALOG, "Warning");
+    assert!(answers_in(&a, DIALOG).is_empty());
+    assert_eq!(notices(&h, NoticeKind::UnknownDialog), 1);
+    // `Login failed` without its text: bad credentials until proven otherwise (stop).
+    let mut h = live();
+    h.map(DIALOG, "Login failed");
+    assert_eq!(h.sv.phase(), &Phase::Halted);
+    // `Second Factor Authentication` without text: the configured device decides. For the
+    // authenticator app that is a code (one code per step, bounded by the rejection limit);
+    // for IB Key, nothing is typed.
+    let mut h = live();
+    h.map(DIALOG, "Second Factor Authentication");
+    assert_eq!(h.code_steps().len(), 1);
+    let mut h = H::new(
+        CoreConfig {
+            second_factor_device: "IB Key".into(),
+            ..CoreConfig::default()
+        },
+        Persisted::default(),
+    );
+    let a = h.open_login_frame();
+    h.complete_typing(&a);
+    let a = h.map(DIALOG, "Second Factor Authentication");
+    assert!(answers_in(&a, DIALOG).is_empty());
+    assert!(h.code_steps().is_empty());
+    assert_eq!(notices(&h, NoticeKind::HumanApproval), 1);
+}
