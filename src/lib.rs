@@ -21,6 +21,8 @@
 //! - [`reader`]: dialog text (OCR) for dialogs titles cannot tell apart.
 //! - [`launcher_log`]: the gateway's `launcher.log` followed with inotify, turned into events
 //!   (IBKR silently dropping a login, restart in progress, token expired).
+//! - [`takeover`]: human takeover: x11vnc on the gateway's display, loopback only, one-time
+//!   password, connect/disconnect events.
 //! - [`logging`]: tracing set-up (human, journald, json).
 //! - [`driver`]: the one loop that feeds adapter events to the core and executes its actions.
 //!
@@ -48,5 +50,6 @@ pub mod sdnotify;
 pub mod secret;
 pub mod state;
 pub mod status;
+pub mod takeover;
 pub mod totp;
 pub mod x11;
