@@ -1,27 +1,38 @@
 //! Human takeover: `x11vnc` on the gateway's display, for a person to finish what automation
 //! cannot (a new dialog, a passkey, a question only they can answer).
 //!
-//! The server is locked down, because whoever connects can trade on the account:
+//! ```text
+//!  viewer ──ssh -L──► 127.0.0.1:PORT (this module's proxy) ──► x11vnc on a Unix socket
+//!                      parses the RFB handshake:                in a 0700 directory,
+//!                      SecurityResult OK → Connected            no TCP listener at all
+//!                      close             → Disconnected
+//! ```
 //!
-//! - **loopback only** (`-localhost -noipv6`): reached through `ssh -L`, never the network;
+//! Whoever connects can trade on the account, so the server is locked down:
+//!
+//! - **loopback only**: x11vnc listens on a Unix socket in `state_dir/takeover/` (0700) and
+//!   on no TCP port (`-rfbport 0 -rfbportv6 -1 -noipv6`); the only TCP listener is this
+//!   module's, on 127.0.0.1, reached through `ssh -L`;
 //! - **a one-time password**: 8 random characters (VNC authentication uses 8 at most),
-//!   handed to the caller as a [`Secret`] and given to x11vnc through a 0600 file in a 0700
-//!   directory that x11vnc deletes once read (`-passwdfile rm:FILE`), never through argv
-//!   (world-readable in `/proc`) or the environment; it dies with the server;
-//! - **one viewer at a time** (`-nevershared -dontdisconnect`: a second one is refused);
-//! - **a deadline to connect** (`-timeout`), and the server is stopped after
-//!   [`TakeoverOptions::max_failed_auth`] failed password attempts;
-//! - no `~/.x11vncrc`, no remote-control channel over X properties, no DNS look-ups.
+//!   handed to the caller as a [`Secret`] and given to x11vnc through a 0600 file that
+//!   x11vnc deletes once read (`-passwdfile rm:FILE`), never through argv (world-readable
+//!   in `/proc`) or the environment; it dies with the server;
+//! - **VNC authentication only**: a connection offered anything else is cut;
+//! - **one viewer at a time**: while a connection is open, new ones are closed at once;
+//! - **bounded guessing**: the server stops after [`TakeoverOptions::max_failed_auth`]
+//!   wrong passwords; a handshake must finish within [`TakeoverOptions::handshake_within`];
+//! - **a deadline to connect** (x11vnc `-timeout`); no `~/.x11vncrc`, no remote control
+//!   over X properties, no DNS look-ups.
 //!
-//! Connections are observed through x11vnc's `-afteraccept` / `-gone` hooks (run after the
-//! password was accepted, and when a client leaves), which write the client id and state
-//! into a FIFO this module reads: [`TakeoverEvent::Connected`] only for a client that passed
-//! authentication, [`TakeoverEvent::Disconnected`] when that client leaves.
+//! Events come from the proxy reading the handshake itself, so they are exact and
+//! immediate: [`TakeoverEvent::Connected`] the moment x11vnc accepts the password,
+//! [`TakeoverEvent::Disconnected`] when that connection closes. (x11vnc's own
+//! `-afteraccept` hook was measured 4–5 s late, and it misses a reconnect made within one
+//! iteration of x11vnc's main loop: it compares client counts, not events.)
 //!
 //! The driver pauses its typing between `Connected` and `Disconnected` and says so in
 //! `status`; stopping the server after the person leaves keeps the password one-time.
 
-use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -29,7 +40,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -47,8 +59,10 @@ const PASSWORD_LEN: usize = 8;
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// After SIGTERM, x11vnc gets this long before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(3);
-/// Attempts at finding a free port (another process may take the one we picked).
-const PORT_ATTEMPTS: usize = 3;
+/// RFB security type "VNC authentication".
+const SEC_VNC_AUTH: u8 = 2;
+/// Longest failure reason forwarded from x11vnc to a viewer.
+const MAX_REASON: u32 = 4096;
 
 /// Failure to start a takeover server.
 #[derive(Debug, thiserror::Error)]
@@ -56,27 +70,21 @@ pub enum TakeoverError {
     /// `x11vnc` is not on PATH.
     #[error("x11vnc not found on PATH: install the Debian package x11vnc")]
     NotInstalled,
-    /// A path would need quoting that the hooks cannot do safely.
-    #[error("takeover directory {} contains a quote or a newline; use a plain state directory", path.display())]
-    UnsafePath {
-        /// The path.
-        path: PathBuf,
-    },
-    /// A file operation failed.
+    /// A file or socket operation failed.
     #[error("{about} {}: {source}", path.display())]
     Io {
         /// What we were doing.
         about: &'static str,
-        /// The path.
+        /// The path (or address).
         path: PathBuf,
         /// The cause.
         source: io::Error,
     },
-    /// x11vnc exited or did not report its port in time.
-    #[error("x11vnc did not start listening on 127.0.0.1:{port}: {detail}")]
+    /// x11vnc exited or did not start listening in time.
+    #[error("x11vnc did not start on display {display}: {detail}")]
     NotListening {
-        /// The port it was given.
-        port: u16,
+        /// The X display.
+        display: String,
         /// What its log says (last lines; never contains the password).
         detail: String,
     },
@@ -93,12 +101,12 @@ fn io_err<'a>(about: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> 
 /// What happened on the takeover server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TakeoverEvent {
-    /// A person connected and passed the password check: stop typing.
+    /// A person connected and x11vnc accepted the password: stop typing.
     Connected,
     /// That person disconnected: typing may resume.
     Disconnected,
     /// The server is gone (stopped, nobody connected in time, too many wrong passwords,
-    /// or it died). A `Disconnected` comes first if someone was connected.
+    /// or it died). A `Disconnected` comes first if someone was connected. Last event.
     Ended {
         /// Why, for people.
         reason: String,
@@ -110,8 +118,11 @@ pub enum TakeoverEvent {
 pub struct TakeoverOptions {
     /// x11vnc exits if nobody connects within this (`-timeout`).
     pub connect_within: Duration,
-    /// Failed password attempts before the server is stopped.
+    /// Wrong passwords before the server is stopped.
     pub max_failed_auth: u32,
+    /// A connection must pass (or fail) authentication within this (the viewer shows a
+    /// password prompt in the middle of the handshake, so it includes a person typing).
+    pub handshake_within: Duration,
 }
 
 impl Default for TakeoverOptions {
@@ -119,12 +130,13 @@ impl Default for TakeoverOptions {
         TakeoverOptions {
             connect_within: Duration::from_secs(600),
             max_failed_auth: 5,
+            handshake_within: Duration::from_secs(120),
         }
     }
 }
 
-/// A running x11vnc. Dropping it stops the server (SIGKILL); [`Takeover::stop`] stops it
-/// gracefully and waits.
+/// A running takeover server. Dropping it stops the server; [`Takeover::stop`] stops it
+/// and waits until it is gone.
 #[derive(Debug)]
 pub struct Takeover {
     port: u16,
@@ -135,7 +147,8 @@ pub struct Takeover {
 }
 
 impl Takeover {
-    /// Starts x11vnc on `display` with the default options; see [`Takeover::start_with`].
+    /// Starts a takeover server on `display` with the default options; see
+    /// [`Takeover::start_with`].
     pub async fn start(
         display: &DisplayTarget,
         state_dir: &Path,
@@ -143,9 +156,9 @@ impl Takeover {
         Takeover::start_with(display, state_dir, &TakeoverOptions::default()).await
     }
 
-    /// Starts x11vnc on `display`, listening on a free port of 127.0.0.1, files in
-    /// `state_dir/takeover/` (0700). Returns once it listens, with the port and the
-    /// one-time password (give it to the person who asked; never log it).
+    /// Starts x11vnc on `display` (files in `state_dir/takeover/`, 0700) and the loopback
+    /// listener in front of it. Returns once both listen, with the port and the one-time
+    /// password (give it to the person who asked; never log it).
     pub async fn start_with(
         display: &DisplayTarget,
         state_dir: &Path,
@@ -154,70 +167,51 @@ impl Takeover {
         let bin = crate::reader::find_on_path("x11vnc").ok_or(TakeoverError::NotInstalled)?;
         let dir = state_dir.join("takeover");
         prepare_dir(&dir)?;
-        let fifo = dir.join("events");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(
-            |e| TakeoverError::Io {
-                about: "cannot create the fifo",
-                path: fifo.clone(),
-                source: io::Error::from(e),
-            },
-        )?;
-        // Read-write: opening does not wait for a writer, and the hooks' writers closing
-        // never looks like end-of-file.
-        let receiver = tokio::net::unix::pipe::OpenOptions::new()
-            .read_write(true)
-            .open_receiver(&fifo)
-            .map_err(io_err("cannot open the fifo", &fifo))?;
         let password =
             one_time_password().map_err(io_err("cannot read", Path::new("/dev/urandom")))?;
-
-        let mut last_err = None;
-        for _ in 0..PORT_ATTEMPTS {
-            let port = free_port()
-                .map_err(io_err("cannot find a free port on", Path::new("127.0.0.1")))?;
-            match spawn_x11vnc(&bin, display, &dir, &fifo, port, &password, opts).await {
-                Ok((child, stdout)) => {
-                    let pid = child.id().unwrap_or(0);
-                    let x_display = display.name.as_str();
-                    info!(
-                        port,
-                        pid, x_display, "takeover server listening on loopback"
-                    );
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    let (stop_tx, stop_rx) = oneshot::channel();
-                    let task = tokio::spawn(supervise(
-                        child,
-                        stdout,
-                        receiver,
-                        stop_rx,
-                        tx,
-                        dir.clone(),
-                        opts.max_failed_auth,
-                        opts.connect_within,
-                    ));
-                    let t = Takeover {
-                        port,
-                        pid,
-                        events: Some(rx),
-                        stop: Some(stop_tx),
-                        task: Some(task),
-                    };
-                    return Ok((t, port, password));
-                }
-                Err(e) => {
-                    debug!(error = %e, "x11vnc did not start; trying another port");
-                    last_err = Some(e);
-                }
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(io_err("cannot listen on", Path::new("127.0.0.1")))?;
+        let port = listener
+            .local_addr()
+            .map_err(io_err("cannot listen on", Path::new("127.0.0.1")))?
+            .port();
+        let socket = dir.join("vnc.sock");
+        let child = match spawn_x11vnc(&bin, display, &dir, &socket, &password, opts).await {
+            Ok(c) => c,
+            Err(e) => {
+                cleanup(&dir);
+                return Err(e);
             }
-        }
-        cleanup(&dir);
-        Err(last_err.unwrap_or(TakeoverError::NotListening {
-            port: 0,
-            detail: "no attempt made".into(),
-        }))
+        };
+        let pid = child.id().unwrap_or(0);
+        let x_display = display.name.as_str();
+        info!(
+            port,
+            pid, x_display, "takeover server listening on loopback"
+        );
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let task = tokio::spawn(supervise(Supervised {
+            child,
+            listener,
+            socket,
+            stop: stop_rx,
+            tx,
+            dir,
+            opts: opts.clone(),
+        }));
+        let t = Takeover {
+            port,
+            pid,
+            events: Some(rx),
+            stop: Some(stop_tx),
+            task: Some(task),
+        };
+        Ok((t, port, password))
     }
 
-    /// The loopback port x11vnc listens on.
+    /// The loopback port viewers connect to.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -232,8 +226,9 @@ impl Takeover {
         self.events.take()
     }
 
-    /// Stops x11vnc (SIGTERM, then SIGKILL after 3 s) and waits until it is gone and its
-    /// files are removed. The event stream ends with [`TakeoverEvent::Ended`].
+    /// Stops the server (SIGTERM, then SIGKILL after 3 s), closes any viewer, waits until
+    /// x11vnc is gone and its files are removed. The event stream ends with
+    /// [`TakeoverEvent::Ended`].
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -246,7 +241,8 @@ impl Takeover {
 
 impl Drop for Takeover {
     fn drop(&mut self) {
-        // The supervising task stops the server when this sender goes away.
+        // The supervising task stops the server when it hears this (or when the runtime
+        // shuts down: x11vnc is `kill_on_drop`).
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -255,12 +251,6 @@ impl Drop for Takeover {
 
 /// Creates `dir` 0700 (tightening an existing one) and removes files of an earlier run.
 fn prepare_dir(dir: &Path) -> Result<(), TakeoverError> {
-    let s = dir.as_os_str().to_string_lossy();
-    if s.contains('\'') || s.contains('\n') {
-        return Err(TakeoverError::UnsafePath {
-            path: dir.to_path_buf(),
-        });
-    }
     crate::state::create_private_dir(dir).map_err(|e| TakeoverError::Io {
         about: "cannot create",
         path: dir.to_path_buf(),
@@ -268,7 +258,7 @@ fn prepare_dir(dir: &Path) -> Result<(), TakeoverError> {
     })?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
         .map_err(io_err("cannot restrict", dir))?;
-    for name in ["events", "passwd", "x11vnc.log"] {
+    for name in ["vnc.sock", "passwd", "x11vnc.log"] {
         let p = dir.join(name);
         match fs::remove_file(&p) {
             Ok(()) => {}
@@ -279,9 +269,9 @@ fn prepare_dir(dir: &Path) -> Result<(), TakeoverError> {
     Ok(())
 }
 
-/// Removes the files a takeover leaves (the log stays, for diagnosis).
+/// Removes what a takeover leaves (the log stays, for diagnosis).
 fn cleanup(dir: &Path) {
-    for name in ["events", "passwd"] {
+    for name in ["vnc.sock", "passwd"] {
         let _ = fs::remove_file(dir.join(name));
     }
 }
@@ -289,13 +279,13 @@ fn cleanup(dir: &Path) {
 /// Eight characters from [`ALPHABET`], uniformly (rejection sampling over random bytes).
 fn one_time_password() -> io::Result<Secret> {
     let mut urandom = fs::File::open("/dev/urandom")?;
-    let limit = (256 / ALPHABET.len() * ALPHABET.len()) as u8;
+    let limit = 256 / ALPHABET.len() * ALPHABET.len();
     let mut out = String::with_capacity(PASSWORD_LEN);
     let mut buf = [0u8; 32];
     while out.len() < PASSWORD_LEN {
         urandom.read_exact(&mut buf)?;
         for b in buf {
-            if b < limit && out.len() < PASSWORD_LEN {
+            if (b as usize) < limit && out.len() < PASSWORD_LEN {
                 out.push(ALPHABET[b as usize % ALPHABET.len()] as char);
             }
         }
@@ -304,39 +294,57 @@ fn one_time_password() -> io::Result<Secret> {
     Ok(Secret::new(out))
 }
 
-fn free_port() -> io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// The x11vnc command line (no secret in it: the password travels in a file).
+fn x11vnc_args(
+    display: &DisplayTarget,
+    socket: &Path,
+    pwfile: &Path,
+    opts: &TakeoverOptions,
+) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = vec!["-display".into(), display.name.clone().into()];
+    if let Some(auth) = &display.xauthority {
+        a.push("-auth".into());
+        a.push(auth.into());
+    }
+    a.push("-unixsock".into());
+    a.push(socket.into());
+    // No TCP listener of x11vnc's own, IPv4 or IPv6 (measured: without `-rfbportv6 -1`
+    // Debian's build still listens on [::]:5900). Not `-localhost`: it means "-allow
+    // 127.0.0.1", which refuses Unix-socket peers (they have no address).
+    for s in ["-rfbport", "0", "-rfbportv6", "-1", "-noipv6"] {
+        a.push(s.into());
+    }
+    a.push("-passwdfile".into());
+    let mut rm = std::ffi::OsString::from("rm:");
+    rm.push(pwfile);
+    a.push(rm);
+    for s in [
+        "-forever",
+        "-nevershared",
+        "-dontdisconnect",
+        "-norc",
+        "-noremote",
+        "-nolookup",
+        "-desktop",
+        "ibwarden",
+        "-timeout",
+    ] {
+        a.push(s.into());
+    }
+    a.push(opts.connect_within.as_secs().max(1).to_string().into());
+    a
 }
 
-/// The `-afteraccept` / `-gone` hook: one line `<mode> <client id> <state>` into the FIFO.
-fn hook(mode: &str, fifo: &Path) -> String {
-    // The path was checked for quotes and newlines in `prepare_dir`.
-    format!(
-        "echo {mode} \"$RFB_CLIENT_ID\" \"$RFB_STATE\" >> '{}'",
-        fifo.display()
-    )
-}
-
-/// Starts x11vnc and waits for its `PORT=` line.
+/// Starts x11vnc and waits until it says it listens on the Unix socket.
 async fn spawn_x11vnc(
     bin: &Path,
     display: &DisplayTarget,
     dir: &Path,
-    fifo: &Path,
-    port: u16,
+    socket: &Path,
     password: &Secret,
     opts: &TakeoverOptions,
-) -> Result<
-    (
-        Child,
-        tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    ),
-    TakeoverError,
-> {
+) -> Result<Child, TakeoverError> {
     let pwfile = dir.join("passwd");
-    let _ = fs::remove_file(&pwfile);
     {
         let mut f = OpenOptions::new()
             .write(true)
@@ -348,7 +356,7 @@ async fn spawn_x11vnc(
             .map_err(io_err("cannot write", &pwfile))?;
     }
     let log_path = dir.join("x11vnc.log");
-    let log = OpenOptions::new()
+    let mut log = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
@@ -357,71 +365,57 @@ async fn spawn_x11vnc(
         .map_err(io_err("cannot create", &log_path))?;
 
     let mut cmd = Command::new(bin);
-    cmd.arg("-display").arg(&display.name);
-    if let Some(auth) = &display.xauthority {
-        cmd.arg("-auth").arg(auth);
-    }
-    cmd.args(["-localhost", "-noipv6", "-rfbport"])
-        .arg(port.to_string())
-        .arg("-passwdfile")
-        .arg(format!("rm:{}", pwfile.display()))
-        .args([
-            "-forever",
-            "-nevershared",
-            "-dontdisconnect",
-            "-norc",
-            "-noremote",
-            "-nolookup",
-            "-desktop",
-            "ibwarden",
-            "-timeout",
-        ])
-        .arg(opts.connect_within.as_secs().max(1).to_string())
-        .arg("-afteraccept")
-        .arg(hook("afteraccept", fifo))
-        .arg("-gone")
-        .arg(hook("gone", fifo))
+    cmd.args(x11vnc_args(display, socket, &pwfile, opts))
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("LANG", "C")
         .env("HOME", dir)
         .current_dir(dir)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(io_err("cannot start", bin))?;
-    let Some(stdout) = child.stdout.take() else {
+    let Some(stderr) = child.stderr.take() else {
         let _ = child.start_kill();
-        return Err(TakeoverError::NotListening {
-            port,
-            detail: "no stdout".into(),
-        });
+        return Err(not_listening(display, "no stderr".into()));
     };
-    let mut lines = BufReader::new(stdout).lines();
-    let want = format!("PORT={port}");
-    let started = tokio::time::timeout(START_TIMEOUT, async {
+    // x11vnc's log goes to a file (for diagnosis); the line saying it listens is the
+    // readiness signal. The reader keeps draining so x11vnc never blocks on a full pipe.
+    let (ready_tx, ready_rx) = oneshot::channel::<()>();
+    let want = format!("listening on unix socket: {}", socket.display());
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut ready = Some(ready_tx);
         while let Ok(Some(line)) = lines.next_line().await {
-            if line.trim() == want {
-                return true;
+            if line.contains(&want) {
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(());
+                }
             }
+            let _ = writeln!(log, "{line}");
         }
-        false
-    })
-    .await;
-    if started == Ok(true) {
-        return Ok((child, lines));
+    });
+    match tokio::time::timeout(START_TIMEOUT, ready_rx).await {
+        Ok(Ok(())) => Ok(child),
+        res => {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            let _ = fs::remove_file(&pwfile);
+            let detail = match res {
+                Err(_) => format!("it did not listen within {} s", START_TIMEOUT.as_secs()),
+                Ok(_) => log_tail(&log_path),
+            };
+            Err(not_listening(display, detail))
+        }
     }
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-    let _ = fs::remove_file(&pwfile);
-    Err(TakeoverError::NotListening {
-        port,
-        detail: match started {
-            Err(_) => format!("no PORT= line within {} s", START_TIMEOUT.as_secs()),
-            Ok(_) => log_tail(&log_path),
-        },
-    })
+}
+
+fn not_listening(display: &DisplayTarget, detail: String) -> TakeoverError {
+    TakeoverError::NotListening {
+        display: display.name.clone(),
+        detail,
+    }
 }
 
 /// The last few lines of x11vnc's log, for an error message.
@@ -436,22 +430,169 @@ fn log_tail(path: &Path) -> String {
     }
 }
 
-/// Owns x11vnc: turns hook lines into events, stops it on request, reports its end.
-#[allow(clippy::too_many_arguments)]
-async fn supervise(
-    mut child: Child,
-    mut stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    fifo: tokio::net::unix::pipe::Receiver,
-    mut stop: oneshot::Receiver<()>,
+/// How a proxied connection's handshake ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Handshake {
+    /// x11vnc accepted the password.
+    Authenticated,
+    /// x11vnc refused the password.
+    WrongPassword,
+    /// The connection ended another way (closed early, a non-VNC-auth security type, a
+    /// failure before authentication).
+    Other(&'static str),
+}
+
+async fn pass<R, W>(from: &mut R, to: &mut W, n: usize) -> io::Result<Vec<u8>>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; n];
+    from.read_exact(&mut buf).await?;
+    to.write_all(&buf).await?;
+    Ok(buf)
+}
+
+/// Forwards a failure reason (u32 length + text), bounded.
+async fn pass_reason<R, W>(from: &mut R, to: &mut W) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let len = pass(from, to, 4).await?;
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+    if len > MAX_REASON {
+        return Err(io::Error::other("failure reason too long"));
+    }
+    pass(from, to, len as usize).await?;
+    Ok(())
+}
+
+/// Relays the RFB handshake between a viewer and the server byte for byte, reading it on
+/// the way (RFB 6.1–6.2: versions 3.3, 3.7, 3.8), up to the SecurityResult.
+pub(crate) async fn relay_handshake<C, S>(client: &mut C, server: &mut S) -> io::Result<Handshake>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    pass(server, client, 12).await?;
+    let version = pass(client, server, 12).await?;
+    // "RFB 003.00N\n"; anything unknown is treated as 3.3, as servers do.
+    let minor = std::str::from_utf8(&version[8..11])
+        .ok()
+        .and_then(|s| s.parse::<u32>().ok())
+        .unwrap_or(3);
+    let minor = if version.starts_with(b"RFB 003.") {
+        minor
+    } else {
+        3
+    };
+    let chosen = if minor >= 7 {
+        let n = pass(server, client, 1).await?[0];
+        if n == 0 {
+            pass_reason(server, client).await?;
+            return Ok(Handshake::Other("the server refused the connection"));
+        }
+        let types = pass(server, client, n as usize).await?;
+        let chosen = pass(client, server, 1).await?[0];
+        if !types.contains(&chosen) {
+            return Ok(Handshake::Other("the viewer chose a type not offered"));
+        }
+        chosen
+    } else {
+        let t = pass(server, client, 4).await?;
+        let t = u32::from_be_bytes([t[0], t[1], t[2], t[3]]);
+        if t == 0 {
+            pass_reason(server, client).await?;
+            return Ok(Handshake::Other("the server refused the connection"));
+        }
+        u8::try_from(t).unwrap_or(0)
+    };
+    if chosen != SEC_VNC_AUTH {
+        // x11vnc is started with a password, so it offers only VNC authentication; any
+        // other type means something is wrong: never pass such a viewer through.
+        return Ok(Handshake::Other("not VNC authentication"));
+    }
+    pass(server, client, 16).await?;
+    pass(client, server, 16).await?;
+    let result = pass(server, client, 4).await?;
+    if result == [0, 0, 0, 0] {
+        return Ok(Handshake::Authenticated);
+    }
+    if minor >= 8 {
+        pass_reason(server, client).await?;
+    }
+    Ok(Handshake::WrongPassword)
+}
+
+/// What a connection task tells the supervisor.
+#[derive(Debug)]
+enum ConnMsg {
+    Authenticated,
+    WrongPassword,
+    Closed { authenticated: bool },
+}
+
+/// One viewer: connect to x11vnc, relay the handshake (bounded), then bytes both ways.
+async fn serve_viewer(
+    mut client: TcpStream,
+    socket: PathBuf,
+    handshake_within: Duration,
+    tx: mpsc::UnboundedSender<ConnMsg>,
+) {
+    let mut authenticated = false;
+    let result: io::Result<()> = async {
+        let mut server = UnixStream::connect(&socket).await?;
+        let hs = tokio::time::timeout(handshake_within, relay_handshake(&mut client, &mut server))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake took too long"))??;
+        match hs {
+            Handshake::Authenticated => {
+                authenticated = true;
+                let _ = tx.send(ConnMsg::Authenticated);
+                tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+            }
+            Handshake::WrongPassword => {
+                let _ = tx.send(ConnMsg::WrongPassword);
+                // Let the viewer read the reason before the close.
+                let _ = client.shutdown().await;
+            }
+            Handshake::Other(why) => debug!(why, "takeover connection ended in the handshake"),
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        debug!(error = %e, "takeover connection ended");
+    }
+    let _ = tx.send(ConnMsg::Closed { authenticated });
+}
+
+struct Supervised {
+    child: Child,
+    listener: TcpListener,
+    socket: PathBuf,
+    stop: oneshot::Receiver<()>,
     tx: mpsc::UnboundedSender<TakeoverEvent>,
     dir: PathBuf,
-    max_failed_auth: u32,
-    connect_within: Duration,
-) {
-    let mut hooks = BufReader::new(fifo).lines();
-    let mut connected: HashSet<String> = HashSet::new();
+    opts: TakeoverOptions,
+}
+
+/// Owns x11vnc and the listener: one viewer at a time, events, the end.
+async fn supervise(s: Supervised) {
+    let Supervised {
+        mut child,
+        listener,
+        socket,
+        mut stop,
+        tx,
+        dir,
+        opts,
+    } = s;
+    let (conn_tx, mut conn_rx) = mpsc::unbounded_channel();
+    let mut active: Option<JoinHandle<()>> = None;
+    let mut connected = false;
     let mut failed = 0u32;
-    let mut stdout_open = true;
     let reason = loop {
         tokio::select! {
             _ = &mut stop => {
@@ -460,59 +601,60 @@ async fn supervise(
             }
             status = child.wait() => {
                 break match status {
-                    Ok(s) if connected.is_empty() && failed == 0 && s.code() != Some(0) => {
-                        format!("x11vnc exited ({s}); nobody connected within {} s?", connect_within.as_secs())
-                    }
-                    Ok(s) => format!("x11vnc exited ({s})"),
+                    Ok(st) if failed == 0 && !connected => format!(
+                        "x11vnc exited ({st}); nobody connected within {} s?",
+                        opts.connect_within.as_secs()
+                    ),
+                    Ok(st) => format!("x11vnc exited ({st})"),
                     Err(e) => format!("x11vnc could not be waited for: {e}"),
                 };
             }
-            line = stdout.next_line(), if stdout_open => {
-                // Drained so x11vnc never blocks on a full pipe; nothing in it matters.
-                if !matches!(line, Ok(Some(_))) {
-                    stdout_open = false;
+            accepted = listener.accept() => {
+                let Ok((stream, peer)) = accepted else { continue };
+                if active.is_some() {
+                    debug!(%peer, "takeover: a viewer is already connected; closing the new one");
+                    drop(stream);
+                    continue;
                 }
+                debug!(%peer, "takeover: viewer connecting");
+                active = Some(tokio::spawn(serve_viewer(
+                    stream,
+                    socket.clone(),
+                    opts.handshake_within,
+                    conn_tx.clone(),
+                )));
             }
-            line = hooks.next_line() => {
-                let Ok(Some(line)) = line else { continue };
-                let mut parts = line.split_whitespace();
-                let (mode, id, state) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-                match mode {
-                    // Events mark transitions of "anyone connected", so a consumer can
-                    // keep one flag even if x11vnc ever admits a second viewer.
-                    Some("afteraccept") => {
-                        if connected.insert(id.to_string()) {
-                            info!(client = id, "a person connected to the takeover server");
-                            if connected.len() == 1 {
-                                let _ = tx.send(TakeoverEvent::Connected);
-                            }
-                        }
-                    }
-                    Some("gone") => {
-                        if connected.remove(id) {
-                            info!(client = id, "a person disconnected from the takeover server");
-                            if connected.is_empty() {
-                                let _ = tx.send(TakeoverEvent::Disconnected);
-                            }
-                        } else if state == "AUTHENTICATION" {
-                            // Gone while x11vnc was checking the password: a wrong one
-                            // (measured: x11vnc reports that state for a failed check; a
-                            // probe that leaves earlier does not count). Bounded, so the
-                            // password cannot be guessed.
-                            failed += 1;
-                            warn!(client = id, failed, "a VNC client left without passing the password check");
-                            if failed >= max_failed_auth {
-                                terminate(&mut child).await;
-                                break format!("stopped after {failed} failed VNC password attempts");
-                            }
-                        }
-                    }
-                    _ => debug!(line = %line, "unexpected hook line"),
+            Some(msg) = conn_rx.recv() => match msg {
+                ConnMsg::Authenticated => {
+                    connected = true;
+                    info!("a person connected to the takeover server");
+                    let _ = tx.send(TakeoverEvent::Connected);
                 }
-            }
+                ConnMsg::WrongPassword => {
+                    failed += 1;
+                    warn!(failed, "wrong VNC password on the takeover server");
+                    if failed >= opts.max_failed_auth {
+                        terminate(&mut child).await;
+                        break format!("stopped after {failed} wrong VNC passwords");
+                    }
+                }
+                ConnMsg::Closed { authenticated } => {
+                    active = None;
+                    if authenticated && connected {
+                        connected = false;
+                        info!("the person disconnected from the takeover server");
+                        let _ = tx.send(TakeoverEvent::Disconnected);
+                    }
+                }
+            },
         }
     };
-    if !connected.is_empty() {
+    drop(listener);
+    if let Some(a) = active.take() {
+        a.abort();
+        let _ = a.await;
+    }
+    if connected {
         let _ = tx.send(TakeoverEvent::Disconnected);
     }
     info!(reason = %reason, "takeover server ended");
@@ -538,6 +680,7 @@ async fn terminate(child: &mut Child) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::duplex;
 
     #[test]
     fn passwords_are_eight_unambiguous_characters_and_differ() {
@@ -552,21 +695,31 @@ mod tests {
     }
 
     #[test]
-    fn hook_writes_mode_id_and_state_to_the_fifo() {
-        assert_eq!(
-            hook("gone", Path::new("/var/lib/ibw/takeover/events")),
-            "echo gone \"$RFB_CLIENT_ID\" \"$RFB_STATE\" >> '/var/lib/ibw/takeover/events'"
-        );
-    }
-
-    #[test]
-    fn quotes_in_the_directory_are_refused() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let bad = tmp.path().join("it's");
-        assert!(matches!(
-            prepare_dir(&bad),
-            Err(TakeoverError::UnsafePath { .. })
-        ));
+    fn argv_has_no_tcp_listener_and_no_password() {
+        let d = DisplayTarget::existing(":7", Some(PathBuf::from("/x/Xauthority")));
+        let args: Vec<String> = x11vnc_args(
+            &d,
+            Path::new("/s/takeover/vnc.sock"),
+            Path::new("/s/takeover/passwd"),
+            &TakeoverOptions::default(),
+        )
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+        let joined = args.join(" ");
+        for want in [
+            "-display :7",
+            "-auth /x/Xauthority",
+            "-unixsock /s/takeover/vnc.sock",
+            "-rfbport 0",
+            "-rfbportv6 -1",
+            "-noipv6",
+            "-passwdfile rm:/s/takeover/passwd",
+            "-timeout 600",
+        ] {
+            assert!(joined.contains(want), "{want} in {joined}");
+        }
+        assert!(!joined.contains("-passwd "), "never the password itself");
     }
 
     #[test]
@@ -580,5 +733,111 @@ mod tests {
         let mode = fs::metadata(&d).expect("stat").permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         assert!(!d.join("passwd").exists());
+    }
+
+    /// Runs the relay between two in-memory pipes; `server` and `client` script the peers.
+    async fn relay(
+        server_script: Vec<u8>,
+        client_script: Vec<u8>,
+    ) -> (io::Result<Handshake>, Vec<u8>, Vec<u8>) {
+        let (mut c_near, mut c_far) = duplex(4096);
+        let (mut s_near, mut s_far) = duplex(4096);
+        c_far
+            .write_all(&client_script)
+            .await
+            .expect("client script");
+        s_far
+            .write_all(&server_script)
+            .await
+            .expect("server script");
+        // End of each script: the relay then sees end-of-file, as from a closed socket.
+        c_far.shutdown().await.expect("shutdown");
+        s_far.shutdown().await.expect("shutdown");
+        let res = relay_handshake(&mut c_near, &mut s_near).await;
+        drop(c_near);
+        drop(s_near);
+        let mut to_client = Vec::new();
+        let mut to_server = Vec::new();
+        c_far.read_to_end(&mut to_client).await.expect("read");
+        s_far.read_to_end(&mut to_server).await.expect("read");
+        (res, to_client, to_server)
+    }
+
+    fn v(minor: u8) -> Vec<u8> {
+        format!("RFB 003.00{minor}\n").into_bytes()
+    }
+
+    #[tokio::test]
+    async fn rfb38_ok_is_authenticated_and_bytes_pass_unchanged() {
+        let mut server = v(8);
+        server.extend([1, 2]);
+        server.extend([7u8; 16]);
+        server.extend([0, 0, 0, 0]);
+        let mut client = v(8);
+        client.push(2);
+        client.extend([9u8; 16]);
+        let (res, to_client, to_server) = relay(server.clone(), client.clone()).await;
+        assert_eq!(res.expect("relay"), Handshake::Authenticated);
+        assert_eq!(to_client, server);
+        assert_eq!(to_server, client);
+    }
+
+    #[tokio::test]
+    async fn rfb38_failure_forwards_the_reason() {
+        let mut server = v(8);
+        server.extend([1, 2]);
+        server.extend([7u8; 16]);
+        server.extend([0, 0, 0, 1, 0, 0, 0, 3]);
+        server.extend(b"bad");
+        let mut client = v(8);
+        client.push(2);
+        client.extend([9u8; 16]);
+        let (res, to_client, _) = relay(server.clone(), client).await;
+        assert_eq!(res.expect("relay"), Handshake::WrongPassword);
+        assert_eq!(to_client, server);
+    }
+
+    #[tokio::test]
+    async fn rfb33_ok_and_failure() {
+        let mut server = v(3);
+        server.extend([0, 0, 0, 2]);
+        server.extend([7u8; 16]);
+        server.extend([0, 0, 0, 0]);
+        let mut client = v(3);
+        client.extend([9u8; 16]);
+        let (res, _, _) = relay(server.clone(), client.clone()).await;
+        assert_eq!(res.expect("relay"), Handshake::Authenticated);
+        let n = server.len();
+        server[n - 1] = 1;
+        let (res, _, _) = relay(server, client).await;
+        assert_eq!(res.expect("relay"), Handshake::WrongPassword);
+    }
+
+    #[tokio::test]
+    async fn security_type_none_is_never_passed_through() {
+        let mut server = v(8);
+        server.extend([2, 1, 2]);
+        let mut client = v(8);
+        client.push(1);
+        let (res, _, _) = relay(server, client).await;
+        assert_eq!(
+            res.expect("relay"),
+            Handshake::Other("not VNC authentication")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_type_not_offered_is_refused_and_early_close_is_an_error() {
+        let mut server = v(8);
+        server.extend([1, 2]);
+        let mut client = v(8);
+        client.push(5);
+        let (res, _, _) = relay(server, client).await;
+        assert_eq!(
+            res.expect("relay"),
+            Handshake::Other("the viewer chose a type not offered")
+        );
+        let (res, _, _) = relay(v(8), Vec::new()).await;
+        assert!(res.is_err());
     }
 }
