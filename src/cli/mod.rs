@@ -26,6 +26,7 @@ mod run;
 mod secret;
 mod setup;
 mod totp;
+mod vnc;
 
 /// Exit code for an invalid config file (sysexits.h `EX_CONFIG`).
 pub const EXIT_CONFIG: u8 = 78;
@@ -105,6 +106,10 @@ enum Command {
     TotpNow(control::SocketArgs),
     /// Save a PNG of the running instance's display.
     Screenshot(control::ScreenshotArgs),
+    /// Let a person take over: start a loopback-only VNC server on the running instance's
+    /// display and print the SSH tunnel command and a one-time password (typing pauses
+    /// while they are connected). `--stop` ends it.
+    Vnc(vnc::Args),
     /// Convert an IBC config.ini (and/or an IBC Docker image's env file) into an ibwarden
     /// config, with a report of what mapped and what did not.
     ImportIbc(import_ibc::Args),
@@ -135,6 +140,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Stop(args) => control::stop(args),
         Command::TotpNow(args) => control::totp_now(args),
         Command::Screenshot(args) => control::screenshot(args),
+        Command::Vnc(args) => vnc::run(args),
         Command::ImportIbc(args) => import_ibc::run(args),
         Command::Generate(cmd) => generate::run(cmd),
     }
