@@ -491,7 +491,14 @@ fn wrong_code_every_time_halts_after_max_rejections_and_recovers_after_a_fix() {
     // fresh TOTP steps, so up to ~60 s of real time), then stops and tells the person. Over a
     // simulated hour the bound is the same: a halted ibwarden types nothing more until a
     // person acts (checked for an observation window below, and by the core's unit tests).
-    let install = SimInstall::new(&Scenario::new().set("reject_codes", 1000));
+    // The simulator's 2FA dialog times out after twofa_timeout_s × time_factor; ibwarden's
+    // wait for a fresh TOTP step is real time (up to 30 s), so the timeout is scaled back up
+    // to 60 s (the real gateway's is 180 s).
+    let install = SimInstall::new(
+        &Scenario::new()
+            .set("reject_codes", 1000)
+            .set("twofa_timeout_s", 1200),
+    );
     let census = Census::start(&install);
     let mut w = Warden::start_with(&install, "live", "max_code_rejections = 1", "");
     let halted = w.wait_notify("halted on rejected codes", LIVE_LOGIN, |m| {
@@ -556,7 +563,11 @@ fn clock_40s_fast_never_locks_and_says_why_codes_fail() {
     // then 1 step ahead (accepted: IBKR allows ±1) or 2 steps ahead (rejected), depending on
     // where in the step ibwarden types. Either outcome is fine; what must hold is no lockout,
     // at most max_code_rejections + 1 codes, and a message pointing at the clock if it halts.
-    let install = SimInstall::new(&Scenario::new().set("clock_offset_s", -40));
+    let install = SimInstall::new(
+        &Scenario::new()
+            .set("clock_offset_s", -40)
+            .set("twofa_timeout_s", 1200),
+    );
     let census = Census::start(&install);
     let mut w = Warden::start_with(&install, "live", "max_code_rejections = 1", "");
     let m = w.wait_notify("ready or halted", LIVE_LOGIN, |m| {
