@@ -557,3 +557,33 @@ fn titles_only_accepts_the_paper_warning_and_never_presses_a_gateway_dialog() {
     );
     w.stop_and_wait(Duration::from_secs(60));
 }
+
+#[test]
+fn ib_key_push_forced_by_ibkr_is_not_typed_into() {
+    // Configured for the authenticator app, but IBKR only offers IB Key: the dialog's text
+    // (read by OCR) says so, and nothing is typed into it.
+    let sc = Scenario::new()
+        .set("devices", "IB Key")
+        .set("twofa_timeout_s", 1200);
+    let install = SimInstall::new(&sc);
+    let mut w = Warden::start(&install, "live", "");
+    let n = wait_notice(&mut w, "HumanApproval", LOGIN);
+    assert!(n.contains("approve"), "{n}");
+    let rec = install.record();
+    assert_nothing_for(
+        &rec,
+        Duration::from_secs(2),
+        "a key in the push dialog",
+        |e| {
+            (is_ev(e, "key") || is_ev(e, "button")) && e["window"] == "Second Factor Authentication"
+        },
+    );
+    assert!(codes(&rec).is_empty());
+    let keys = rec
+        .events()
+        .into_iter()
+        .filter(|e| is_ev(e, "key") && e["window"] == "Second Factor Authentication")
+        .count();
+    assert_eq!(keys, 0, "no key reached the push dialog");
+    w.stop_and_wait(Duration::from_secs(60));
+}
