@@ -144,6 +144,12 @@ fn existing_session_before_login_primary_continues_and_confirms_the_handoff() {
     assert_eq!(buttons(&rec, EXISTING), ["Continue Login"]);
     assert_eq!(buttons(&rec, HANDOFF), ["Disconnect Other Session"]);
     assert_eq!(attempts(&rec).len(), 1);
+    // Every window of the flow was known: nothing reported as unknown.
+    assert!(
+        notices(&w, "UnknownDialog").is_empty(),
+        "{}",
+        w.log_tail(40)
+    );
     w.assert_no_secret_in_logs(&install);
     w.stop_and_wait(Duration::from_secs(60));
 }
@@ -537,6 +543,11 @@ fn tip_of_the_day_is_closed_and_a_password_notice_is_reported() {
     });
     let n = wait_notice(&mut w, "PasswordExpiring", STEP);
     assert!(n.contains("5 days"), "{n}");
+    assert!(
+        notices(&w, "UnknownDialog").is_empty(),
+        "{}",
+        w.log_tail(40)
+    );
     w.stop_and_wait(Duration::from_secs(60));
 }
 

@@ -250,6 +250,10 @@ pub const CATALOGUE: &[Entry] = &[
     ),
 ];
 
+/// Windows this small (either side, in pixels) are AWT helper stubs that share the
+/// gateway's process and class (`reference/peers.md` §15): ignored, never "unknown".
+pub const STUB_MAX_SIDE: u16 = 2;
+
 /// Classify a window by title and shape (stage 1).
 pub fn classify(title: &str, is_transient: bool) -> (DialogKind, bool) {
     let title = title.trim();

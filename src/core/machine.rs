@@ -818,6 +818,11 @@ impl Supervisor {
         if self.pid.is_none() || matches!(self.phase, Phase::Stopping | Phase::Stopped) {
             return;
         }
+        if info.width <= dialog::STUB_MAX_SIDE || info.height <= dialog::STUB_MAX_SIDE {
+            // AWT maps 1x1 helper windows of the same process: not dialogs, never reported.
+            tracing::debug!(window = info.id, title = %info.title, "stub window ignored");
+            return;
+        }
         let (kind, needs_text) = dialog::classify(&info.title, info.transient_for.is_some());
         tracing::debug!(window = info.id, title = %info.title, ?kind, "window mapped");
         let id = info.id;

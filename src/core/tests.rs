@@ -1036,3 +1036,23 @@ fn titles_only_gives_the_safest_answer_to_every_ambiguous_dialog() {
     assert!(h.code_steps().is_empty());
     assert_eq!(notices(&h, NoticeKind::HumanApproval), 1);
 }
+
+#[test]
+fn stub_windows_are_ignored_but_any_real_unknown_window_is_reported() {
+    let mut h = H::live();
+    let a = h.open_login_frame();
+    h.complete_typing(&a);
+    let mut stub = H::win(DIALOG, "", false);
+    stub.width = 1;
+    stub.height = 1;
+    let a = h.input(Input::Mapped(stub));
+    assert!(a.is_empty(), "{a:?}");
+    let a = h.map(DIALOG + 1, "");
+    assert!(a.iter().any(|x| matches!(
+        x,
+        Action::Notify {
+            kind: NoticeKind::UnknownDialog,
+            ..
+        }
+    )));
+}
