@@ -71,6 +71,11 @@ pub enum DialogKind {
     ShutdownProgress,
     /// `Are you sure you want to exit?` (TWS exit confirmation).
     ExitConfirm,
+    /// TWS: `Bid, Ask and Last Size Display Update` (a market-data display notice).
+    BidAskNotice,
+    /// TWS: `API client needs write access action confirmation` (`Yes` grants an API client
+    /// the right to trade): never answered by ibwarden.
+    ApiWriteAccess,
     /// Anything else: never answered blindly.
     Unknown,
 }
@@ -246,6 +251,18 @@ pub const CATALOGUE: &[Entry] = &[
         Contains("Are you sure you want to exit"),
         Shape::Any,
         K::ExitConfirm,
+        false,
+    ),
+    row(
+        Contains("Bid, Ask and Last Size Display Update"),
+        Shape::Any,
+        K::BidAskNotice,
+        false,
+    ),
+    row(
+        Contains("API client needs write access"),
+        Shape::Any,
+        K::ApiWriteAccess,
         false,
     ),
 ];

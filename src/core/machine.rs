@@ -20,6 +20,11 @@ use super::timer::{Timer, TimerTable};
 use super::types::{KeyStep, NamedKey, ProbeOutcome, SecretRef, WindowInfo};
 use crate::totp;
 
+// TWS's in-frame second factor and exit path. A child module (file `src/core/tws.rs`) so its
+// glue can use the machine's private state; its decisions are pure functions.
+#[path = "tws.rs"]
+mod tws;
+
 /// How long the login frame may sit idle after a token relaunch before ibwarden types.
 const TOKEN_GRACE: Duration = Duration::from_secs(15);
 
@@ -391,6 +396,8 @@ struct Login {
     was_ready: bool,
     /// This launch used the auto-restart token: no credentials expected.
     token_login: bool,
+    /// TWS: watching the `Login` frame for the in-frame second factor.
+    tws: tws::TwsWatch,
 }
 
 #[derive(Clone, Debug)]
@@ -816,6 +823,7 @@ impl Supervisor {
 
     fn on_mapped(&mut self, now: Now, info: WindowInfo) {
         if self.pid.is_none() || matches!(self.phase, Phase::Stopping | Phase::Stopped) {
+            self.exit_confirm_while_stopping(info);
             return;
         }
         if info.width <= dialog::STUB_MAX_SIDE || info.height <= dialog::STUB_MAX_SIDE {
@@ -851,6 +859,10 @@ impl Supervisor {
             return;
         }
         w.reading = false;
+        if self.login.tws.reads(window) {
+            self.tws_frame_text(now, window, text);
+            return;
+        }
         let kind = match &text {
             Some(t) => dialog::refine(w.kind, t),
             None => w.kind,
@@ -905,6 +917,7 @@ impl Supervisor {
     fn on_window(&mut self, now: Now, id: u32, kind: DialogKind, text: Option<&str>) {
         use DialogKind as K;
         match kind {
+            K::TwsLoginFrame if self.tws_login_frame_again(now, id) => {}
             K::GatewayFrame | K::TwsLoginFrame => {
                 if self.login.frame.is_none() && self.phase == Phase::LoggingIn {
                     self.login.frame = Some(id);
@@ -924,11 +937,7 @@ impl Supervisor {
                     self.submit_credentials(now);
                 }
             }
-            K::TwsMainWindow => {
-                if self.phase == Phase::LoggingIn {
-                    self.await_api(now);
-                }
-            }
+            K::TwsMainWindow => self.tws_main_window(now, id),
             K::Progress | K::ShutdownProgress => {}
             K::IbKeyPrompt => {
                 if self.cfg.trading_mode == TradingMode::Paper {
@@ -1137,6 +1146,7 @@ impl Supervisor {
                     self.leave_alone(now, id, "exit confirmation we did not ask for");
                 }
             }
+            K::BidAskNotice | K::ApiWriteAccess => self.tws_dialog(now, id, kind),
             K::Unknown => self.unknown(now, id, text),
         }
     }
@@ -1391,6 +1401,7 @@ impl Supervisor {
         self.stats.logins += 1;
         let steps = self.credential_steps();
         self.type_into(frame, steps);
+        self.tws_submitted();
         self.set_phase(Phase::LoggingIn, "credentials submitted");
     }
 
@@ -1620,6 +1631,9 @@ impl Supervisor {
         let Some(mut p) = self.pending.remove(&ticket) else {
             return;
         };
+        if self.tws_typed(now, ticket, &result) {
+            return;
+        }
         match result {
             TypeResult::Done => {
                 if p.reread {
@@ -1829,6 +1843,7 @@ impl Supervisor {
                     self.submit_credentials(now);
                 }
             }
+            Timer::TwsWatch => self.tws_watch_tick(now),
             Timer::StopDeadline => {
                 if self.phase == Phase::Stopping {
                     self.push(Action::KillGateway);

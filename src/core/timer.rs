@@ -25,10 +25,12 @@ pub enum Timer {
     TokenGrace,
     /// The end of a ping-pong back-off: answer the session dialog that was held back.
     DeferredAnswer,
+    /// TWS: look at the `Login` frame again for the in-frame second factor (`core::tws`).
+    TwsWatch,
 }
 
 impl Timer {
-    const ALL: [Timer; 10] = [
+    const ALL: [Timer; 11] = [
         Timer::LaunchDeadline,
         Timer::LoginDeadline,
         Timer::TotpDue,
@@ -39,6 +41,7 @@ impl Timer {
         Timer::StopDeadline,
         Timer::TokenGrace,
         Timer::DeferredAnswer,
+        Timer::TwsWatch,
     ];
 
     fn index(self) -> usize {
@@ -49,7 +52,7 @@ impl Timer {
 /// One optional deadline per [`Timer`].
 #[derive(Debug, Default, Clone)]
 pub struct TimerTable {
-    slots: [Option<Instant>; 10],
+    slots: [Option<Instant>; 11],
 }
 
 impl TimerTable {
