@@ -93,6 +93,45 @@ fn wait_notice(w: &mut Warden, kind: &str, timeout: Duration) -> String {
     })
 }
 
+/// `[notify]` with a command channel that appends `kind|severity|message` lines to `file`:
+/// what a person would receive, after ibwarden's deduplication.
+fn notify_to(file: &std::path::Path) -> String {
+    format!(
+        r#"[notify]
+desktop = false
+command = ["/bin/sh", "-c", "printf '%s|%s|%s\\n' \"$1\" \"$2\" \"$3\" >> '{}'", "notify"]
+"#,
+        file.display()
+    )
+}
+
+/// The notifications delivered through [`notify_to`]'s command, of `kind` (`login_failed`).
+fn delivered(file: &std::path::Path, kind: &str) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{kind}|")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits until a notification of `kind` has been delivered; returns the deliveries so far.
+fn wait_delivered(file: &std::path::Path, kind: &str, timeout: Duration) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let d = delivered(file, kind);
+        if !d.is_empty() {
+            return d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {kind} notification delivered within {timeout:?}; file: {:?}",
+            std::fs::read_to_string(file).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits for a `STATUS=` datagram containing `text`.
 fn wait_status(w: &mut Warden, text: &str, timeout: Duration) -> String {
     w.wait_notify(&format!("STATUS with {text:?}"), timeout, |m| {
@@ -325,13 +364,21 @@ fn wrong_password_is_tried_once_then_ibwarden_stops_and_tells_the_person() {
     // The simulator expects one password; ibwarden is given another.
     let mut install = SimInstall::new(&Scenario::new());
     install.scenario = install.scenario.clone().set("password", "Wrong-Pass_9!");
-    let mut w = Warden::start_with(&install, "live", "login_timeout = \"10s\"", "");
+    let sent = install.root().join("notified.txt");
+    let mut w = Warden::start_with(
+        &install,
+        "live",
+        "login_timeout = \"10s\"",
+        &notify_to(&sent),
+    );
     let mut rec = install.record();
     rec.wait_for("the Login failed dialog answered", LOGIN, |e| {
         is_button(e, "Login failed")
     });
     let n = wait_notice(&mut w, "LoginFailed", STEP);
     assert!(n.contains("Critical"), "{n}");
+    let d = wait_delivered(&sent, "login_failed", STEP);
+    assert!(d[0].starts_with("login_failed|critical|"), "{d:?}");
     wait_status(&mut w, "invalid username or password", STEP);
     // 5 simulated minutes (time_factor 0.05: 15 s), longer than ibwarden's login deadline
     // (10 s) and any back-off: still exactly one attempt.
@@ -345,6 +392,7 @@ fn wrong_password_is_tried_once_then_ibwarden_stops_and_tells_the_person() {
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(a[0]["verdict"], "bad_credentials");
     assert_eq!(sim_failures(&install), 1, "IBKR's failure counter");
+    assert_eq!(delivered(&sent, "login_failed").len(), 1, "told once");
     // ibwarden keeps running so `status` and health show why.
     assert!(w.child.try_wait().is_none(), "ibwarden must keep running");
     w.assert_no_secret_in_logs(&install);
@@ -395,9 +443,12 @@ fn ib_key_push_notifies_the_person_and_keeps_to_the_attempt_budget() {
     let install = SimInstall::new(&sc);
     let login = "second_factor_device = \"IB Key\"\nib_key_wait = \"10s\"\n\
                  max_failed_logins_per_hour = 2";
-    let mut w = Warden::start_with(&install, "live", login, "");
+    let sent = install.root().join("notified.txt");
+    let mut w = Warden::start_with(&install, "live", login, &notify_to(&sent));
     let n = wait_notice(&mut w, "HumanApproval", LOGIN);
     assert!(n.contains("approve"), "{n}");
+    let d = wait_delivered(&sent, "human_approval", STEP);
+    assert!(d[0].contains("phone"), "{d:?}");
     // Two attempts, then the budget: the next login is an hour away.
     let status = wait_status(&mut w, "failed-login budget spent", Duration::from_secs(90));
     let secs: u64 = status
@@ -449,13 +500,16 @@ fn screenshots(state_dir: &std::path::Path) -> Vec<PathBuf> {
 #[test]
 fn an_unknown_dialog_gets_a_screenshot_and_a_notification_and_is_left_alone() {
     let install = SimInstall::new(&Scenario::new());
-    let mut w = Warden::start(&install, "paper", "");
+    let sent = install.root().join("notified.txt");
+    let mut w = Warden::start_with(&install, "paper", "", &notify_to(&sent));
     w.wait_ready(LOGIN);
     let mut rec = install.record();
     install.control("dialog Quarterly Survey|How do you like the new layout?|Great,Later");
     rec.wait_window("Quarterly Survey", STEP);
     let n = wait_notice(&mut w, "UnknownDialog", STEP);
     assert!(n.contains("Quarterly Survey"), "{n}");
+    let d = wait_delivered(&sent, "unknown_dialog", STEP);
+    assert!(d[0].contains("Quarterly Survey"), "{d:?}");
     wait_line(&mut w, "the screenshot saved", STEP, |l| {
         l.contains("screenshot saved") && l.contains("unknown-dialog")
     });
