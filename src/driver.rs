@@ -141,6 +141,7 @@ pub fn core_config(cfg: &Config, content_reader: bool) -> CoreConfig {
         min_code_validity: cfg.login.min_code_validity,
         max_code_rejections: cfg.login.max_code_rejections,
         ib_key_wait: cfg.login.ib_key_wait,
+        relogin_backoff: cfg.login.relogin_backoff,
         login_timeout: cfg.login.login_timeout,
         probe_interval: cfg.probe.interval,
         failures_before_restart: cfg.probe.failures_before_restart,

@@ -652,3 +652,68 @@ fn ib_key_push_forced_by_ibkr_is_not_typed_into() {
     assert_eq!(keys, 0, "no key reached the push dialog");
     w.stop_and_wait(Duration::from_secs(60));
 }
+
+#[test]
+fn a_silently_dropped_login_is_retried_in_the_same_jvm_after_the_relogin_backoff() {
+    // IBKR drops the first Log In without a word (`AuthTimeoutMonitor-CCP: Timeout!` after
+    // 20 s, scaled to 1 s): the gateway goes back to its login window; ibwarden waits
+    // `relogin_backoff` and logs in again in the same JVM.
+    let install = SimInstall::new(&Scenario::new().set("silent_drop", 1));
+    let mut w = Warden::start_with(&install, "paper", "relogin_backoff = \"5s\"", "");
+    w.wait_ready(LOGIN);
+    let rec = install.record();
+    let a = attempts(&rec);
+    let verdicts: Vec<&str> = a
+        .iter()
+        .map(|e| e["verdict"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(verdicts, ["dropped", "ok"]);
+    let evs = rec.events();
+    assert_eq!(
+        evs.iter().filter(|e| is_ev(e, "start")).count(),
+        1,
+        "same JVM"
+    );
+    // Not before the back-off: the re-login came at least 5 s after the drop.
+    let reset_at = evs
+        .iter()
+        .find(|e| is_ev(e, "login_reset") && e["reason"] == "ccp_timeout")
+        .and_then(|e| e["t"].as_u64())
+        .expect("the drop sent the gateway back to its login window");
+    let retry_at = a[1]["t"].as_u64().expect("t");
+    assert!(
+        retry_at >= reset_at + 4_500,
+        "re-login {} ms after the drop",
+        retry_at - reset_at
+    );
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
+fn an_ib_key_push_the_gateway_times_out_is_retried_after_the_relogin_backoff() {
+    // The gateway's own 2FA timeout (180 s, scaled to 5 s) comes before ibwarden's wait:
+    // back at the login window, ibwarden waits `relogin_backoff` (doubling) and tries again,
+    // within the failed-login budget.
+    let sc = Scenario::new()
+        .set("devices", "IB Key")
+        .set("twofa_timeout_s", 100);
+    let install = SimInstall::new(&sc);
+    let login = "second_factor_device = \"IB Key\"\nib_key_wait = \"60s\"\n\
+                 relogin_backoff = \"5s\"\nmax_failed_logins_per_hour = 2";
+    let mut w = Warden::start_with(&install, "live", login, "");
+    wait_status(&mut w, "failed-login budget spent", Duration::from_secs(60));
+    let rec = install.record();
+    assert_eq!(attempts(&rec).len(), 2);
+    let timeouts = rec
+        .events()
+        .iter()
+        .filter(|e| is_ev(e, "twofa_timeout"))
+        .count();
+    assert_eq!(timeouts, 2);
+    assert_eq!(
+        rec.events().iter().filter(|e| is_ev(e, "start")).count(),
+        1,
+        "the retry was in the same JVM"
+    );
+    w.stop_and_wait(Duration::from_secs(60));
+}

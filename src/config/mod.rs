@@ -189,6 +189,8 @@ pub struct LoginConfig {
     pub max_code_rejections: u32,
     /// How long to wait for an IB Key push to be approved on the phone.
     pub ib_key_wait: Duration,
+    /// First wait before logging in again (same gateway) after a login that went nowhere.
+    pub relogin_backoff: Duration,
     /// From typing the credentials to the main window, at most.
     pub login_timeout: Duration,
     /// How dialog contents are read.
@@ -720,6 +722,14 @@ fn build(ctx: &mut Ctx<'_>, root: &DeTable<'_>, path: &Path, env: &Env) -> Optio
             "ib_key_wait",
             Duration::from_secs(180),
             Duration::from_secs(10),
+            Duration::from_secs(600),
+        ),
+        relogin_backoff: dur_in(
+            ctx,
+            &l,
+            "relogin_backoff",
+            Duration::from_secs(60),
+            Duration::from_secs(5),
             Duration::from_secs(600),
         ),
         login_timeout: dur_in(

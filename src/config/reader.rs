@@ -50,6 +50,7 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
             "min_code_validity",
             "max_code_rejections",
             "ib_key_wait",
+            "relogin_backoff",
             "login_timeout",
             "content_reader",
         ],
