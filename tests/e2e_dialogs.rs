@@ -717,3 +717,37 @@ fn an_ib_key_push_the_gateway_times_out_is_retried_after_the_relogin_backoff() {
     );
     w.stop_and_wait(Duration::from_secs(60));
 }
+
+#[test]
+fn session_ping_pong_is_held_back_and_reported_once() {
+    // Another session keeps taking ours: every `Re-login is required` after ready is a
+    // takeover. The fifth within 5 minutes is held back (10 minutes) and the person is told
+    // once.
+    let install = SimInstall::new(&Scenario::new());
+    let sent = install.root().join("notified.txt");
+    let mut w = Warden::start_with(&install, "paper", "", &notify_to(&sent));
+    w.wait_ready(LOGIN);
+    let mut rec = install.record();
+    for round in 1..=4 {
+        let readies = ready_count(&mut w);
+        install.control("relogin_required");
+        rec.wait_for(&format!("Re-login pressed (round {round})"), STEP, |e| {
+            is_button(e, "Re-login is required")
+        });
+        wait_ready_more_than(&mut w, readies, LOGIN);
+    }
+    install.control("relogin_required");
+    rec.wait_window("Re-login is required", STEP);
+    let d = wait_delivered(&sent, "session_conflict", STEP);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].contains("keeps taking"), "{d:?}");
+    wait_status(&mut w, "another session keeps taking the account", STEP);
+    assert_nothing_for(
+        &rec,
+        Duration::from_secs(3),
+        "the fifth re-login pressed",
+        |e| is_button(e, "Re-login is required"),
+    );
+    assert_eq!(buttons(&rec, "Re-login is required").len(), 4);
+    w.stop_and_wait(Duration::from_secs(60));
+}
