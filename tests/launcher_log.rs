@@ -261,24 +261,7 @@ fn simulator_silent_drop_then_accepted_login() {
         install,
     };
     s.launch(None);
-    // Collects events until `want`; returns everything seen on the way.
-    let mut until = |want: E, within: Duration| -> Vec<E> {
-        rt.block_on(async {
-            let mut seen = Vec::new();
-            loop {
-                match timeout(within, rx.recv()).await {
-                    Ok(Some(ev)) => {
-                        let done = ev == want;
-                        seen.push(ev);
-                        if done {
-                            return seen;
-                        }
-                    }
-                    other => panic!("waiting for {want:?}: {other:?}; seen {seen:?}"),
-                }
-            }
-        })
-    };
+    let mut until = |want: E, within: Duration| collect_until(&rt, &mut rx, want, within);
     assert_eq!(
         until(E::GatewayStarting, START_TIMEOUT),
         vec![E::GatewayStarting]
@@ -320,5 +303,108 @@ fn simulator_silent_drop_then_accepted_login() {
     assert_eq!(
         until(E::ApiListening { port }, STEP_TIMEOUT),
         vec![E::ApiListening { port }]
+    );
+}
+
+/// Collects follower events on `rt` until `want` arrives; returns all seen on the way.
+fn collect_until(
+    rt: &tokio::runtime::Runtime,
+    rx: &mut mpsc::Receiver<E>,
+    want: E,
+    within: Duration,
+) -> Vec<E> {
+    rt.block_on(async {
+        let mut seen = Vec::new();
+        loop {
+            match timeout(within, rx.recv()).await {
+                Ok(Some(ev)) => {
+                    let done = ev == want;
+                    seen.push(ev);
+                    if done {
+                        return seen;
+                    }
+                }
+                other => panic!("waiting for {want:?}: {other:?}; seen {seen:?}"),
+            }
+        }
+    })
+}
+
+/// Logs in (live: password, then a TOTP code), has the simulator do its nightly restart,
+/// and relaunches it with its auto-restart token; returns the events of the relaunch up to
+/// `last`.
+fn nightly_restart_then_relaunch(scenario: common::Scenario, last: E) -> Vec<E> {
+    use common::{Session, START_TIMEOUT, STEP_TIMEOUT};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut s = Session::start(&scenario);
+    let log = s.install.settings_dir.join("launcher.log");
+    // Started after the JVM wrote its first lines: those are history.
+    let (tx, mut rx) = mpsc::channel(64);
+    let _task = rt.block_on(async { follow(&log, tx) }).expect("follow");
+    s.type_login(common::TEST_USER, common::TEST_PASSWORD);
+    s.type_code();
+    let seen = collect_until(&rt, &mut rx, E::LoginCompleted, STEP_TIMEOUT);
+    assert_eq!(seen.first(), Some(&E::AuthStarted), "{seen:?}");
+    assert!(
+        !seen.contains(&E::GatewayStarting),
+        "history skipped: {seen:?}"
+    );
+    let port: u16 = s
+        .install
+        .scenario
+        .get("api_port")
+        .expect("api port")
+        .parse()
+        .expect("number");
+    let api = E::ApiListening { port };
+    assert_eq!(
+        collect_until(&rt, &mut rx, api.clone(), STEP_TIMEOUT),
+        vec![api]
+    );
+
+    s.install.control("nightly_restart");
+    let exiting = E::Exiting {
+        reason: "nightly_restart".into(),
+    };
+    let seen = collect_until(&rt, &mut rx, exiting.clone(), STEP_TIMEOUT);
+    assert_eq!(
+        seen,
+        vec![E::RestartInProgress, exiting],
+        "one restart event"
+    );
+    assert_eq!(s.wait_exit(STEP_TIMEOUT), 0);
+    let dirs = s.install.autorestart_dirs();
+    assert_eq!(dirs.len(), 1, "one autorestart token: {dirs:?}");
+    s.launch(Some(&dirs[0]));
+    collect_until(&rt, &mut rx, last, START_TIMEOUT)
+}
+
+#[test]
+fn simulator_nightly_restart_and_token_relaunch() {
+    let seen = nightly_restart_then_relaunch(common::Scenario::new(), E::LoginCompleted);
+    assert_eq!(
+        seen,
+        vec![
+            E::GatewayStarting,
+            E::TokenRestart,
+            E::AuthStarted,
+            E::AuthAccepted,
+            E::LoginCompleted
+        ]
+    );
+}
+
+#[test]
+fn simulator_expired_token_is_reported() {
+    // token_ttl_s is scaled by time_factor 0.05: a token that lives 5 ms.
+    let scenario = common::Scenario::new().set("token_ttl_s", "0.1");
+    let seen = nightly_restart_then_relaunch(scenario, E::TokenExpired);
+    assert_eq!(
+        seen,
+        vec![E::GatewayStarting, E::TokenRestart, E::TokenExpired]
     );
 }
