@@ -8,6 +8,7 @@ fn the_demo_reaches_ready_and_stops_cleanly() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(root.join("scripts/demo"))
         .arg("--until-ready")
+        .env("IBWARDEN_BIN", env!("CARGO_BIN_EXE_ibwarden"))
         .current_dir(root)
         .output()
         .expect("run scripts/demo");
