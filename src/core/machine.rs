@@ -1174,7 +1174,7 @@ impl Supervisor {
         match answer {
             Some(Answer::Default) if self.takeover_storm(now) => {
                 self.login.continued = true;
-                let then = if self.phase == Phase::AwaitApi {
+                let then = if matches!(self.phase, Phase::AwaitApi | Phase::Ready) {
                     Phase::AwaitApi
                 } else {
                     Phase::LoggingIn
@@ -1291,6 +1291,11 @@ impl Supervisor {
         self.set_phase(Phase::AwaitApi, "re-login after a session drop");
         self.timers
             .set(Timer::LoginDeadline, now.mono + self.cfg.login_timeout);
+        // Probing may have lapsed (a held-back answer): the API decides when it is ready.
+        if !self.probe_in_flight {
+            self.timers
+                .set(Timer::ProbeDue, now.mono + self.cfg.probe_retry);
+        }
     }
 
     fn unknown(&mut self, now: Now, id: u32, text: Option<&str>) {
@@ -1853,17 +1858,21 @@ impl Supervisor {
                 let Some(d) = self.deferred.take() else {
                     return;
                 };
-                if self.phase != Phase::Backoff || !self.windows.contains_key(&d.window) {
+                if self.phase != Phase::Backoff {
                     return;
                 }
-                tracing::info!(
-                    window = d.window,
-                    "session ping-pong back-off over: answering"
-                );
-                // Taking the session back is a takeover too: if the other side is still at
-                // it, the guard trips again soon, without a second notice.
-                self.takeovers.push_back(now.mono);
-                self.type_into(d.window, d.answer.keys());
+                if self.windows.contains_key(&d.window) {
+                    tracing::info!(
+                        window = d.window,
+                        "session ping-pong back-off over: answering"
+                    );
+                    // Taking the session back is a takeover too: if the other side is still
+                    // at it, the guard trips again soon, without a second notice.
+                    self.takeovers.push_back(now.mono);
+                    self.type_into(d.window, d.answer.keys());
+                }
+                // Gone meanwhile or answered: either way the probe and the login deadline
+                // decide from here, so the machine never waits in back-off for nothing.
                 match d.then {
                     Phase::AwaitApi => self.relogin_pressed(now),
                     _ => {

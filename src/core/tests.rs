@@ -782,9 +782,13 @@ fn session_ping_pong_backs_off_and_tells_the_person_once() {
         answers_in(&a, held).is_empty(),
         "not answered during the back-off"
     );
+    assert!(!a.contains(&Action::Probe), "no probing while held back");
     let a = h.run_for(Duration::from_secs(2));
     assert_eq!(answers_in(&a, held), vec![Answer::Default]);
     assert_eq!(h.sv.phase(), &Phase::AwaitApi);
+    // Probing resumes, so the re-login can reach ready.
+    let a = h.step(Duration::from_secs(2)).expect("a probe is due");
+    assert!(a.contains(&Action::Probe));
     h.input(Input::Destroyed(held));
     h.probe_up();
     // The other side keeps at it: the guard trips again after as many takeovers (taking it
@@ -1055,4 +1059,25 @@ fn stub_windows_are_ignored_but_any_real_unknown_window_is_reported() {
             ..
         }
     )));
+}
+
+#[test]
+fn a_held_back_dialog_that_goes_away_does_not_leave_the_machine_waiting() {
+    let mut h = H::new(
+        CoreConfig {
+            pingpong_max: 1,
+            ..CoreConfig::default()
+        },
+        Persisted::default(),
+    );
+    to_ready(&mut h);
+    let a = h.map(DIALOG, "Re-login is required");
+    assert!(answers_in(&a, DIALOG).is_empty(), "held back");
+    assert_eq!(h.sv.phase(), &Phase::Backoff);
+    h.input(Input::Destroyed(DIALOG));
+    h.run_for(Duration::from_secs(601));
+    // Back to watching the API; if it stays down, the login deadline restarts the gateway.
+    assert_eq!(h.sv.phase(), &Phase::AwaitApi);
+    let a = h.run_for(Duration::from_secs(200));
+    assert!(a.iter().any(|x| matches!(x, Action::CloseGateway { .. })));
 }
