@@ -10,6 +10,18 @@
 //!    that cannot be told apart by title alone carry `needs_text = true`; without text the core
 //!    applies the safest policy for them (usually: leave the dialog alone and tell a person).
 //!
+//! Without text (`content_reader = "none"`, or OCR failed), the machine answers:
+//!
+//! | title | safest answer |
+//! |---|---|
+//! | `Gateway` (connection failed / token expired / progress modal) | left alone: the progress modal's OK cancels the login |
+//! | `Warning` | accepted in paper mode (the paper notice); otherwise unknown (screenshot, notice, left alone) |
+//! | `Login failed` | bad credentials: stop logging in, tell the person |
+//! | `Second Factor Authentication` | the configured device decides: a code for the authenticator app, a wait for IB Key |
+//! | `Login Error`, `Password Notice` | as with text (restart; notice without the days left) |
+//!
+//! Windows of at most [`STUB_MAX_SIDE`] pixels on a side are AWT helper stubs and ignored.
+//!
 //! Which keys answer a dialog lives here too ([`Answer::keys`]), because it depends on each
 //! dialog's button layout (default button, focus order), not on policy.
 

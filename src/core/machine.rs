@@ -347,7 +347,7 @@ pub enum Phase {
     Idle,
     /// Launch requested, waiting for the spawn.
     Launching,
-    /// JVM running; logging in (see [`Login`]).
+    /// JVM running; logging in (see the private `Login` record).
     LoggingIn,
     /// Logged in as far as windows go; waiting for the API probe to pass.
     AwaitApi,
