@@ -370,8 +370,14 @@ async fn spawn_x11vnc(
         .open(&log_path)
         .map_err(io_err("cannot create", &log_path))?;
 
+    // x11vnc runs with a clean environment: give it the cookie file the caller's X
+    // clients would use when the target names none.
+    let mut display = display.clone();
+    if display.xauthority.is_none() {
+        display.xauthority = default_xauthority();
+    }
     let mut cmd = Command::new(bin);
-    cmd.args(x11vnc_args(display, socket, &pwfile, opts))
+    cmd.args(x11vnc_args(&display, socket, &pwfile, opts))
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("LANG", "C")
@@ -384,7 +390,7 @@ async fn spawn_x11vnc(
     let mut child = cmd.spawn().map_err(io_err("cannot start", bin))?;
     let Some(stderr) = child.stderr.take() else {
         let _ = child.start_kill();
-        return Err(not_listening(display, "no stderr".into()));
+        return Err(not_listening(&display, "no stderr".into()));
     };
     // x11vnc's log goes to a file (for diagnosis); the line saying it listens is the
     // readiness signal. The reader keeps draining so x11vnc never blocks on a full pipe.
@@ -412,9 +418,18 @@ async fn spawn_x11vnc(
                 Err(_) => format!("it did not listen within {} s", START_TIMEOUT.as_secs()),
                 Ok(_) => log_tail(&log_path),
             };
-            Err(not_listening(display, detail))
+            Err(not_listening(&display, detail))
         }
     }
+}
+
+/// `$XAUTHORITY`, else `~/.Xauthority`, if the file exists (what Xlib would use).
+fn default_xauthority() -> Option<PathBuf> {
+    let from_env = std::env::var_os("XAUTHORITY")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let from_home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".Xauthority"));
+    from_env.or(from_home).filter(|p| p.is_file())
 }
 
 fn not_listening(display: &DisplayTarget, detail: String) -> TakeoverError {
@@ -617,7 +632,15 @@ async fn supervise(s: Supervised) {
                 };
             }
             accepted = listener.accept() => {
-                let Ok((stream, peer)) = accepted else { continue };
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and the like: do not spin; the next viewer retries.
+                        debug!(error = %e, "takeover: accept failed");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
                 if active.is_some() {
                     debug!(%peer, "takeover: a viewer is already connected; closing the new one");
                     drop(stream);
