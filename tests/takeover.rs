@@ -65,6 +65,12 @@ fn read_u32(s: &mut TcpStream) -> u32 {
 /// RFB 3.8: version, security type 2 (VNC authentication), response, SecurityResult,
 /// then ClientInit (exclusive) and ServerInit.
 fn vnc_login(port: u16, password: &str) -> Login {
+    vnc_login_as(port, password, 8)
+}
+
+/// The same as an RFB 3.`minor` viewer (3.3: the server picks the security type and sends
+/// no failure reason).
+fn vnc_login_as(port: u16, password: &str, minor: u8) -> Login {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
@@ -73,23 +79,31 @@ fn vnc_login(port: u16, password: &str) -> Login {
         return Login::Closed;
     }
     assert_eq!(&version, b"RFB 003.008\n", "server protocol version");
-    s.write_all(b"RFB 003.008\n").expect("client version");
-    let mut n = [0u8; 1];
-    s.read_exact(&mut n).expect("security type count");
-    assert!(n[0] > 0, "the server offered no security type");
-    let mut types = vec![0u8; n[0] as usize];
-    s.read_exact(&mut types).expect("security types");
-    assert_eq!(
-        types,
-        vec![2],
-        "only VNC authentication is offered (never None)"
-    );
-    s.write_all(&[2]).expect("choose VNC authentication");
+    s.write_all(format!("RFB 003.00{minor}\n").as_bytes())
+        .expect("client version");
+    if minor >= 7 {
+        let mut n = [0u8; 1];
+        s.read_exact(&mut n).expect("security type count");
+        assert!(n[0] > 0, "the server offered no security type");
+        let mut types = vec![0u8; n[0] as usize];
+        s.read_exact(&mut types).expect("security types");
+        assert_eq!(
+            types,
+            vec![2],
+            "only VNC authentication is offered (never None)"
+        );
+        s.write_all(&[2]).expect("choose VNC authentication");
+    } else {
+        assert_eq!(read_u32(&mut s), 2, "the server chose VNC authentication");
+    }
     let mut challenge = [0u8; 16];
     s.read_exact(&mut challenge).expect("challenge");
     s.write_all(&vnc_response(password, &challenge))
         .expect("response");
     if read_u32(&mut s) != 0 {
+        if minor < 8 {
+            return Login::Refused("(RFB 3.3/3.7 send no reason)".into());
+        }
         let len = read_u32(&mut s) as usize;
         let mut reason = vec![0u8; len.min(4096)];
         s.read_exact(&mut reason).expect("reason");
@@ -114,8 +128,12 @@ fn vnc_login(port: u16, password: &str) -> Login {
 }
 
 async fn login(port: u16, password: &str) -> Login {
+    login_as(port, password, 8).await
+}
+
+async fn login_as(port: u16, password: &str, minor: u8) -> Login {
     let password = password.to_string();
-    tokio::task::spawn_blocking(move || vnc_login(port, &password))
+    tokio::task::spawn_blocking(move || vnc_login_as(port, &password, minor))
         .await
         .expect("client thread")
 }
@@ -315,6 +333,35 @@ async fn vnc_login_with_the_one_time_password_and_events() {
 
 async fn next_none(rx: &mut UnboundedReceiver<TakeoverEvent>) -> bool {
     matches!(timeout(EVENT_WAIT, rx.recv()).await, Ok(None))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rfb_3_3_viewer_is_tracked_too() {
+    common::require_tool("x11vnc", "x11vnc");
+    let xvfb = common::Xvfb::start();
+    let state = tempfile::tempdir().expect("tempdir");
+    let (mut t, port, password) = Takeover::start(&target(&xvfb), state.path())
+        .await
+        .expect("takeover starts");
+    let mut events = t.events().expect("events");
+    match login_as(port, "wrong-pw", 3).await {
+        Login::Refused(_) => {}
+        other => panic!("wrong password accepted: {other:?}"),
+    }
+    let stream = match login_as(port, password.expose(), 3).await {
+        Login::Ok { stream, .. } => stream,
+        other => panic!("right password refused: {other:?}"),
+    };
+    assert_eq!(
+        next(&mut events, state.path()).await,
+        TakeoverEvent::Connected
+    );
+    drop(stream);
+    assert_eq!(
+        next(&mut events, state.path()).await,
+        TakeoverEvent::Disconnected
+    );
+    t.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
