@@ -62,14 +62,9 @@ fn read_u32(s: &mut TcpStream) -> u32 {
     u32::from_be_bytes(b)
 }
 
-/// RFB 3.8: version, security type 2 (VNC authentication), response, SecurityResult,
-/// then ClientInit (exclusive) and ServerInit.
-fn vnc_login(port: u16, password: &str) -> Login {
-    vnc_login_as(port, password, 8)
-}
-
-/// The same as an RFB 3.`minor` viewer (3.3: the server picks the security type and sends
-/// no failure reason).
+/// An RFB 3.`minor` viewer: version, security type 2 (VNC authentication; with 3.3 the
+/// server picks it), response, SecurityResult (3.8 adds a failure reason), then
+/// ClientInit (exclusive) and ServerInit.
 fn vnc_login_as(port: u16, password: &str, minor: u8) -> Login {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
