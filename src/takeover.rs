@@ -613,7 +613,9 @@ async fn supervise(s: Supervised) {
     let (conn_tx, mut conn_rx) = mpsc::unbounded_channel();
     let mut active: Option<JoinHandle<()>> = None;
     let mut connected = false;
+    let mut ever_connected = false;
     let mut failed = 0u32;
+    let started = std::time::Instant::now();
     let reason = loop {
         tokio::select! {
             _ = &mut stop => {
@@ -623,10 +625,10 @@ async fn supervise(s: Supervised) {
             }
             status = child.wait() => {
                 break match status {
-                    Ok(st) if failed == 0 && !connected => format!(
-                        "x11vnc exited ({st}); nobody connected within {} s?",
-                        opts.connect_within.as_secs()
-                    ),
+                    // Its `-timeout`: nobody ever connected.
+                    Ok(_) if !ever_connected && started.elapsed() >= opts.connect_within => {
+                        format!("nobody connected within {} s", opts.connect_within.as_secs())
+                    }
                     Ok(st) => format!("x11vnc exited ({st})"),
                     Err(e) => format!("x11vnc could not be waited for: {e}"),
                 };
@@ -657,6 +659,7 @@ async fn supervise(s: Supervised) {
             Some(msg) = conn_rx.recv() => match msg {
                 ConnMsg::Authenticated => {
                     connected = true;
+                    ever_connected = true;
                     info!("a person connected to the takeover server");
                     let _ = tx.send(TakeoverEvent::Connected);
                 }
