@@ -333,3 +333,117 @@ fn no_full_login_inside_the_maintenance_window_then_exactly_one() {
     );
     w.stop_and_wait(Duration::from_secs(60));
 }
+
+#[test]
+fn the_systemd_watchdog_is_pinged_from_the_main_loop() {
+    let install = SimInstall::new(&Scenario::new());
+    // WATCHDOG_USEC=2 s: ibwarden pings at half that.
+    let mut w = Warden::start_env(&install, "paper", "", &[("WATCHDOG_USEC", "2000000")]);
+    w.wait_ready(LOGIN);
+    w.drain_notifications();
+    let before = w
+        .notifications
+        .iter()
+        .filter(|m| m.lines().any(|l| l == "WATCHDOG=1"))
+        .count();
+    for _ in 0..3 {
+        let seen = w
+            .notifications
+            .iter()
+            .filter(|m| m.lines().any(|l| l == "WATCHDOG=1"))
+            .count();
+        w.wait_notify("another WATCHDOG=1", Duration::from_secs(5), |m| {
+            m.lines().any(|l| l == "WATCHDOG=1")
+        });
+        // wait_notify returns any (possibly old) match; make sure the count grows.
+        while w
+            .notifications
+            .iter()
+            .filter(|m| m.lines().any(|l| l == "WATCHDOG=1"))
+            .count()
+            <= seen
+        {
+            w.wait_notify("a new WATCHDOG=1", Duration::from_secs(5), |_| true);
+            w.drain_notifications();
+        }
+    }
+    let after = w
+        .notifications
+        .iter()
+        .filter(|m| m.lines().any(|l| l == "WATCHDOG=1"))
+        .count();
+    assert!(after >= before + 3, "watchdog pings: {before} -> {after}");
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
+fn expired_token_after_the_nightly_restart_means_a_full_login_with_a_code() {
+    // Sunday: the nightly auto-restart finds its token expired; the gateway says so in a
+    // `Gateway` dialog and a full login with the second factor follows.
+    let sc = Scenario::new()
+        .set("nightly_restart_after_s", 60)
+        .set("token_expired", true);
+    let install = SimInstall::new(&sc);
+    let mut w = Warden::start(&install, "live", "");
+    w.wait_ready(LOGIN);
+    w.wait_ready_again(RELOGIN);
+    let rec = install.record();
+    let evs = rec.events();
+    let tokens: Vec<_> = evs.iter().filter(|e| is_ev(e, "restart_token")).collect();
+    assert!(
+        tokens.iter().any(|t| t["expired"] == true),
+        "the relaunch used the (expired) token: {tokens:?}"
+    );
+    let steps = code_steps(&rec);
+    assert_eq!(
+        steps.len(),
+        2,
+        "a second code for the full login: {steps:?}"
+    );
+    assert!(steps[1] > steps[0]);
+    let logins: Vec<_> = evs.iter().filter(|e| is_ev(e, "logged_in")).collect();
+    assert_eq!(
+        logins.last().map(|l| l["via"].clone()),
+        Some("credentials".into())
+    );
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
+fn ibwarden_screenshot_shows_the_login_window() {
+    // A wrong password halts ibwarden with the login window on screen.
+    let install = SimInstall::new(&Scenario::new());
+    let mut w = Warden::start_password(&install, "live", "not-the-password");
+    w.wait_log("invalid username or password", Duration::from_secs(60));
+    // The `Login failed` dialog is dismissed; the frame is back to the login window.
+    install
+        .record()
+        .wait_for("back at the login window", Duration::from_secs(30), |e| {
+            is_ev(e, "login_reset")
+        });
+    let out = w.dir.path().join("shot.png");
+    let tesseract = require_tool("tesseract", "tesseract-ocr");
+    // The frame re-enables its controls right after the reset is recorded; take
+    // screenshots until the login window is painted enabled (deadline-bound).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut text = String::new();
+    while std::time::Instant::now() < deadline {
+        let o = ibwarden_cli(&w, &["screenshot", "--out", out.to_str().expect("utf-8")]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let png = std::fs::read(&out).expect("png written");
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let ocr = std::process::Command::new(&tesseract)
+            .arg(&out)
+            .arg("stdout")
+            .args(["--psm", "6"])
+            .output()
+            .expect("tesseract");
+        text = String::from_utf8_lossy(&ocr.stdout).into_owned();
+        if text.contains("Log In") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(text.contains("Log In"), "OCR of the screenshot: {text}");
+    w.stop_and_wait(Duration::from_secs(60));
+}

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{ChildGuard, SimInstall, TEST_PASSWORD, TEST_TOTP_SECRET};
+use crate::common::{ChildGuard, SimInstall, SimProgram, TEST_PASSWORD, TEST_TOTP_SECRET};
 
 /// A running ibwarden.
 pub struct Warden {
@@ -22,6 +22,8 @@ pub struct Warden {
     notify: UnixDatagram,
     /// The simulator's record (shown when a wait fails).
     record_path: PathBuf,
+    /// Extra environment for ibwarden.
+    env: Vec<(String, String)>,
     /// Every datagram received on NOTIFY_SOCKET, in order.
     pub notifications: Vec<String>,
 }
@@ -50,6 +52,7 @@ impl Warden {
         format!(
             r#"# written by tests/warden
 [gateway]
+program = "{program}"
 install_dir = "{install}"
 settings_dir = "{settings}"
 trading_mode = "{mode}"
@@ -73,6 +76,10 @@ timeout = "1500ms"
 
 {extra}
 "#,
+            program = match install.program {
+                SimProgram::Gateway => "gateway",
+                SimProgram::Tws => "tws",
+            },
             install = install.install_dir.display(),
             settings = install.settings_dir.display(),
             port = install.api_port,
@@ -95,7 +102,45 @@ timeout = "1500ms"
         })
     }
 
+    /// Starts `ibwarden run` with extra environment variables (e.g. systemd's
+    /// `WATCHDOG_USEC`).
+    pub fn start_env(
+        install: &SimInstall,
+        mode: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Warden {
+        let mut w = Warden::start_config(install, |state_dir| {
+            Warden::config_text(install, mode, state_dir, extra)
+        });
+        w.child.signal_group(nix::sys::signal::Signal::SIGKILL);
+        w.child.wait_exit(Duration::from_secs(10));
+        w.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        w.restart_process();
+        w
+    }
+
+    /// Starts `ibwarden run` with `password` in its secret file instead of the scenario's.
+    pub fn start_password(install: &SimInstall, mode: &str, password: &str) -> Warden {
+        Warden::start_config_password(
+            install,
+            |state_dir| Warden::config_text(install, mode, state_dir, ""),
+            password,
+        )
+    }
+
     fn start_config(install: &SimInstall, config_text: impl Fn(&Path) -> String) -> Warden {
+        Warden::start_config_password(install, config_text, install.scenario.password())
+    }
+
+    fn start_config_password(
+        install: &SimInstall,
+        config_text: impl Fn(&Path) -> String,
+        password: &str,
+    ) -> Warden {
         let dir = tempfile::Builder::new()
             .prefix("ibw-run-")
             .tempdir()
@@ -103,7 +148,7 @@ timeout = "1500ms"
         let state_dir = dir.path().join("state");
         let config = dir.path().join("config.toml");
         fs::write(&config, config_text(&state_dir)).expect("write config");
-        write_secret(&dir.path().join("password"), install.scenario.password());
+        write_secret(&dir.path().join("password"), password);
         write_secret(
             &dir.path().join("totp"),
             install
@@ -117,7 +162,7 @@ timeout = "1500ms"
             .set_read_timeout(Some(Duration::from_millis(200)))
             .expect("timeout");
         let log_path = dir.path().join("ibwarden.log");
-        let child = spawn_ibwarden(&config, &log_path, dir.path(), &sock_path);
+        let child = spawn_ibwarden(&config, &log_path, dir.path(), &sock_path, &[]);
         Warden {
             child,
             dir,
@@ -127,13 +172,20 @@ timeout = "1500ms"
             notify,
             record_path: install.record_path.clone(),
             notifications: Vec::new(),
+            env: Vec::new(),
         }
     }
 
     /// Starts ibwarden again with the same config and state (after a crash of ours).
     pub fn restart_process(&mut self) {
         let sock_path = self.dir.path().join("notify.sock");
-        self.child = spawn_ibwarden(&self.config, &self.log_path, self.dir.path(), &sock_path);
+        self.child = spawn_ibwarden(
+            &self.config,
+            &self.log_path,
+            self.dir.path(),
+            &sock_path,
+            &self.env,
+        );
     }
 
     /// Collects notify datagrams until `pred` holds for one; panics after `timeout` with
@@ -306,7 +358,13 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn spawn_ibwarden(config: &Path, log_path: &Path, home: &Path, sock_path: &Path) -> ChildGuard {
+fn spawn_ibwarden(
+    config: &Path,
+    log_path: &Path,
+    home: &Path,
+    sock_path: &Path,
+    env: &[(String, String)],
+) -> ChildGuard {
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -319,6 +377,7 @@ fn spawn_ibwarden(config: &Path, log_path: &Path, home: &Path, sock_path: &Path)
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
         .env("NOTIFY_SOCKET", sock_path)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone().expect("dup log")))
         .stderr(Stdio::from(log));
