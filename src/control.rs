@@ -137,6 +137,10 @@ pub enum Request {
         /// Where to write the PNG.
         out: PathBuf,
     },
+    /// Start the human-takeover VNC server (loopback, one-time password).
+    Vnc,
+    /// Stop the human-takeover VNC server.
+    VncStop,
 }
 
 /// A command the driver carries out.
@@ -153,6 +157,10 @@ pub enum ControlCommand {
         /// Where to write it.
         out: PathBuf,
     },
+    /// Start the takeover VNC server; answer [`ControlReply::Vnc`].
+    Vnc,
+    /// Stop the takeover VNC server.
+    VncStop,
 }
 
 impl Request {
@@ -164,6 +172,8 @@ impl Request {
             Request::Stop => Some(ControlCommand::Stop),
             Request::TotpNow => Some(ControlCommand::TotpNow),
             Request::Screenshot { out } => Some(ControlCommand::Screenshot { out }),
+            Request::Vnc => Some(ControlCommand::Vnc),
+            Request::VncStop => Some(ControlCommand::VncStop),
         }
     }
 }
@@ -197,6 +207,13 @@ pub enum ControlReply {
         /// Its size.
         bytes: u64,
     },
+    /// The takeover VNC server runs on `127.0.0.1:port`, for one session with `password`.
+    Vnc {
+        /// Loopback port.
+        port: u16,
+        /// One-time password (shown to the person who asked; never logged).
+        password: String,
+    },
     /// Refused or failed.
     Error {
         /// Why, for people.
@@ -219,6 +236,11 @@ impl fmt::Debug for ControlReply {
                 .debug_struct("Screenshot")
                 .field("path", path)
                 .field("bytes", bytes)
+                .finish(),
+            ControlReply::Vnc { port, .. } => f
+                .debug_struct("Vnc")
+                .field("port", port)
+                .field("password", &"<redacted>")
                 .finish(),
             ControlReply::Error { message } => {
                 f.debug_struct("Error").field("message", message).finish()

@@ -105,6 +105,10 @@ struct Driver {
     notifier: Notifier,
     /// The next calendar event, for `status`.
     next_scheduled: Option<(String, u64)>,
+    /// A person is connected over VNC: the typist sends nothing (shared with its thread).
+    human: Arc<std::sync::atomic::AtomicBool>,
+    /// Stops the running takeover server, if any.
+    takeover_stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 fn now() -> Now {
@@ -300,7 +304,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         ready: false,
         notifier,
         next_scheduled: None,
+        human: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        takeover_stop: None,
     };
+    d.follow_launcher_log();
     d.stop_stray_gateway().await;
     d.ensure_screen().await?;
 
@@ -382,7 +389,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
                 scheduler.set_schedule(crate::core::schedule::Schedule::new(&d.cfg.schedule));
             }
             _ = tokio::time::sleep(scheduler.next_check(wall())) => {}
-            Some(req) = ctl_rx.recv() => d.control(req, &mut sv),
+            Some(req) = ctl_rx.recv() => d.control(req, &mut sv).await,
             _ = watchdog_tick.tick(), if watchdog.is_some() => { d.sd.send("WATCHDOG=1"); }
         }
     }
@@ -457,9 +464,10 @@ impl Driver {
         let secrets = self.secrets.clone();
         let tx = self.tx.clone();
         let t = typist.clone();
+        let human = self.human.clone();
         std::thread::Builder::new()
             .name("typist".into())
-            .spawn(move || typist_thread(t, secrets, job_rx, tx))
+            .spawn(move || typist_thread(t, secrets, job_rx, tx, human))
             .context("cannot start the typist thread")?;
         self.screen = Some(Screen {
             target,
@@ -556,8 +564,16 @@ impl Driver {
     }
 
     /// A command from the control socket or the IBC command server.
-    fn control(&mut self, req: ControlRequest, sv: &mut Supervisor) {
+    async fn control(&mut self, req: ControlRequest, sv: &mut Supervisor) {
         let reply = match req.cmd {
+            ControlCommand::Vnc => self.start_takeover().await,
+            ControlCommand::VncStop => match self.takeover_stop.take() {
+                Some(stop) => {
+                    let _ = stop.send(());
+                    ControlReply::ok("takeover server stopped")
+                }
+                None => ControlReply::error("no takeover server is running"),
+            },
             ControlCommand::Restart => {
                 info!("restart requested over the control socket");
                 sv.handle(now(), Input::Restart);
@@ -589,6 +605,99 @@ impl Driver {
         let _ = req.reply.send(reply);
     }
 
+    /// Follows the gateway's `launcher.log` (inotify) and feeds its events to the core.
+    fn follow_launcher_log(&self) {
+        let path = self.cfg.gateway.settings_dir.join("launcher.log");
+        let (log_tx, mut log_rx) = mpsc::channel(64);
+        match crate::launcher_log::follow(path, log_tx) {
+            Ok(task) => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    while let Some(ev) = log_rx.recv().await {
+                        if tx.send(Input::GatewayLog(ev)).is_err() {
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    if let Ok(Err(e)) = task.await {
+                        warn!(error = %e, "launcher.log no longer followed");
+                    }
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "launcher.log not followed; silent drops are seen from titles only")
+            }
+        }
+    }
+
+    /// Starts the human-takeover VNC server on the gateway's display (loopback only, one
+    /// session, one-time password). While a person is connected nothing is typed.
+    async fn start_takeover(&mut self) -> ControlReply {
+        if self.takeover_stop.is_some() {
+            return ControlReply::error(
+                "a takeover server is already running; `ibwarden vnc --stop` first",
+            );
+        }
+        let Some(screen) = &self.screen else {
+            return ControlReply::error("no display is running");
+        };
+        let (mut takeover, port, password) =
+            match crate::takeover::Takeover::start(&screen.target, &self.state_dir).await {
+                Ok(t) => t,
+                Err(e) => {
+                    return ControlReply::error(format!("cannot start the takeover server: {e}"))
+                }
+            };
+        let Some(mut events) = takeover.events() else {
+            return ControlReply::error("takeover events unavailable");
+        };
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        self.takeover_stop = Some(stop_tx);
+        let human = self.human.clone();
+        let tx = self.tx.clone();
+        info!(port, "takeover server listening on 127.0.0.1 (one session)");
+        tokio::spawn(async move {
+            let mut tk = Some(takeover);
+            loop {
+                tokio::select! {
+                    ev = events.recv() => match ev {
+                        Some(crate::takeover::TakeoverEvent::Connected) => {
+                            human.store(true, Ordering::SeqCst);
+                            info!("a person connected to the display; typing paused");
+                            let _ = tx.send(Input::HumanConnected);
+                        }
+                        Some(crate::takeover::TakeoverEvent::Disconnected) => {
+                            human.store(false, Ordering::SeqCst);
+                            info!("the person disconnected; typing resumes");
+                            let _ = tx.send(Input::HumanLeft);
+                            if let Some(t) = tk.take() {
+                                t.stop().await;
+                            }
+                        }
+                        Some(crate::takeover::TakeoverEvent::Ended { reason }) => {
+                            info!(%reason, "takeover server ended");
+                            if human.swap(false, Ordering::SeqCst) {
+                                let _ = tx.send(Input::HumanLeft);
+                            }
+                            break;
+                        }
+                        None => break,
+                    },
+                    _ = &mut stop_rx, if tk.is_some() => {
+                        if let Some(t) = tk.take() {
+                            t.stop().await;
+                        }
+                    }
+                }
+            }
+        });
+        ControlReply::Vnc {
+            port,
+            password: password.expose().to_string(),
+        }
+    }
+
     /// Publishes the core's state for `status`, `/readyz` and `/metrics`.
     fn publish(&mut self, sv: &Supervisor) {
         let n = now();
@@ -604,11 +713,15 @@ impl Driver {
         snap.login_budget_left = sv.login_budget_left(n);
         snap.heartbeat_unix_ms = n.unix_ms;
         snap.next_scheduled = self.next_scheduled.clone();
+        snap.human_connected = self.human.load(Ordering::SeqCst);
         st::publish(&self.status, snap);
     }
 
     async fn shutdown(&mut self) {
         self.sd.send("STOPPING=1");
+        if let Some(stop) = self.takeover_stop.take() {
+            let _ = stop.send(());
+        }
         // Give queued notifications (e.g. "login failed") a moment to leave.
         self.notifier.flush(Duration::from_secs(5)).await;
         if let Some(mut s) = self.screen.take() {
@@ -847,6 +960,7 @@ fn typist_thread(
     secrets: Arc<Secrets>,
     jobs: std::sync::mpsc::Receiver<TypeJob>,
     tx: mpsc::UnboundedSender<Input>,
+    human: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let resolve = |r: SecretRef| -> Option<Secret> {
         match r {
@@ -856,6 +970,15 @@ fn typist_thread(
         }
     };
     while let Ok(job) = jobs.recv() {
+        // A person on the display owns the keyboard: send nothing (the core holds the
+        // action and retries once they leave).
+        if human.load(Ordering::SeqCst) {
+            let _ = tx.send(Input::Typed {
+                ticket: job.ticket,
+                result: TypeResult::FocusLost,
+            });
+            continue;
+        }
         let result = match typist
             .focus(job.window)
             .and_then(|()| typist.type_steps(job.window, &job.steps, &resolve))

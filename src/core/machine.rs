@@ -25,6 +25,10 @@ use crate::totp;
 #[path = "tws.rs"]
 mod tws;
 
+/// Logins in one JVM that may go back to the login window without an error (silent drops,
+/// unapproved pushes) before ibwarden stops and asks a person (ibg-controller stops after 8).
+const MAX_LOGIN_RESETS: u32 = 8;
+
 /// How long the login frame may sit idle after a token relaunch before ibwarden types.
 const TOKEN_GRACE: Duration = Duration::from_secs(15);
 
@@ -275,6 +279,12 @@ pub enum Input {
     Restart,
     /// A scheduled event is due (daily restart, weekly cold restart, closedown).
     Scheduled(super::schedule::ScheduledEvent),
+    /// A line of the gateway's `launcher.log` that means something.
+    GatewayLog(crate::launcher_log::LauncherEvent),
+    /// A person connected to the display (VNC takeover): type nothing until they leave.
+    HumanConnected,
+    /// The person disconnected.
+    HumanLeft,
 }
 
 /// Something the driver must do.
@@ -459,6 +469,10 @@ pub struct Supervisor {
     restart_after_exit: Option<AfterBackoff>,
     rng: u64,
     ready_once: bool,
+    /// A person is on the display: keyboard actions are held, not sent.
+    human: bool,
+    /// Tickets of keyboard actions held while a person is connected.
+    held: Vec<u64>,
     /// When sessions were taken over (either way), for the ping-pong guard.
     takeovers: VecDeque<Instant>,
     /// The ping-pong notice was sent; cleared when the takeovers stop.
@@ -519,6 +533,8 @@ impl Supervisor {
             restart_after_exit: None,
             rng,
             ready_once: false,
+            human: false,
+            held: Vec::new(),
             takeovers: VecDeque::new(),
             pingpong_notified: false,
             deferred: None,
@@ -604,6 +620,49 @@ impl Supervisor {
                 }
                 self.consecutive_restarts = 0;
                 self.restart(now, "restart requested", false);
+            }
+            Input::GatewayLog(ev) => self.on_gateway_log(now, ev),
+            Input::HumanConnected => {
+                self.human = true;
+                // Nothing may restart or time out under a person's hands.
+                for t in [
+                    Timer::LoginDeadline,
+                    Timer::LaunchDeadline,
+                    Timer::IbKeyDeadline,
+                    Timer::TokenGrace,
+                ] {
+                    self.timers.stop(t);
+                }
+                self.status_line("a person is connected over VNC; ibwarden types nothing");
+            }
+            Input::HumanLeft => {
+                self.human = false;
+                for ticket in std::mem::take(&mut self.held) {
+                    if let Some(p) = self.pending.get(&ticket) {
+                        if self.windows.contains_key(&p.window) {
+                            let (window, steps) = (p.window, p.steps.clone());
+                            self.push(Action::Type {
+                                ticket,
+                                window,
+                                steps,
+                            });
+                        }
+                    }
+                }
+                if matches!(self.phase, Phase::LoggingIn | Phase::AwaitApi) {
+                    self.timers
+                        .set(Timer::LoginDeadline, now.mono + self.cfg.login_timeout);
+                }
+                if self.login.code_dialog.is_some() {
+                    self.timers.set(Timer::TotpDue, now.mono);
+                }
+                if matches!(
+                    self.phase,
+                    Phase::LoggingIn | Phase::AwaitApi | Phase::Ready
+                ) {
+                    self.timers.set(Timer::ProbeDue, now.mono);
+                }
+                self.status_line("the person left the display; ibwarden resumes");
             }
             Input::Scheduled(ev) => {
                 use super::schedule::ScheduledEvent as E;
@@ -1553,6 +1612,24 @@ impl Supervisor {
         for t in [Timer::LoginDeadline, Timer::TotpDue, Timer::IbKeyDeadline] {
             self.timers.stop(t);
         }
+        // IBKR never rejected the credentials (no error dialog: a silent drop, a second
+        // factor nobody approved), so this attempt is not a failed login for the budget.
+        if self.persisted.failed_logins.pop().is_some() {
+            self.push(Action::SaveState(self.persisted.clone()));
+        }
+        if self.login.resets > MAX_LOGIN_RESETS {
+            self.halt(
+                "IBKR keeps dropping the login",
+                NoticeKind::RestartLoop,
+                format!(
+                    "IBKR dropped {} logins in a row without an error. Another session probably \
+                     holds the account's login slot: open IBKR Mobile once to free it, then run \
+                     `ibwarden restart`.",
+                    self.login.resets - 1
+                ),
+            );
+            return;
+        }
         let exp = (self.login.resets - 1).min(4);
         let wait = self
             .cfg
@@ -1625,11 +1702,30 @@ impl Supervisor {
                 reread,
             },
         );
+        if self.human {
+            self.held.push(ticket);
+            return;
+        }
         self.push(Action::Type {
             ticket,
             window,
             steps,
         });
+    }
+
+    /// A line of `launcher.log`: IBKR's side of the login, which titles cannot show.
+    fn on_gateway_log(&mut self, now: Now, ev: crate::launcher_log::LauncherEvent) {
+        use crate::launcher_log::LauncherEvent as L;
+        match ev {
+            // `AuthTimeoutMonitor-CCP: Timeout!` with no `NS_AUTH_START`: IBKR dropped the
+            // login without a word (a concurrent session holds the slot). Log in again in
+            // the same JVM on the growing ladder.
+            L::SilentDrop if self.phase == Phase::LoggingIn && self.login.submitted => {
+                tracing::warn!("IBKR dropped the login silently (launcher.log)");
+                self.login_reset(now);
+            }
+            other => tracing::debug!(event = ?other, "launcher.log"),
+        }
     }
 
     fn on_typed(&mut self, now: Now, ticket: u64, result: TypeResult) {
@@ -1821,7 +1917,9 @@ impl Supervisor {
             Timer::RetryInput => {
                 if let Some(ticket) = self.retry_ticket.take() {
                     if let Some(p) = self.pending.get(&ticket) {
-                        if self.windows.contains_key(&p.window) {
+                        if self.human {
+                            self.held.push(ticket);
+                        } else if self.windows.contains_key(&p.window) {
                             self.push(Action::Type {
                                 ticket,
                                 window: p.window,

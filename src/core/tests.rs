@@ -946,7 +946,9 @@ fn ib_key_push_is_never_typed_into_and_the_person_is_told() {
 }
 
 #[test]
-fn the_failed_login_budget_also_covers_relogins_in_the_same_jvm() {
+fn logins_dropped_without_an_error_do_not_spend_the_budget_but_follow_the_ladder() {
+    // IBKR never rejected the credentials (silent drop, unapproved push): the failed-login
+    // budget is for rejected credentials, and the growing ladder bounds these re-logins.
     let mut h = H::new(
         CoreConfig {
             max_failed_logins_per_hour: 2,
@@ -956,9 +958,13 @@ fn the_failed_login_budget_also_covers_relogins_in_the_same_jvm() {
     );
     let a = h.open_login_frame();
     h.complete_typing(&a);
-    // Each login goes back to the login window without an error (a silently dropped
-    // login); the re-login follows after 60 s, then 120 s.
-    for wait in [61, 121] {
+    let creds = |h: &H| {
+        h.typed()
+            .iter()
+            .filter(|(_, s)| has_secret(s, SecretRef::Password))
+            .count()
+    };
+    for (i, wait) in [60u64, 120, 240].into_iter().enumerate() {
         h.input(Input::TitleChanged {
             id: FRAME,
             title: "Authenticating...".into(),
@@ -967,17 +973,43 @@ fn the_failed_login_budget_also_covers_relogins_in_the_same_jvm() {
             id: FRAME,
             title: "IBKR Gateway".into(),
         });
-        let a = h.run_for(Duration::from_secs(wait));
+        assert!(h.sv.persisted().failed_logins.is_empty());
+        let a = h.run_for(Duration::from_secs(wait - 1));
         h.complete_typing(&a);
+        assert_eq!(creds(&h), i + 1, "no re-login before {wait} s");
+        let a = h.run_for(Duration::from_secs(2));
+        h.complete_typing(&a);
+        assert_eq!(creds(&h), i + 2, "re-login after {wait} s");
     }
-    let creds = h
-        .typed()
-        .iter()
-        .filter(|(_, s)| has_secret(s, SecretRef::Password))
-        .count();
-    assert_eq!(creds, 2, "two logins, then the budget waits");
-    assert_eq!(h.sv.phase(), &Phase::Backoff);
-    assert!(notices(&h, NoticeKind::LockoutGuard) >= 1);
+    assert_eq!(
+        h.sv.login_budget_left(h.now),
+        1,
+        "only the attempt in flight counts"
+    );
+}
+
+#[test]
+fn a_login_dropped_again_and_again_stops_and_asks_a_person() {
+    let mut h = H::live();
+    let a = h.open_login_frame();
+    h.complete_typing(&a);
+    // The ladder: 60, 120, 240, 480, then 600 s; the ninth drop in a row halts.
+    for wait in [60u64, 120, 240, 480, 600, 600, 600, 600, 0] {
+        h.input(Input::TitleChanged {
+            id: FRAME,
+            title: "Authenticating...".into(),
+        });
+        h.input(Input::TitleChanged {
+            id: FRAME,
+            title: "IBKR Gateway".into(),
+        });
+        if wait > 0 {
+            let a = h.run_for(Duration::from_secs(wait + 1));
+            h.complete_typing(&a);
+        }
+    }
+    assert_eq!(h.sv.phase(), &Phase::Halted);
+    assert!(notices(&h, NoticeKind::RestartLoop) >= 1);
 }
 
 #[test]
