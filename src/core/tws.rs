@@ -179,6 +179,8 @@ pub(crate) struct TwsWatch {
     code_ticket: Option<u64>,
     /// Codes typed by the fallback in this login.
     fallback_codes: u32,
+    /// The wait for a fresh TOTP step was logged (and added to the login deadline).
+    totp_wait_noted: bool,
 }
 
 impl TwsWatch {
@@ -380,7 +382,8 @@ impl Supervisor {
             .code_sent_at
             .is_some_and(|t| now.mono.duration_since(t) < FALLBACK_RETRY);
         let spent = w.fallback_codes >= FALLBACK_MAX_CODES;
-        if busy || quiet_for < FALLBACK_SETTLE || retry_wait {
+        let settled = quiet_for >= FALLBACK_SETTLE;
+        if busy || retry_wait {
             self.timers.set(Timer::TwsWatch, again);
             return;
         }
@@ -403,7 +406,10 @@ impl Supervisor {
             self.cfg.min_code_validity,
             self.persisted.last_totp_step,
         );
-        if !plan.wait.is_zero() {
+        if !plan.wait.is_zero() && !self.login.tws.totp_wait_noted {
+            // The wait for a fresh step runs alongside the settle time (IBKR's second factor
+            // times out; waiting for one and then the other could outlast it).
+            self.login.tws.totp_wait_noted = true;
             tracing::info!(
                 wait_ms = plan.wait.as_millis() as u64,
                 "waiting for a fresh authenticator code"
@@ -412,10 +418,14 @@ impl Supervisor {
             if let Some(d) = self.timers.get(Timer::LoginDeadline) {
                 self.timers.set(Timer::LoginDeadline, d + plan.wait);
             }
-            self.timers.set(Timer::TwsWatch, now.mono + plan.wait);
             self.status_line("waiting for a fresh authenticator code");
+        }
+        if !plan.wait.is_zero() || !settled {
+            // Look at the windows again meanwhile: a dialog resets the settle time.
+            self.timers.set(Timer::TwsWatch, again);
             return;
         }
+        self.login.tws.totp_wait_noted = false;
         self.persisted.last_totp_step = Some(plan.step);
         self.push(Action::SaveState(self.persisted.clone()));
         self.login.codes_typed += 1;
@@ -442,7 +452,11 @@ impl Supervisor {
         }
     }
 
-    /// TWS answers `Re-login` with a new login frame (its main window is gone): a full login.
+    /// TWS answers `Re-login` with a new login frame (its main window is gone): it needs a
+    /// full login. Not typed into: where its focus starts is not known (the simulator puts it
+    /// in the password field, the username being kept), and the credential keys walk the
+    /// focus order from the username field; no relative key sequence fits both starts (the
+    /// trading-mode toggle they press would differ). A fresh TWS starts in the username field.
     /// Returns false when the frame is the ordinary first one.
     pub(super) fn tws_login_frame_again(&mut self, now: Now, id: u32) -> bool {
         if self.cfg.program != Program::Tws
@@ -451,14 +465,10 @@ impl Supervisor {
         {
             return false;
         }
-        tracing::warn!("TWS shows its login window again; logging in");
+        tracing::warn!("TWS shows a new login window after a session drop; relaunching it");
+        // Closed through its own window (TWS exits), then launched without the token.
         self.login.frame = Some(id);
-        self.login.submitted = false;
-        self.login.saw_progress = false;
-        self.set_phase(Phase::LoggingIn, "TWS shows its login window again");
-        self.timers
-            .set(Timer::LoginDeadline, now.mono + self.cfg.login_timeout);
-        self.submit_credentials(now);
+        self.restart(now, "TWS needs a full login after a session drop", true);
         true
     }
 
@@ -761,6 +771,22 @@ mod tests {
     }
 
     #[test]
+    fn titles_only_waits_for_a_fresh_step_during_the_settle_time() {
+        let mut h = H::new(TradingMode::Live, false);
+        // 7 s left in the step: under `min_code_validity` (8 s), so the next step's code.
+        h.now.unix_ms = 1_795_507_223_000;
+        h.logged_in_keys();
+        let early = h.run(Duration::from_millis(6_800), None);
+        assert!(typed_into(&early, FRAME).is_empty(), "{early:?}");
+        let a = h.run(Duration::from_millis(600), None);
+        let typed = typed_into(&a, FRAME);
+        assert_eq!(typed.len(), 1, "the wait overlaps the settle time: {a:?}");
+        assert!(typed[0]
+            .1
+            .contains(&KeyStep::Secret(SecretRef::TotpCode { step: 59_850_241 })));
+    }
+
+    #[test]
     fn titles_only_never_types_a_code_while_a_dialog_is_open() {
         let mut h = H::new(TradingMode::Live, false);
         h.logged_in_keys();
@@ -815,7 +841,7 @@ mod tests {
         h.logged_in_keys();
         // While the frame shows the login panel: reads, no keys.
         let a = h.run(Duration::from_secs(5), Some(LOGIN_TEXT));
-        assert!(a.iter().any(|x| *x == Action::ReadText { window: FRAME }));
+        assert!(a.contains(&Action::ReadText { window: FRAME }));
         assert!(typed_into(&a, FRAME).is_empty(), "{a:?}");
         let a = h.run(Duration::from_secs(2), Some(CODE_TEXT));
         let typed = typed_into(&a, FRAME);
@@ -885,7 +911,7 @@ mod tests {
     }
 
     #[test]
-    fn relogin_brings_a_new_login_frame_that_gets_credentials() {
+    fn relogin_frame_is_not_typed_into_but_relaunched() {
         let mut h = H::new(TradingMode::Paper, false);
         h.logged_in_keys();
         h.map(MAIN, "DU1234567 Interactive Brokers (Simulated Trading)");
@@ -902,10 +928,27 @@ mod tests {
         h.input(Input::Destroyed(DIALOG));
         h.input(Input::Destroyed(MAIN));
         let a = h.map(FRAME + 1, "Login");
-        let typed = typed_into(&a, FRAME + 1);
-        assert_eq!(typed.len(), 1, "{a:?}");
-        assert!(typed[0].1.contains(&KeyStep::Secret(SecretRef::Password)));
-        assert_eq!(h.sv.phase(), &Phase::LoggingIn);
+        assert!(typed_into(&a, FRAME + 1).is_empty(), "{a:?}");
+        assert!(
+            a.contains(&Action::CloseGateway {
+                main_window: Some(FRAME + 1)
+            }),
+            "{a:?}"
+        );
+        assert_eq!(h.sv.phase(), &Phase::Restarting);
+        let a = h.input(Input::Exited {
+            code: Some(0),
+            signal: None,
+            hs_err: None,
+        });
+        assert!(a.iter().any(|x| matches!(x, Action::Status { .. })));
+        let a = h.run(Duration::from_secs(10), None);
+        assert!(
+            a.contains(&Action::Launch {
+                use_restart_token: false
+            }),
+            "a full login: {a:?}"
+        );
     }
 
     #[test]

@@ -21,7 +21,9 @@ import java.util.regex.Pattern;
  */
 final class ApiServer {
     private final GWClient app;
-    private final int port;
+    /** The scenario's `api_port`, or -1: the program's default, chosen at listen time. */
+    private final int configuredPort;
+    private int port;
     private final int serverVersion;
     private final List<String> accounts;
     private ServerSocket server;
@@ -33,7 +35,8 @@ final class ApiServer {
 
     ApiServer(GWClient app, Scenario sc) {
         this.app = app;
-        this.port = sc.integer("api_port", 4001);
+        this.configuredPort = sc.integer("api_port", -1);
+        this.port = configuredPort;
         this.serverVersion = Math.min(200, sc.integer("server_version", 176));
         this.accounts = sc.list("accounts", "DU1234567");
         this.hangHandshake = sc.bool("api_hang_handshake", false);
@@ -44,6 +47,9 @@ final class ApiServer {
         if (server != null) {
             return;
         }
+        // Defaults as shipped: Gateway 4001 (the simulator does not split live/paper), TWS
+        // 7496 live / 7497 paper. Tests always set a free port.
+        port = configuredPort >= 0 ? configuredPort : app.tws ? (app.mode.equals("paper") ? 7497 : 7496) : 4001;
         try {
             ServerSocket s = new ServerSocket();
             s.setReuseAddress(true);

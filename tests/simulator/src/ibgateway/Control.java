@@ -128,6 +128,12 @@ final class Control {
             case "tip":
                 EventQueue.invokeLater(app::showTip);
                 return "ok";
+            case "bid_ask_notice":
+                EventQueue.invokeLater(app::showBidAskNotice);
+                return "ok";
+            case "api_write_access":
+                EventQueue.invokeLater(app::showApiWriteAccess);
+                return "ok";
             case "password_notice":
                 final int days = arg.isEmpty() ? 7 : parse(arg, 7);
                 EventQueue.invokeLater(() -> app.showPasswordNotice(days));

@@ -229,7 +229,12 @@ public final class GWClient {
             @Override
             public void windowClosing(WindowEvent e) {
                 rec.event("window_close_request", "title", frame.getTitle());
-                exitApp(0, "window_closed");
+                if (tws && frameIsMain) {
+                    // TWS asks first, like File > Exit.
+                    confirmExit("window_closed");
+                } else {
+                    exitApp(0, "window_closed");
+                }
             }
         });
         frame.setLocation(100, 100);
@@ -553,6 +558,8 @@ public final class GWClient {
         rp.getRootPane().setDefaultButton(def);
         w.setFocusTraversalPolicy(order);
         if (tws) {
+            // The real frame may change its size when its content changes: no new window.
+            frame.setSize(480, 320);
             frame.validate();
             frame.repaint();
             rec.event("content", "window", frame.getTitle(), "what", what);
@@ -674,6 +681,11 @@ public final class GWClient {
         if (verdict.equals("accepted")) {
             log.info("Second factor authentication accepted");
             closeTwofa();
+            if (tws) {
+                // The frame's content leaves the code entry: progress in the status label.
+                setLoginPanel();
+                setLoginEnabled(false);
+            }
             if (handoffPending) {
                 handoffPending = false;
                 Ui.show(Ui.dialog(frame, "Trading Login Handoff",
@@ -692,6 +704,11 @@ public final class GWClient {
         } else {
             log.warn("Second factor authentication failed");
             closeTwofa();
+            if (tws) {
+                setLoginPanel();
+                setLoginEnabled(false);
+                progress("Second factor authentication failed");
+            }
             // The code entry reappears: a new dialog (gateway) or the frame's content again (TWS).
             after(0.5, () -> {
                 List<String> devices = sc.list("devices", "Mobile Authenticator app");
@@ -769,7 +786,13 @@ public final class GWClient {
             file.add(new JMenuItem("Lock Application"));
         }
         JMenuItem close = new JMenuItem(tws ? "Exit" : "Close");
-        close.addActionListener(e -> exitApp(0, "menu_close"));
+        close.addActionListener(e -> {
+            if (tws) {
+                confirmExit("menu_exit");
+            } else {
+                exitApp(0, "menu_close");
+            }
+        });
         file.add(close);
         mb.add(file);
         mb.add(new JMenu("Configure"));
@@ -811,6 +834,9 @@ public final class GWClient {
         if (sc.bool("tip_of_the_day", false)) {
             showTip();
         }
+        if (tws && sc.bool("bid_ask_notice", false)) {
+            showBidAskNotice();
+        }
         if (sc.integer("password_notice_days", -1) >= 0) {
             showPasswordNotice(sc.integer("password_notice_days", -1));
         }
@@ -839,6 +865,54 @@ public final class GWClient {
                 new Component[] {Ui.textArea("Did you know? You can configure the API port under Configure > "
                         + "Settings > API > Settings.")},
                 new String[] {"Close"}, 0, null, b -> { }));
+    }
+
+    // ---------------------------------------------------------------- TWS-only dialogs
+
+    JDialog exitConfirm;
+
+    /**
+     * TWS: File > Exit or closing the main window asks `Are you sure you want to exit?`
+     * (`Yes` default, `No`); `Yes` shows `Shutdown progress`, then the JVM exits 0. The real
+     * dialog's title is not known (IBC matches its label); the simulator titles it with the
+     * question so a title-only supervisor can recognise it.
+     */
+    void confirmExit(String reason) {
+        if (exitConfirm != null && exitConfirm.isShowing()) {
+            return;
+        }
+        exitConfirm = Ui.dialog(frame, "Are you sure you want to exit?",
+                new Component[] {Ui.label("Are you sure you want to exit?")}, new String[] {"Yes", "No"}, 0, null,
+                b -> {
+                    exitConfirm = null;
+                    if (b.equals("Yes")) {
+                        log.info("Exit confirmed");
+                        JDialog progressDlg = Ui.dialog(frame, "Shutdown progress",
+                                new Component[] {Ui.label("Saving settings and closing connections...")},
+                                new String[0], -1, null, x -> { });
+                        Ui.show(progressDlg);
+                        always(1.0, () -> exitApp(0, reason));
+                    }
+                });
+        Ui.show(exitConfirm);
+    }
+
+    /** TWS: the market-data notice (IBC's BidAskLastSizeDisplayUpdateDialogHandler). */
+    void showBidAskNotice() {
+        javax.swing.JCheckBox again = new javax.swing.JCheckBox("Don't display this message again.");
+        again.setName("dont_display_again");
+        Ui.show(Ui.dialog(frame, "Bid, Ask and Last Size Display Update",
+                new Component[] {Ui.textArea("Bid, Ask and Last Size Display Update: sizes of US stocks are now "
+                        + "shown in shares, not in lots of 100."), again},
+                new String[] {"I understand - display market data"}, 0, null, b -> { }));
+    }
+
+    /** TWS: an API client asks for write access (`Yes` would grant it). */
+    void showApiWriteAccess() {
+        Ui.show(Ui.dialog(frame, "API client needs write access action confirmation",
+                new Component[] {Ui.textArea("An API client is asking to place or modify orders, but the API is "
+                        + "configured read-only. Allow this action?")},
+                new String[] {"Yes", "No"}, 0, null, b -> { }));
     }
 
     void showPasswordNotice(int days) {

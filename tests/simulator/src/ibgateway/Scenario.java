@@ -26,7 +26,8 @@ final class Scenario {
             "link_restore_after_s", "reject_codes", "silent_drop", "password_notice_days",
             "tip_of_the_day", "progress_modal", "connection_failed", "startup_delay_s",
             "auth_delay_s", "connect_delay_s", "init_delay_s", "start_delay_s", "twofa_timeout_s",
-            "ccp_timeout_s", "default_mode", "mode_toggle_buttongroup", "order_id", "api_hang_handshake"));
+            "ccp_timeout_s", "default_mode", "mode_toggle_buttongroup", "order_id", "api_hang_handshake",
+            "bid_ask_notice"));
 
     private final Properties p = new Properties();
     final String source;
