@@ -1,9 +1,11 @@
-//! The OCR content reader on realistic pixels: the simulator renders the dialogs whose titles
-//! cannot tell them apart (`Gateway`: connection failed, token expired, too many attempts;
-//! `Login failed`), ibwarden captures them with X `GetImage` and reads them with tesseract,
-//! and the dialog catalogue classifies the text. No ibwarden process: the pieces directly.
+//! The content readers on the simulator's real windows: the dialogs whose titles cannot tell
+//! them apart (`Gateway`: connection failed, token expired, too many attempts; `Login
+//! failed`) are read with OCR (X `GetImage`, tesseract) and with the Java accessibility
+//! bridge (AT-SPI, on a private bus), and the dialog catalogue classifies the text. No
+//! ibwarden process: the pieces directly.
 //!
-//! Needs the Debian packages `tesseract-ocr` and `tesseract-ocr-eng`.
+//! Needs the Debian packages `tesseract-ocr`, `tesseract-ocr-eng`, `dbus`, `at-spi2-core`,
+//! `libatk-wrapper-java` and `libatk-wrapper-java-jni`.
 
 mod common;
 
@@ -121,4 +123,132 @@ fn ocr_reads_the_lockout_wait() {
     );
     let wait = dialog::parse_lockout_wait(&text).unwrap_or_else(|| panic!("no wait in {text:?}"));
     assert_eq!(wait, shown_s, "the wait read is the wait shown: {text:?}");
+}
+
+// ------------------------------------------------------------------------------ AT-SPI
+
+/// A simulator session whose JVM loads the Java accessibility bridge on a private bus.
+fn atspi_session(sc: &Scenario) -> (Session, ibwarden::reader::AtspiBus, tempfile::TempDir) {
+    require_tool("dbus-daemon", "dbus");
+    assert!(
+        std::path::Path::new("/usr/libexec/at-spi-bus-launcher").is_file(),
+        "install the Debian package at-spi2-core"
+    );
+    let jvm_args = ibwarden::reader::AtspiBus::jvm_args()
+        .unwrap_or_else(|e| panic!("{e} (install libatk-wrapper-java libatk-wrapper-java-jni)"));
+    let bus_dir = tempfile::tempdir().expect("tempdir");
+    let bus = ibwarden::reader::AtspiBus::start(bus_dir.path()).expect("private session bus");
+    let install = SimInstall::new(sc);
+    let xvfb = Xvfb::start();
+    let x = common::x11::X::connect(&xvfb);
+    let rec = install.record();
+    // The JVM command ibwarden builds, plus the bridge's arguments and the bus address.
+    let vm = std::fs::read_to_string(install.install_dir.join("ibgateway.vmoptions"))
+        .expect("vmoptions");
+    let mut cmd = std::process::Command::new("java");
+    for l in vm.lines().map(str::trim) {
+        if !l.is_empty() && !l.starts_with('#') {
+            cmd.arg(l);
+        }
+    }
+    cmd.args(&jvm_args)
+        .arg(format!("-DjtsConfigDir={}", install.settings_dir.display()))
+        .arg("-cp")
+        .arg(format!("{}/jars/*", install.install_dir.display()))
+        .arg("ibgateway.GWClient")
+        .env_clear()
+        .env("DISPLAY", &xvfb.display)
+        .env("XAUTHORITY", &xvfb.xauthority)
+        .env("HOME", &install.home)
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LANG", "C.UTF-8")
+        .env("DBUS_SESSION_BUS_ADDRESS", bus.address())
+        .current_dir(&install.install_dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let sim = SimProcess {
+        child: ChildGuard::spawn("simulator JVM with the ATK bridge", &mut cmd),
+    };
+    let mut s = Session {
+        sim: Some(sim),
+        x,
+        xvfb,
+        rec,
+        install,
+    };
+    s.rec.wait_window("IBKR Gateway", START_TIMEOUT);
+    // The bridge registers the application a moment after the first window: wait until the
+    // login frame reads (windows shown before that are not in the tree).
+    read_accessible(&s, &bus, "IBKR Gateway", &["Log In", "Paper Trading"]);
+    (s, bus, bus_dir)
+}
+
+/// Reads `title` over AT-SPI until every word is there (the bridge registers the window a
+/// moment after it is mapped). Returns the text.
+fn read_accessible(
+    s: &Session,
+    bus: &ibwarden::reader::AtspiBus,
+    title: &str,
+    words: &[&str],
+) -> String {
+    let reader = ContentReader::Atspi(ibwarden::reader::AtspiReader::new(bus.address()));
+    assert!(reader.available());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let started = Instant::now();
+        let text = reader.read_accessible(s.pid(), title).unwrap_or_default();
+        eprintln!(
+            "AT-SPI read of {title:?} took {:?}: {text:?}",
+            started.elapsed()
+        );
+        if words.iter().all(|w| text.contains(w)) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "AT-SPI never showed {words:?} in {title:?}; last: {text:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn atspi_reads_the_expired_token_dialog_exactly() {
+    let (s, bus, _dir) = atspi_session(&Scenario::new());
+    s.install.control("token_expired");
+    let mut rec = s.install.record();
+    rec.wait_window("Gateway", STEP_TIMEOUT);
+    let text = read_accessible(
+        &s,
+        &bus,
+        "Gateway",
+        &["Your security tokens have expired.", "OK"],
+    );
+    let (kind, _) = dialog::classify("Gateway", true);
+    assert_eq!(
+        dialog::refine(kind, &text),
+        DialogKind::TokenExpired,
+        "{text:?}"
+    );
+}
+
+#[test]
+fn atspi_reads_login_failed_and_finds_nothing_for_another_pid() {
+    let (mut s, bus, _dir) = atspi_session(&Scenario::new());
+    s.type_login(TEST_USER, "not-the-password");
+    s.rec.wait_window("Login failed", STEP_TIMEOUT);
+    let text = read_accessible(&s, &bus, "Login failed", &["Invalid username or password."]);
+    let (kind, _) = dialog::classify("Login failed", true);
+    assert_eq!(
+        dialog::refine(kind, &text),
+        DialogKind::LoginFailed,
+        "{text:?}"
+    );
+    // Only the gateway's own windows: another pid reads nothing.
+    let reader = ibwarden::reader::AtspiReader::new(bus.address());
+    assert_eq!(
+        reader.read_window(s.pid() + 1_000_000, "Login failed"),
+        None
+    );
 }
