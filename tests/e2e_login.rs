@@ -11,7 +11,6 @@ use common::*;
 use warden::Warden;
 
 const LOGIN: Duration = Duration::from_secs(60);
-const QUICK: Duration = Duration::from_secs(15);
 
 fn attempts(rec: &Record) -> Vec<serde_json::Value> {
     rec.events()
