@@ -78,6 +78,11 @@ fn fake_driver(
                         }
                     }
                 }
+                ControlCommand::Vnc => ControlReply::Vnc {
+                    port: 5999,
+                    password: "k3Xm9PqR".into(),
+                },
+                ControlCommand::VncStop => ControlReply::ok("takeover server stopped"),
             };
             let _ = seen.send(cmd);
             let _ = reply.send(answer);
