@@ -162,7 +162,7 @@ fn is_button(e: &Value, window: &str) -> bool {
 
 /// `[login]` keys for a session policy.
 fn policy(p: &str) -> String {
-    format!("existing_session = \"{p}\"\nlogin_timeout = \"15s\"")
+    format!("existing_session = \"{p}\"\nlogin_timeout = \"10s\"")
 }
 
 const EXISTING: &str = "Existing session detected";
@@ -217,10 +217,10 @@ fn existing_session_before_login_secondary_ends_this_session_and_stops() {
     assert_eq!(buttons(&rec, EXISTING), ["Cancel"]);
     wait_notice(&mut w, "SessionConflict", STEP);
     wait_status(&mut w, "another session holds the account", STEP);
-    // No second login: not after the login deadline (15 s), not after any back-off.
+    // No second login: not after the login deadline (10 s), not after any back-off.
     assert_nothing_for(
         &rec,
-        Duration::from_secs(17),
+        Duration::from_secs(12),
         "a second login attempt",
         |e| is_ev(e, "login_attempt") || is_ev(e, "start"),
     );
@@ -240,10 +240,10 @@ fn existing_session_before_login_manual_leaves_it_to_a_person() {
     rec.wait_window(EXISTING, LOGIN);
     let n = wait_notice(&mut w, "SessionConflict", STEP);
     assert!(n.contains("manual"), "{n}");
-    // Left alone, also past the 15 s login deadline: no key, no relaunch.
+    // Left alone, also past the 10 s login deadline: no key, no relaunch.
     assert_nothing_for(
         &rec,
-        Duration::from_secs(17),
+        Duration::from_secs(12),
         "the dialog was answered",
         |e| is_button(e, EXISTING) || is_ev(e, "start") || is_ev(e, "login_attempt"),
     );
