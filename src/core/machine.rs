@@ -394,6 +394,8 @@ struct Login {
     chose_device: bool,
     /// TOTP steps typed in this attempt.
     codes_typed: u32,
+    /// IBKR sent an IB Key push in this attempt (a prompt on the person's phone).
+    pushed: bool,
     /// The code entry dialog waiting for its code (while a fresh step is awaited).
     code_dialog: Option<u32>,
     /// Existing-session dialogs seen in this JVM (IBC counts per run: the second one means
@@ -1461,6 +1463,7 @@ impl Supervisor {
         self.login.submitted = true;
         self.login.saw_progress = false;
         self.login.codes_typed = 0;
+        self.login.pushed = false;
         self.login.chose_device = false;
         self.stats.logins += 1;
         let steps = self.credential_steps();
@@ -1573,6 +1576,7 @@ impl Supervisor {
     }
 
     fn ib_key_wait(&mut self, now: Now) {
+        self.login.pushed = true;
         if self.timers.get(Timer::IbKeyDeadline).is_some() {
             return;
         }
@@ -1612,9 +1616,11 @@ impl Supervisor {
         for t in [Timer::LoginDeadline, Timer::TotpDue, Timer::IbKeyDeadline] {
             self.timers.stop(t);
         }
-        // IBKR never rejected the credentials (no error dialog: a silent drop, a second
-        // factor nobody approved), so this attempt is not a failed login for the budget.
-        if self.persisted.failed_logins.pop().is_some() {
+        // IBKR never rejected the credentials (no error dialog: a silent drop), so this
+        // attempt is not a failed login for the budget. An IB Key push nobody approved
+        // stays counted: each attempt is a prompt on the person's phone, and the budget is
+        // what caps them per hour (no prompt storm).
+        if !self.login.pushed && self.persisted.failed_logins.pop().is_some() {
             self.push(Action::SaveState(self.persisted.clone()));
         }
         if self.login.resets > MAX_LOGIN_RESETS {

@@ -947,8 +947,8 @@ fn ib_key_push_is_never_typed_into_and_the_person_is_told() {
 
 #[test]
 fn logins_dropped_without_an_error_do_not_spend_the_budget_but_follow_the_ladder() {
-    // IBKR never rejected the credentials (silent drop, unapproved push): the failed-login
-    // budget is for rejected credentials, and the growing ladder bounds these re-logins.
+    // IBKR never rejected the credentials (a silent drop): the failed-login budget is for
+    // rejected credentials, and the growing ladder bounds these re-logins.
     let mut h = H::new(
         CoreConfig {
             max_failed_logins_per_hour: 2,
@@ -1112,4 +1112,54 @@ fn a_held_back_dialog_that_goes_away_does_not_leave_the_machine_waiting() {
     assert_eq!(h.sv.phase(), &Phase::AwaitApi);
     let a = h.run_for(Duration::from_secs(200));
     assert!(a.iter().any(|x| matches!(x, Action::CloseGateway { .. })));
+}
+
+#[test]
+fn ib_key_pushes_the_gateway_times_out_stay_within_the_hourly_budget() {
+    // Each unapproved push is a prompt on the person's phone: those attempts spend the
+    // failed-login budget, so at most `max_failed_logins_per_hour` pushes per hour.
+    let mut h = H::new(
+        CoreConfig {
+            max_failed_logins_per_hour: 2,
+            second_factor_device: "IB Key".into(),
+            ..CoreConfig::default()
+        },
+        Persisted::default(),
+    );
+    let a = h.open_login_frame();
+    h.complete_typing(&a);
+    let creds = |h: &H| {
+        h.typed()
+            .iter()
+            .filter(|(_, s)| has_secret(s, SecretRef::Password))
+            .count()
+    };
+    for round in 0..4u32 {
+        if creds(&h) <= round as usize {
+            // No login was submitted this round (the budget holds it back): no push either.
+            h.run_for(Duration::from_secs(130));
+            continue;
+        }
+        h.input(Input::TitleChanged {
+            id: FRAME,
+            title: "Authenticating...".into(),
+        });
+        h.map(DIALOG + round, "Second Factor Authentication");
+        // The gateway's own 2FA timeout: back at the login window.
+        h.input(Input::Destroyed(DIALOG + round));
+        h.input(Input::TitleChanged {
+            id: FRAME,
+            title: "IBKR Gateway".into(),
+        });
+        let a = h.run_for(Duration::from_secs(130));
+        h.complete_typing(&a);
+    }
+    assert_eq!(
+        creds(&h),
+        2,
+        "two pushes, then the budget waits for the hour"
+    );
+    assert_eq!(notices(&h, NoticeKind::HumanApproval), 2);
+    assert!(notices(&h, NoticeKind::LockoutGuard) >= 1);
+    assert_eq!(h.sv.phase(), &Phase::Backoff);
 }
