@@ -751,3 +751,38 @@ fn session_ping_pong_is_held_back_and_reported_once() {
     assert_eq!(buttons(&rec, "Re-login is required").len(), 4);
     w.stop_and_wait(Duration::from_secs(60));
 }
+
+#[test]
+fn login_error_is_answered_and_the_gateway_restarted() {
+    // IBC cold-restarts after `Login Error`; so does ibwarden (answering it on the way out:
+    // whether OK lands before the gateway closes does not matter).
+    let install = SimInstall::new(&Scenario::new());
+    let mut w = Warden::start(&install, "paper", "");
+    w.wait_ready(LOGIN);
+    let readies = ready_count(&mut w);
+    let mut rec = install.record();
+    install.control("dialog Login Error|An error occurred during login. Please try again.|OK");
+    rec.wait_window("Login Error", STEP);
+    wait_status(&mut w, "login error", STEP);
+    wait_ready_more_than(&mut w, readies, LOGIN);
+    let starts = rec.events().iter().filter(|e| is_ev(e, "start")).count();
+    assert_eq!(starts, 2, "a fresh gateway");
+    assert_eq!(attempts(&rec).len(), 2, "a full login in it");
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
+fn unrecognized_username_or_password_stops_logging_in() {
+    // The other title IBKR uses for bad credentials (`reference/peers.md` §15).
+    let install = SimInstall::new(&Scenario::new());
+    let mut w = Warden::start(&install, "paper", "");
+    w.wait_ready(LOGIN);
+    let mut rec = install.record();
+    install.control("dialog Unrecognized Username or Password|Invalid username or password.|OK");
+    rec.wait_for("the dialog answered", STEP, |e| {
+        is_button(e, "Unrecognized Username or Password")
+    });
+    wait_notice(&mut w, "LoginFailed", STEP);
+    wait_status(&mut w, "invalid username or password", STEP);
+    w.stop_and_wait(Duration::from_secs(60));
+}
