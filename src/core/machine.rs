@@ -963,9 +963,17 @@ impl Supervisor {
                 if self.login.saw_progress && self.phase == Phase::LoggingIn =>
             {
                 // The frame becomes the main window after `Starting application...` (IBC's
-                // login-complete signal); from any earlier progress title it went back to
-                // the login window: the attempt ended without an error dialog.
-                if self.login.last_progress.as_deref() == Some("Starting application...") {
+                // login-complete signal); from an earlier progress title it went back to the
+                // login window: the attempt ended without an error dialog. The title can
+                // change faster than the watcher reads it, so `Starting application...` may
+                // never be seen: after `Initializing environment...` (IBKR accepted the login)
+                // nothing but success follows without a dialog; the API probe confirms it and
+                // the login deadline covers the rest.
+                let done = matches!(
+                    self.login.last_progress.as_deref(),
+                    Some("Starting application...") | Some("Initializing environment...")
+                );
+                if done {
                     self.await_api(now);
                 } else {
                     self.login_reset(now);
@@ -1729,6 +1737,11 @@ impl Supervisor {
             L::SilentDrop if self.phase == Phase::LoggingIn && self.login.submitted => {
                 tracing::warn!("IBKR dropped the login silently (launcher.log)");
                 self.login_reset(now);
+            }
+            // `Login has completed`: the gateway's own word, independent of title timing.
+            L::LoginCompleted if self.phase == Phase::LoggingIn => {
+                tracing::info!("the gateway reports the login completed (launcher.log)");
+                self.await_api(now);
             }
             other => tracing::debug!(event = ?other, "launcher.log"),
         }

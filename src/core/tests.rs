@@ -1163,3 +1163,47 @@ fn ib_key_pushes_the_gateway_times_out_stay_within_the_hourly_budget() {
     assert!(notices(&h, NoticeKind::LockoutGuard) >= 1);
     assert_eq!(h.sv.phase(), &Phase::Backoff);
 }
+
+#[test]
+fn a_missed_starting_application_title_is_still_a_completed_login() {
+    // The frame went `Initializing environment...` -> main window so fast that the watcher
+    // never saw `Starting application...`: that is success, not a reset.
+    let mut h = H::live();
+    let a = h.open_login_frame();
+    h.complete_typing(&a);
+    for t in [
+        "Authenticating...",
+        "Initializing environment...",
+        "IBKR Gateway",
+    ] {
+        h.input(Input::TitleChanged {
+            id: FRAME,
+            title: t.into(),
+        });
+    }
+    assert_eq!(h.sv.phase(), &Phase::AwaitApi);
+    h.step(Duration::from_secs(1));
+    h.probe_up();
+    assert!(h.ready());
+}
+
+#[test]
+fn launcher_log_login_completed_means_await_the_api() {
+    let mut h = H::live();
+    let a = h.open_login_frame();
+    h.complete_typing(&a);
+    h.input(Input::TitleChanged {
+        id: FRAME,
+        title: "Authenticating...".into(),
+    });
+    h.input(Input::GatewayLog(
+        crate::launcher_log::LauncherEvent::LoginCompleted,
+    ));
+    assert_eq!(h.sv.phase(), &Phase::AwaitApi);
+    // The title that follows is not read as a return to the login window.
+    h.input(Input::TitleChanged {
+        id: FRAME,
+        title: "IBKR Gateway".into(),
+    });
+    assert_eq!(h.sv.phase(), &Phase::AwaitApi);
+}
