@@ -88,10 +88,13 @@ fn assert_live_tws_login(install: &SimInstall) {
     assert_eq!(field("password"), TEST_PASSWORD, "typed: {typed:?}");
     assert_eq!(field("username"), TEST_USER, "typed: {typed:?}");
     for (w, f, t) in &typed {
-        // Space on a focused toggle or button presses it (and is recorded as a typed " ").
+        // Space on a focused toggle or button presses it (and is recorded as a typed " ");
+        // letters typed into the device list select an entry (type-ahead).
         let text_field = ["code", "password", "username"].contains(&f.as_str());
+        let harmless = t.chars().all(|c| c == ' ')
+            || (f == "devices" && t.chars().all(|c| c.is_ascii_alphabetic()));
         assert!(
-            w == "Login" && (text_field || t.chars().all(|c| c == ' ')),
+            w == "Login" && (text_field || harmless),
             "characters {t:?} typed into {w:?}/{f:?}"
         );
     }
@@ -112,6 +115,7 @@ fn assert_live_tws_login(install: &SimInstall) {
     // OK of the code entry was pressed from the keyboard with exactly the code in the field.
     let ok = evs
         .iter()
+        .rev()
         .find(|e| is_ev(e, "button") && e["window"] == "Login" && e["button"] == "OK")
         .expect("OK pressed");
     assert_eq!(ok["how"], "keyboard");
@@ -360,5 +364,89 @@ fn tws_titles_only_code_too_late_for_the_code_entry_is_never_a_login_attempt() {
     assert!(w
         .log()
         .contains("TWS: typing the code into the login frame (titles only)"));
+    assert!(w.stop_and_wait(Duration::from_secs(60)).success());
+}
+
+#[test]
+fn tws_reader_chooses_the_device_inside_the_frame() {
+    require_tool("tesseract", "tesseract-ocr");
+    let install = SimInstall::new_tws(&live().set("devices", "IB Key,Mobile Authenticator app"));
+    let mut w = Warden::start(&install, "live", "");
+    w.wait_ready(LOGIN);
+    let rec = install.record();
+    let dev = events(&rec, "device");
+    assert_eq!(dev.len(), 1, "{dev:?}");
+    assert_eq!(dev[0]["device"], "Mobile Authenticator app");
+    assert!(events(&rec, "content")
+        .iter()
+        .any(|e| e["what"] == "device_chooser" && e["window"] == "Login"));
+    assert_live_tws_login(&install);
+    assert!(w.stop_and_wait(Duration::from_secs(60)).success());
+}
+
+#[test]
+fn tws_reader_sees_a_rejected_code_come_back_and_types_the_next_step() {
+    require_tool("tesseract", "tesseract-ocr");
+    // 1200 s scaled = 60 s: the next step's code may be up to 30 s away.
+    let install = SimInstall::new_tws(
+        &Scenario::new()
+            .set("twofa_timeout_s", 1200)
+            .set("reject_codes", 1),
+    );
+    let mut w = Warden::start(&install, "live", "");
+    w.wait_ready(RELOGIN);
+    let rec = install.record();
+    let codes = events(&rec, "code");
+    assert_eq!(codes.len(), 2, "{codes:?}");
+    assert_eq!(codes[0]["verdict"], "forced_reject");
+    assert_eq!(codes[1]["verdict"], "accepted");
+    assert!(
+        codes[1]["step"].as_u64() > codes[0]["step"].as_u64(),
+        "a new step: {codes:?}"
+    );
+    assert_eq!(events(&rec, "login_attempt").len(), 1);
+    // Both codes went into the code field, nothing else did.
+    let typed: String = rec
+        .events()
+        .iter()
+        .filter(|e| is_ev(e, "key") && e["field"] == "code")
+        .filter_map(|e| e["char"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        typed,
+        format!(
+            "{}{}",
+            codes[0]["code"].as_str().expect("code"),
+            codes[1]["code"].as_str().expect("code")
+        )
+    );
+    assert!(w.stop_and_wait(Duration::from_secs(60)).success());
+}
+
+#[test]
+fn tws_restart_command_closes_tws_through_the_exit_confirmation() {
+    let install = SimInstall::new_tws(&Scenario::new());
+    let mut w = Warden::start(&install, "paper", "");
+    w.wait_ready(LOGIN);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ibwarden"))
+        .args(["restart", "--config"])
+        .arg(&w.config)
+        .env("HOME", w.dir.path())
+        .output()
+        .expect("run ibwarden restart");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    w.wait_ready_again(LOGIN);
+    let rec = install.record();
+    let evs = rec.events();
+    assert!(evs.iter().any(|e| is_ev(e, "button")
+        && e["window"] == "Are you sure you want to exit?"
+        && e["button"] == "Yes"));
+    let exits = events(&rec, "exit");
+    assert_eq!(exits[0]["reason"], "window_closed", "{exits:?}");
+    assert_eq!(events(&rec, "start").len(), 2);
     assert!(w.stop_and_wait(Duration::from_secs(60)).success());
 }

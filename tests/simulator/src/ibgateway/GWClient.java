@@ -586,6 +586,11 @@ public final class GWClient {
             list.setName("devices");
             list.setSelectionMode(ListSelectionModel.SINGLE_SELECTION);
             list.setSelectedIndex(0);
+            list.addListSelectionListener(e -> {
+                if (!e.getValueIsAdjusting()) {
+                    rec.event("list_selection", "value", list.getSelectedValue());
+                }
+            });
             JButton ok = Ui.button("OK", () -> {
                 String dev = list.getSelectedValue();
                 rec.event("device", "device", dev);
