@@ -380,6 +380,16 @@ impl Supervisor {
             .filter(|&id| id != frame)
             .collect();
         others.sort_unstable();
+        // The frame must still be titled as the login frame (`Login`): a progress title
+        // means TWS is busy with something the fallback cannot see into.
+        let login_title = self.windows.get(&frame).is_some_and(|w| {
+            dialog::classify(&w.info.title, w.info.transient_for.is_some()).0
+                == DialogKind::TwsLoginFrame
+        });
+        if !login_title {
+            // Counts as a change: the quiet period starts again once the title is back.
+            others.push(frame);
+        }
         let w = &mut self.login.tws;
         if others != w.others {
             // A dialog came or went (an existing session answered, an error shown): the
@@ -817,6 +827,26 @@ mod tests {
                 .all(|x| !matches!(x, Action::Type { steps, .. } if has_code(steps))),
             "{a:?}"
         );
+    }
+
+    #[test]
+    fn titles_only_waits_while_the_frame_shows_a_progress_title() {
+        let mut h = H::new(TradingMode::Live, false);
+        h.logged_in_keys();
+        h.input(Input::TitleChanged {
+            id: FRAME,
+            title: "Authenticating...".into(),
+        });
+        let a = h.run(FALLBACK_SETTLE * 3, None);
+        assert!(typed_into(&a, FRAME).is_empty(), "{a:?}");
+        h.input(Input::TitleChanged {
+            id: FRAME,
+            title: "Login".into(),
+        });
+        let soon = h.run(FALLBACK_SETTLE - Duration::from_millis(500), None);
+        assert!(typed_into(&soon, FRAME).is_empty(), "{soon:?}");
+        let a = h.run(Duration::from_secs(1), None);
+        assert_eq!(typed_into(&a, FRAME).len(), 1, "{a:?}");
     }
 
     #[test]
