@@ -109,6 +109,11 @@ struct Driver {
     human: Arc<std::sync::atomic::AtomicBool>,
     /// Stops the running takeover server, if any.
     takeover_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The private session bus of the AT-SPI reader (kept for the JVM's lifetime).
+    atspi_bus: Option<crate::reader::AtspiBus>,
+    /// Window titles as the watcher last saw them (the AT-SPI reader looks windows up by
+    /// title). A std mutex: held for an insert or a clone, never across an await.
+    titles: Arc<std::sync::Mutex<std::collections::HashMap<u32, String>>>,
 }
 
 fn now() -> Now {
@@ -265,9 +270,35 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     let inputs = launch::read_inputs(&install).context("cannot read the gateway install")?;
     info!(install = %install.dir.display(), java = %install.java.display(), "gateway install found");
 
+    // AT-SPI is opt-in only (a peer saw the ATK bridge deadlock the real gateway):
+    // `auto` means OCR when tesseract is installed, else titles only.
+    let mut atspi_bus = None;
     let reader = match cfg.login.content_reader {
         config::ContentReader::None => ContentReader::None,
-        _ => ContentReader::auto(),
+        config::ContentReader::Auto => ContentReader::auto(),
+        config::ContentReader::Ocr => {
+            let r = ContentReader::auto();
+            if !r.available() {
+                warn!("content_reader = \"ocr\" but tesseract is not installed; titles only");
+            }
+            r
+        }
+        config::ContentReader::Atspi => {
+            // The session bus must exist before the JVM starts.
+            let dir = state_dir.join("atspi");
+            let _ = state::create_private_dir(&dir);
+            match crate::reader::AtspiBus::start(&dir) {
+                Ok(bus) => {
+                    let r = ContentReader::Atspi(crate::reader::AtspiReader::new(bus.address()));
+                    atspi_bus = Some(bus);
+                    r
+                }
+                Err(e) => {
+                    warn!(error = %e, "AT-SPI unavailable; falling back to OCR");
+                    ContentReader::auto()
+                }
+            }
+        }
     };
     let persisted = match PersistedState::load(&state_dir) {
         Ok(p) => p,
@@ -306,6 +337,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         next_scheduled: None,
         human: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         takeover_stop: None,
+        atspi_bus,
+        titles: Arc::new(std::sync::Mutex::new(std::collections::HashMap::new())),
     };
     d.follow_launcher_log();
     d.stop_stray_gateway().await;
@@ -430,8 +463,22 @@ impl Driver {
         // Window events: keep only the JVM's windows (its pid or a descendant's).
         let tx = self.tx.clone();
         let jvm_pid = self.jvm_pid.clone();
+        let titles = self.titles.clone();
         tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
+                match &ev {
+                    WindowEvent::Mapped(info) => {
+                        if let Ok(mut t) = titles.lock() {
+                            t.insert(info.id, info.title.clone());
+                        }
+                    }
+                    WindowEvent::TitleChanged { id, title } => {
+                        if let Ok(mut t) = titles.lock() {
+                            t.insert(*id, title.clone());
+                        }
+                    }
+                    _ => {}
+                }
                 let input = match ev {
                     WindowEvent::Mapped(info) => {
                         let jvm = jvm_pid.load(Ordering::SeqCst);
@@ -763,8 +810,18 @@ impl Driver {
                 let target = s.target.clone();
                 let reader = self.reader.clone();
                 let tx = self.tx.clone();
+                let pid = self.jvm_pid.load(Ordering::SeqCst);
+                let title = self
+                    .titles
+                    .lock()
+                    .ok()
+                    .and_then(|t| t.get(&window).cloned())
+                    .unwrap_or_default();
                 tokio::task::spawn_blocking(move || {
-                    let text = read_window_text(&target, window, &reader);
+                    let text = match reader {
+                        ContentReader::Atspi(_) => read_accessible_text(&reader, pid, &title),
+                        _ => read_window_text(&target, window, &reader),
+                    };
                     debug!(window, text = ?text, "dialog text");
                     let _ = tx.send(Input::WindowText { window, text });
                 });
@@ -868,10 +925,22 @@ impl Driver {
             settings_dir: self.cfg.gateway.settings_dir.clone(),
             work_dir: self.work_dir.clone(),
             restart,
-            extra_jvm_args: self.cfg.gateway.jvm_args.clone(),
+            extra_jvm_args: {
+                let mut args = self.cfg.gateway.jvm_args.clone();
+                if self.atspi_bus.is_some() {
+                    match crate::reader::AtspiBus::jvm_args() {
+                        Ok(a) => args.extend(a),
+                        Err(e) => warn!(error = %e, "ATK wrapper missing; AT-SPI reads nothing"),
+                    }
+                }
+                args
+            },
             display: screen.target.name.clone(),
             xauthority: screen.target.xauthority.clone(),
-            dbus_session_bus_address: None,
+            dbus_session_bus_address: self
+                .atspi_bus
+                .as_ref()
+                .map(|b| std::ffi::OsString::from(b.address())),
             path_env: std::env::var_os("PATH"),
             home: std::env::var_os("HOME"),
         };
@@ -999,6 +1068,23 @@ fn typist_thread(
         {
             break;
         }
+    }
+}
+
+/// Reads a window over AT-SPI, retrying while the Java bridge has not registered it yet
+/// (the accessible tree follows the X map by tens of milliseconds).
+fn read_accessible_text(reader: &ContentReader, pid: u32, title: &str) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        if let Some(text) = reader.read_accessible(pid, title) {
+            if text.split_whitespace().count() >= 2 {
+                return Some(text);
+            }
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(150));
     }
 }
 

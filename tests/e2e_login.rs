@@ -144,3 +144,26 @@ fn jvm_cmdline_and_environ_hold_no_secret() {
     w.assert_no_secret_in_logs(&install);
     w.stop_and_wait(Duration::from_secs(60));
 }
+
+#[test]
+fn the_opt_in_atspi_reader_reads_the_device_chooser() {
+    let sc = Scenario::new().set("devices", "IB Key,Mobile Authenticator app");
+    let install = SimInstall::new(&sc);
+    let mut w = Warden::start_with(&install, "live", "content_reader = \"atspi\"\n", "");
+    w.wait_ready(LOGIN);
+    let rec = install.record();
+    let dev: Vec<_> = rec
+        .events()
+        .into_iter()
+        .filter(|e| is_ev(e, "device"))
+        .collect();
+    assert_eq!(dev.len(), 1, "{dev:?}");
+    assert_eq!(dev[0]["device"], "Mobile Authenticator app");
+    assert_eq!(codes(&rec).len(), 1);
+    assert!(
+        !w.log().contains("AT-SPI unavailable"),
+        "the AT-SPI bus started: {:?}",
+        w.log().lines().find(|l| l.contains("AT-SPI unavailable"))
+    );
+    w.stop_and_wait(Duration::from_secs(60));
+}

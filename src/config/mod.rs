@@ -108,7 +108,7 @@ pub enum ExistingSession {
 /// How the contents of a dialog (not only its title) are read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ContentReader {
-    /// AT-SPI if the JVM exposes it, else OCR, else titles only.
+    /// OCR when tesseract is installed, else titles only (AT-SPI is opt-in only).
     Auto,
     /// Screenshot + tesseract.
     Ocr,
