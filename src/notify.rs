@@ -761,8 +761,7 @@ async fn send_desktop(target: BusTarget, ev: &Event) -> Result<(), SendError> {
     // ibwarden runs in the desktop user's own session (the bus is this process's
     // `$DBUS_SESSION_BUS_ADDRESS`): notify-rust does exactly this job, so it is used. For any
     // other bus (a system service reaching a user's desktop) it cannot, see above.
-    if std::env::var("DBUS_SESSION_BUS_ADDRESS").ok().as_deref() == Some(target.address.as_str())
-    {
+    if std::env::var("DBUS_SESSION_BUS_ADDRESS").ok().as_deref() == Some(target.address.as_str()) {
         let urgency = match ev.severity {
             Severity::Info => notify_rust::Urgency::Low,
             Severity::Warning => notify_rust::Urgency::Normal,
