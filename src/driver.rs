@@ -82,7 +82,10 @@ struct Jvm {
 
 struct Driver {
     cfg: Config,
-    secrets: Arc<Secrets>,
+    /// The current secrets. Re-read on `restart` and SIGHUP, so a rotated password or
+    /// activation code is used without restarting ibwarden; the typist reads the slot at
+    /// each job. A std lock: held for a clone of the `Arc`, never across an await.
+    secrets: SecretSlot,
     install: install::Install,
     inputs: launch::LaunchInputs,
     state_dir: PathBuf,
@@ -312,13 +315,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         Persisted {
             last_totp_step: persisted.last_totp_step,
             failed_logins: persisted.failed_logins.clone(),
+            credentials_rejected: persisted.credentials_rejected,
         },
     );
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut d = Driver {
         cfg,
-        secrets: Arc::new(secrets),
+        secrets: Arc::new(std::sync::RwLock::new(Arc::new(secrets))),
         install,
         inputs,
         state_dir,
@@ -575,6 +579,20 @@ impl Driver {
         let _ = process::remove_pidfile(&pidfile);
     }
 
+    /// Re-reads the secrets (after `ibwarden secret set`, or a rotated systemd credential).
+    /// On failure the ones in memory stay, and the error (never a value) is logged.
+    fn reload_secrets(&mut self) {
+        match Secrets::load(&self.cfg) {
+            Ok(new) => {
+                if let Ok(mut slot) = self.secrets.write() {
+                    *slot = Arc::new(new);
+                }
+                info!("secrets re-read");
+            }
+            Err(e) => warn!(error = %e, "cannot re-read the secrets; keeping the loaded ones"),
+        }
+    }
+
     /// SIGHUP: re-read the config file. A broken file is refused with every error logged,
     /// and the running config stays; a good one replaces it. Probe, launch and display
     /// settings take effect from their next use; the login policy from the next start.
@@ -593,6 +611,7 @@ impl Driver {
                 }
                 self.cfg = new;
                 info!(config = %path.display(), "configuration reloaded");
+                self.reload_secrets();
             }
             Err(e) => {
                 outcome = "configuration reload refused: the file has errors";
@@ -623,6 +642,7 @@ impl Driver {
             },
             ControlCommand::Restart => {
                 info!("restart requested over the control socket");
+                self.reload_secrets();
                 sv.handle(now(), Input::Restart);
                 ControlReply::ok("restarting the gateway")
             }
@@ -632,7 +652,8 @@ impl Driver {
                 ControlReply::ok("stopping: the gateway is closed first, then ibwarden exits")
             }
             ControlCommand::TotpNow => {
-                control::totp_reply(self.secrets.totp.as_ref(), now().unix_ms / 1000)
+                let secrets = current_secrets(&self.secrets);
+                control::totp_reply(secrets.totp.as_ref(), now().unix_ms / 1000)
             }
             ControlCommand::Screenshot { out } => {
                 let Some(s) = &self.screen else {
@@ -855,6 +876,7 @@ impl Driver {
                 let mut st = PersistedState::load(&self.state_dir).unwrap_or_default();
                 st.last_totp_step = p.last_totp_step;
                 st.failed_logins = p.failed_logins;
+                st.credentials_rejected = p.credentials_rejected;
                 if let Err(e) = st.save(&self.state_dir) {
                     // Without durable state a TOTP step or a login attempt could be
                     // replayed after a crash: stop instead of risking the account.
@@ -1024,21 +1046,32 @@ impl Driver {
     }
 }
 
+/// Shared, replaceable secrets.
+type SecretSlot = Arc<std::sync::RwLock<Arc<Secrets>>>;
+
+fn current_secrets(slot: &SecretSlot) -> Arc<Secrets> {
+    match slot.read() {
+        Ok(s) => s.clone(),
+        Err(p) => p.into_inner().clone(),
+    }
+}
+
 fn typist_thread(
     typist: Arc<Typist>,
-    secrets: Arc<Secrets>,
+    slot: SecretSlot,
     jobs: std::sync::mpsc::Receiver<TypeJob>,
     tx: mpsc::UnboundedSender<Input>,
     human: Arc<std::sync::atomic::AtomicBool>,
 ) {
-    let resolve = |r: SecretRef| -> Option<Secret> {
-        match r {
-            SecretRef::Username => Some(Secret::new(secrets.username.clone())),
-            SecretRef::Password => Some(Secret::new(secrets.password.expose().to_string())),
-            SecretRef::TotpCode { step } => secrets.totp.as_ref().map(|c| c.code_at_step(step)),
-        }
-    };
     while let Ok(job) = jobs.recv() {
+        let secrets = current_secrets(&slot);
+        let resolve = |r: SecretRef| -> Option<Secret> {
+            match r {
+                SecretRef::Username => Some(Secret::new(secrets.username.clone())),
+                SecretRef::Password => Some(Secret::new(secrets.password.expose().to_string())),
+                SecretRef::TotpCode { step } => secrets.totp.as_ref().map(|c| c.code_at_step(step)),
+            }
+        };
         // A person on the display owns the keyboard: send nothing (the core holds the
         // action and retries once they leave).
         if human.load(Ordering::SeqCst) {

@@ -116,6 +116,9 @@ pub struct PersistedState {
     pub last_totp_step: Option<u64>,
     /// Unix seconds of recent failed logins (wrong password or rejected code), oldest first.
     pub failed_logins: Vec<u64>,
+    /// When IBKR rejected the username or password; no login is typed while set.
+    #[serde(default)]
+    pub credentials_rejected: Option<u64>,
 }
 
 impl PersistedState {

@@ -447,3 +447,53 @@ fn ibwarden_screenshot_shows_the_login_window() {
     assert!(text.contains("Log In"), "OCR of the screenshot: {text}");
     w.stop_and_wait(Duration::from_secs(60));
 }
+
+#[test]
+fn a_rejected_password_is_not_retried_after_a_restart_of_ibwarden() {
+    let install = SimInstall::new(&Scenario::new());
+    let mut w = Warden::start_password(&install, "live", "not-the-password");
+    w.wait_log("invalid username or password", Duration::from_secs(60));
+    w.child.signal_group(Signal::SIGKILL);
+    w.child.wait_exit(Duration::from_secs(10));
+    w.restart_process();
+    w.wait_log("rejected earlier", Duration::from_secs(60));
+    let attempts = |install: &SimInstall| {
+        install
+            .record()
+            .events()
+            .iter()
+            .filter(|e| is_ev(e, "login_attempt"))
+            .count()
+    };
+    assert_eq!(
+        attempts(&install),
+        1,
+        "the wrong password was typed once, ever"
+    );
+    // The person fixes the secret and restarts: one more login, which succeeds.
+    let mut set = std::process::Command::new(env!("CARGO_BIN_EXE_ibwarden"))
+        .args(["secret", "set", "password", "--config"])
+        .arg(&w.config)
+        .env("HOME", w.dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("secret set");
+    set.stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{TEST_PASSWORD}\n").as_bytes())
+        .expect("write password");
+    let out = set.wait_with_output().expect("secret set");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let o = ibwarden_cli(&w, &["restart"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    w.wait_ready(Duration::from_secs(120));
+    assert_eq!(attempts(&install), 2);
+    w.stop_and_wait(Duration::from_secs(60));
+}

@@ -96,6 +96,20 @@ fn set(args: SetArgs) -> anyhow::Result<ExitCode> {
     zeroize::Zeroize::zeroize(&mut content);
     written?;
     eprintln!("Replaced {}.", file.display());
+    if key == "password" {
+        // A new password lifts the "IBKR rejected the password" stop (persisted so that no
+        // restart retries a wrong password).
+        let dir = &config.state.dir;
+        if let Ok(mut st) = state::PersistedState::load(dir) {
+            if st.credentials_rejected.take().is_some() {
+                st.save(dir)?;
+                eprintln!(
+                    "Logins were stopped after IBKR rejected the old password; run `ibwarden \
+                     restart` to log in with the new one."
+                );
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -166,6 +166,10 @@ pub struct Persisted {
     /// Unix seconds of login submissions that have not (yet) succeeded. A submission is
     /// recorded before Enter is pressed, and removed when that login reaches ready.
     pub failed_logins: Vec<u64>,
+    /// IBKR rejected the username or password (unix seconds). While set, no login is typed,
+    /// also after a restart of ibwarden or the machine: a person fixes the secret and runs
+    /// `ibwarden restart` (or `ibwarden secret set password`, which clears it).
+    pub credentials_rejected: Option<u64>,
 }
 
 /// How urgent a notification is.
@@ -619,6 +623,10 @@ impl Supervisor {
             Input::Restart => {
                 if matches!(self.phase, Phase::Stopping | Phase::Stopped) {
                     return;
+                }
+                // A person asked: they fixed what made logins stop.
+                if self.persisted.credentials_rejected.take().is_some() {
+                    self.push(Action::SaveState(self.persisted.clone()));
                 }
                 self.consecutive_restarts = 0;
                 self.restart(now, "restart requested", false);
@@ -1118,6 +1126,8 @@ impl Supervisor {
             }
             K::LoginFailed => {
                 self.answer(id, Answer::Default);
+                self.persisted.credentials_rejected = Some(now.unix_ms / 1000);
+                self.push(Action::SaveState(self.persisted.clone()));
                 self.halt(
                     "invalid username or password",
                     NoticeKind::LoginFailed,
@@ -1413,6 +1423,18 @@ impl Supervisor {
         let Some(frame) = self.login.frame else {
             return;
         };
+        if self.persisted.credentials_rejected.is_some() {
+            // Rejected before (maybe by an earlier run): never retry a wrong password.
+            self.halt(
+                "invalid username or password (rejected earlier)",
+                NoticeKind::LoginFailed,
+                "IBKR rejected the username or password earlier, so ibwarden does not type it \
+                 again. Fix the secret (`ibwarden secret set password`), then run \
+                 `ibwarden restart`."
+                    .into(),
+            );
+            return;
+        }
         // Never a full login inside IBKR's nightly maintenance (+ delay): peers saw a login
         // 8 s after the reset cascade into a 35-60 minute lockout (`peers.md` §16).
         if let Some(until) = self.cfg.schedule.as_ref().and_then(|s| {

@@ -251,6 +251,7 @@ fn a_step_is_never_typed_twice_even_after_a_restart() {
         Persisted {
             last_totp_step: Some(step),
             failed_logins: vec![],
+            credentials_rejected: None,
         },
     );
     let a = h.open_login_frame();
@@ -372,6 +373,7 @@ fn spent_login_budget_waits_instead_of_typing() {
         Persisted {
             last_totp_step: None,
             failed_logins: vec![now_s - 100, now_s - 50, now_s - 10],
+            credentials_rejected: None,
         },
     );
     h.open_login_frame();
@@ -1206,4 +1208,26 @@ fn launcher_log_login_completed_means_await_the_api() {
         title: "IBKR Gateway".into(),
     });
     assert_eq!(h.sv.phase(), &Phase::AwaitApi);
+}
+
+#[test]
+fn a_rejected_password_is_never_typed_again_until_a_person_restarts() {
+    let mut h = H::live();
+    let a = h.open_login_frame();
+    h.complete_typing(&a);
+    h.map(DIALOG, "Login failed");
+    assert_eq!(h.sv.phase(), &Phase::Halted);
+    let saved = h.sv.persisted().clone();
+    assert!(saved.credentials_rejected.is_some(), "persisted");
+    // A new run of ibwarden (restart, reboot) with that state types nothing.
+    let mut h2 = H::new(CoreConfig::default(), saved);
+    h2.open_login_frame();
+    assert_eq!(h2.sv.phase(), &Phase::Halted);
+    assert!(
+        h2.typed().is_empty(),
+        "nothing typed after an earlier rejection"
+    );
+    // `ibwarden restart` (a person fixed the secret) clears it and logs in again.
+    h2.input(Input::Restart);
+    assert!(h2.sv.persisted().credentials_rejected.is_none());
 }
