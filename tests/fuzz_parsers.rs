@@ -219,7 +219,7 @@ fn config_parser_never_panics_on_mutated_files() {
 #[test]
 fn config_parser_never_panics_on_random_bytes() {
     let path = Path::new("fuzz.toml");
-    let mut rng = Rng::new(base_seed() ^ 0xC0FF_EE);
+    let mut rng = Rng::new(base_seed() ^ 0x00C0_FFEE);
     for i in 0..iterations() {
         let len = rng.below(200);
         let bytes: Vec<u8> = (0..len)
