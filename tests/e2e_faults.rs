@@ -677,6 +677,7 @@ fn state_fault_then_recover(
 ) {
     w.wait_ready(LOGIN);
     fault();
+    let mark = install.record().events().len();
     let first = jvm_pids(install)[0];
     kill(Pid::from_raw(first as i32), Signal::SIGKILL).expect("kill the JVM");
     let st = w.child.wait_exit(LOGIN);
@@ -692,6 +693,15 @@ fn state_fault_then_recover(
         w.log_tail(30)
     );
     census.wait_none(Duration::from_secs(20));
+    // The relaunched gateway got no keys: a login that cannot be recorded is not typed.
+    let typed: Vec<_> = install
+        .record()
+        .events()
+        .into_iter()
+        .skip(mark)
+        .filter(|e| is_ev(e, "key") || is_ev(e, "login_attempt"))
+        .collect();
+    assert!(typed.is_empty(), "typed without durable state: {typed:?}");
     assert_account_safe(install);
     clear();
     w.restart_process();
