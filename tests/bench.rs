@@ -1379,3 +1379,24 @@ maximum.
         scale = k.scale,
     )
 }
+
+/// Soak: `IBW_SOAK_N` (20) live logins in a row at the benchmark's time factor; slow logins
+/// and logins that needed a second JVM keep their evidence in `target/bench-anomalies/`.
+#[test]
+#[ignore = "soak: cargo test --release --test bench -- --ignored login_soak --nocapture"]
+fn login_soak() {
+    let k = Knobs::read();
+    let n: usize = env_or("IBW_SOAK_N", 20);
+    let mut slow = 0;
+    for i in 0..n {
+        let r = login_run(&k, scenario(k.tf), "live", false);
+        eprintln!(
+            "soak {i}: start→ready {:.0} ms, TOTP wait {:.0} ms",
+            r.start_to_ready, r.totp_wait
+        );
+        if r.start_to_ready > 30_000.0 {
+            slow += 1;
+        }
+    }
+    assert_eq!(slow, 0, "{slow} of {n} live logins took over 30 s");
+}
