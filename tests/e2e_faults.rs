@@ -361,7 +361,6 @@ fn sigkill_of_ibwarden_mid_login_then_a_new_start_keeps_one_jvm() {
 // ------------------------------------------------------------------------------ dialogs
 
 #[test]
-#[ignore = "bug (intermittent, ~1 run in 4): core::machine keeps one retry_ticket, see every_window_whose_typing_lost_the_focus_is_retried"]
 fn a_storm_of_50_tips_of_the_day_in_a_second_is_answered_and_stays_ready() {
     let install = SimInstall::new(&Scenario::new());
     let census = Census::start(&install);
@@ -895,7 +894,6 @@ fn a_broken_config_on_reload_is_refused_and_the_gateway_stays_up() {
 /// `a_storm_of_50_tips_of_the_day_in_a_second_is_answered_and_stays_ready` (about one run in
 /// four left one `Tip of the Day` open for good).
 #[test]
-#[ignore = "bug: core::machine keeps one retry_ticket; a second FocusLost before Timer::RetryInput fires overwrites the first, whose window is never retyped"]
 fn every_window_whose_typing_lost_the_focus_is_retried() {
     use ibwarden::core::{
         Action, CoreConfig, Input, Now, Persisted, Supervisor, TradingMode, TypeResult, WindowInfo,

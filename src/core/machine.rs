@@ -142,7 +142,8 @@ impl Default for CoreConfig {
             launch_timeout: Duration::from_secs(90),
             login_timeout: Duration::from_secs(180),
             probe_interval: Duration::from_secs(30),
-            probe_retry: Duration::from_millis(1000),
+            // Cheap (a refused loopback connect): ready within ~0.3 s of the API listening.
+            probe_retry: Duration::from_millis(300),
             failures_before_restart: 3,
             link_lost_grace: Duration::from_secs(300),
             backoff_initial: Duration::from_secs(2),
@@ -465,8 +466,9 @@ pub struct Supervisor {
     actions: VecDeque<Action>,
     next_ticket: u64,
     pending: HashMap<u64, PendingType>,
-    /// The ticket of a retry waiting for [`Timer::RetryInput`].
-    retry_ticket: Option<u64>,
+    /// Tickets of keyboard actions waiting for [`Timer::RetryInput`] (several windows can
+    /// lose the focus at once, e.g. a storm of dialogs).
+    retry_tickets: Vec<u64>,
     probe_in_flight: bool,
     probe_failures: u32,
     link_lost_since: Option<Instant>,
@@ -528,7 +530,7 @@ impl Supervisor {
             actions: VecDeque::new(),
             next_ticket: 1,
             pending: HashMap::new(),
-            retry_ticket: None,
+            retry_tickets: Vec::new(),
             probe_in_flight: false,
             probe_failures: 0,
             link_lost_since: None,
@@ -705,7 +707,7 @@ impl Supervisor {
         }
         self.windows.clear();
         self.pending.clear();
-        self.retry_ticket = None;
+        self.retry_tickets.clear();
         self.login = Login::default();
         self.deferred = None;
         self.probe_failures = 0;
@@ -1790,7 +1792,9 @@ impl Supervisor {
                 tracing::warn!(window = p.window, tries = p.tries, "focus lost; retrying");
                 p.tries += 1;
                 self.pending.insert(ticket, p);
-                self.retry_ticket = Some(ticket);
+                if !self.retry_tickets.contains(&ticket) {
+                    self.retry_tickets.push(ticket);
+                }
                 self.timers
                     .set(Timer::RetryInput, now.mono + Duration::from_millis(300));
             }
@@ -1871,13 +1875,33 @@ impl Supervisor {
             (Phase::Ready, ProbeOutcome::Up { link_lost, .. }) => {
                 self.probe_failures = 0;
                 if link_lost {
+                    if self.link_lost_since.is_none() {
+                        let line = format!(
+                            "ready, but the gateway's link to IBKR is down (1100); restart if it \
+                             lasts {} s",
+                            self.cfg.link_lost_grace.as_secs()
+                        );
+                        tracing::warn!("IB link lost (1100)");
+                        self.status_line(&line);
+                    }
                     let since = *self.link_lost_since.get_or_insert(now.mono);
                     if now.mono.duration_since(since) >= self.cfg.link_lost_grace {
                         self.restart(now, "IB link lost too long", false);
                         return;
                     }
-                } else {
-                    self.link_lost_since = None;
+                    // Probe again soon: the link's return is what clients wait for.
+                    self.timers.set(
+                        Timer::ProbeDue,
+                        now.mono + self.cfg.probe_interval.min(Duration::from_secs(10)),
+                    );
+                    return;
+                } else if self.link_lost_since.take().is_some() {
+                    tracing::info!("IB link restored");
+                    self.reason.clear();
+                    self.push(Action::Status {
+                        ready: true,
+                        text: "ready: the gateway's link to IBKR is back".into(),
+                    });
                 }
                 self.timers
                     .set(Timer::ProbeDue, now.mono + self.cfg.probe_interval);
@@ -1956,7 +1980,7 @@ impl Supervisor {
                 }
             }
             Timer::RetryInput => {
-                if let Some(ticket) = self.retry_ticket.take() {
+                for ticket in std::mem::take(&mut self.retry_tickets) {
                     if let Some(p) = self.pending.get(&ticket) {
                         if self.human {
                             self.held.push(ticket);

@@ -1231,3 +1231,26 @@ fn a_rejected_password_is_never_typed_again_until_a_person_restarts() {
     h2.input(Input::Restart);
     assert!(h2.sv.persisted().credentials_rejected.is_none());
 }
+
+#[test]
+fn ib_link_loss_is_reported_not_ready_and_ready_again_when_it_returns() {
+    let mut h = H::live();
+    to_ready(&mut h);
+    let a = h.step(Duration::from_secs(31)).expect("probe due");
+    assert!(a.contains(&Action::Probe));
+    let a = h.input(Input::Probe(ProbeOutcome::Up {
+        server_version: 176,
+        accounts: vec!["DU1234567".into()],
+        link_lost: true,
+    }));
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::Status { ready: false, text } if text.contains("1100"))));
+    assert_eq!(h.sv.phase(), &Phase::Ready);
+    let a = h.step(Duration::from_secs(11)).expect("probe again soon");
+    assert!(a.contains(&Action::Probe));
+    let a = h.probe_up();
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::Status { ready: true, .. })));
+}

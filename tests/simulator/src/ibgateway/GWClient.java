@@ -206,6 +206,19 @@ public final class GWClient {
         if (restartDir != null) {
             log.info("IB GATEWAY RESTART: restart=" + restartDir);
         }
+        // While the startup delay runs no window exists and only daemon threads are alive,
+        // so AWT's auto-shutdown would end the JVM (exit 0) before the login frame shows.
+        // The real gateway shows a splash meanwhile; this thread keeps the JVM alive the
+        // same way. Every exit goes through exitApp (System.exit) or a signal.
+        Thread keeper = new Thread(() -> {
+            try {
+                Thread.sleep(Long.MAX_VALUE);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }, "SimKeepAlive");
+        keeper.setDaemon(false);
+        keeper.start();
         Control.start(this);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> rec.event("jvm_shutdown"), "SimShutdown"));
         EventQueue.invokeLater(() -> {
