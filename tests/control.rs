@@ -53,11 +53,11 @@ fn snapshot() -> Snapshot {
     }
 }
 
-fn fake_driver(
+async fn fake_driver(
     mut rx: mpsc::Receiver<ControlRequest>,
     seen: std_mpsc::Sender<ControlCommand>,
-) -> impl std::future::Future<Output = ()> {
-    async move {
+) {
+    {
         while let Some(ControlRequest { cmd, reply }) = rx.recv().await {
             let answer = match &cmd {
                 ControlCommand::Restart => ControlReply::ok("restarting the gateway"),
