@@ -453,8 +453,9 @@ fn a_rejected_password_is_not_retried_after_a_restart_of_ibwarden() {
     let install = SimInstall::new(&Scenario::new());
     let mut w = Warden::start_password(&install, "live", "not-the-password");
     w.wait_log("invalid username or password", Duration::from_secs(60));
-    w.child.signal_group(Signal::SIGKILL);
-    w.child.wait_exit(Duration::from_secs(10));
+    // ibwarden is stopped and started again (a restart by systemd, a reboot).
+    let st = w.stop_and_wait(Duration::from_secs(60));
+    assert!(st.success(), "{st:?}");
     w.restart_process();
     w.wait_log("rejected earlier", Duration::from_secs(60));
     let attempts = |install: &SimInstall| {
