@@ -531,12 +531,9 @@ impl Driver {
     }
 
     fn screen_lost(&mut self) {
-        // Dropping the screen stops the watcher; the next launch starts a new display.
-        if let Some(mut s) = self.screen.take() {
-            if let Some(x) = s.xvfb.as_mut() {
-                let _ = x.pid();
-            }
-        }
+        // Dropping the screen stops the watcher and the typist; the next launch starts a new
+        // display (`ensure_screen`).
+        self.screen = None;
     }
 
     fn kill_jvm(&mut self) {

@@ -2058,10 +2058,8 @@ impl Supervisor {
         if self.phase != phase {
             tracing::info!(from = ?self.phase, to = ?phase, reason, "phase");
         }
-        let was_ready = self.phase == Phase::Ready;
         self.phase = phase;
         self.reason = reason.to_string();
-        let _ = was_ready;
         self.push(Action::Status {
             ready: false,
             text: reason.to_string(),
