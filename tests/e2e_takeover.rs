@@ -8,8 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use des::cipher::{Block, BlockCipherEncrypt, KeyInit};
-use des::Des;
+use common::vnc::vnc_response;
 
 use common::*;
 use warden::Warden;
@@ -64,22 +63,6 @@ fn three_silent_drops_then_accepted_on_the_ladder_in_one_jvm() {
         "seen through launcher.log"
     );
     w.stop_and_wait(Duration::from_secs(60));
-}
-
-/// The VNC authentication response (RFB 6.2.2: DES with bit-reversed key bytes).
-fn vnc_response(password: &str, challenge: &[u8; 16]) -> [u8; 16] {
-    let mut key = [0u8; 8];
-    for (k, b) in key.iter_mut().zip(password.bytes()) {
-        *k = b.reverse_bits();
-    }
-    let cipher = Des::new_from_slice(&key).expect("8-byte key");
-    let mut out = [0u8; 16];
-    for i in 0..2 {
-        let mut block = Block::<Des>::try_from(&challenge[i * 8..i * 8 + 8]).expect("8 bytes");
-        cipher.encrypt_block(&mut block);
-        out[i * 8..i * 8 + 8].copy_from_slice(&block);
-    }
-    out
 }
 
 /// An RFB 3.8 viewer: returns the open connection after ServerInit, or `None` if refused.

@@ -14,32 +14,13 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use des::cipher::{Block, BlockCipherEncrypt, KeyInit};
-use des::Des;
+use common::vnc::vnc_response;
 use ibwarden::takeover::{Takeover, TakeoverEvent, TakeoverOptions};
 use ibwarden::x11::DisplayTarget;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::timeout;
 
 const EVENT_WAIT: Duration = Duration::from_secs(10);
-
-/// The VNC authentication response: the challenge DES-encrypted (ECB, two blocks) with the
-/// password (first 8 bytes, zero-padded), each key byte bit-reversed (RFB 6.2.2 as
-/// implemented by every VNC server).
-fn vnc_response(password: &str, challenge: &[u8; 16]) -> [u8; 16] {
-    let mut key = [0u8; 8];
-    for (k, b) in key.iter_mut().zip(password.bytes()) {
-        *k = b.reverse_bits();
-    }
-    let cipher = Des::new_from_slice(&key).expect("8-byte key");
-    let mut out = [0u8; 16];
-    for i in 0..2 {
-        let mut block = Block::<Des>::try_from(&challenge[i * 8..i * 8 + 8]).expect("8 bytes");
-        cipher.encrypt_block(&mut block);
-        out[i * 8..i * 8 + 8].copy_from_slice(&block);
-    }
-    out
-}
 
 #[derive(Debug)]
 enum Login {

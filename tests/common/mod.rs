@@ -36,6 +36,7 @@
 //! they never skip silently.
 #![allow(dead_code)]
 
+pub mod vnc;
 pub mod x11;
 
 use std::collections::BTreeMap;
