@@ -134,21 +134,10 @@ fn now() -> Now {
 pub fn core_config(cfg: &Config, content_reader: bool) -> CoreConfig {
     let d = CoreConfig::default();
     CoreConfig {
-        program: match cfg.gateway.program {
-            config::Program::Gateway => core::Program::Gateway,
-            config::Program::Tws => core::Program::Tws,
-        },
-        trading_mode: match cfg.gateway.trading_mode {
-            config::TradingMode::Live => core::TradingMode::Live,
-            config::TradingMode::Paper => core::TradingMode::Paper,
-        },
-        second_factor_device: cfg.login.second_factor_device.clone(),
-        existing_session: match cfg.login.existing_session {
-            config::ExistingSession::Primary => core::SessionPolicy::Primary,
-            config::ExistingSession::PrimaryOverride => core::SessionPolicy::PrimaryOverride,
-            config::ExistingSession::Secondary => core::SessionPolicy::Secondary,
-            config::ExistingSession::Manual => core::SessionPolicy::Manual,
-        },
+        program: cfg.gateway.program,
+        trading_mode: cfg.gateway.trading_mode,
+        second_factor: cfg.login.second_factor.clone(),
+        existing_session: cfg.login.existing_session,
         max_failed_logins_per_hour: cfg.login.max_failed_logins_per_hour,
         min_code_validity: cfg.login.min_code_validity,
         max_code_rejections: cfg.login.max_code_rejections,
@@ -250,10 +239,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     }
 
     let query = install::InstallQuery {
-        program: Some(match cfg.gateway.program {
-            config::Program::Gateway => install::Program::Gateway,
-            config::Program::Tws => install::Program::Tws,
-        }),
+        program: Some(cfg.gateway.program),
         install_dir: cfg.gateway.install_dir.clone(),
         java: match &cfg.gateway.java {
             config::Java::Auto => None,

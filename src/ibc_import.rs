@@ -812,7 +812,7 @@ impl Converter<'_> {
             .get("SecondFactorDevice")
             .map(|s| s.value.trim().to_string())
             .unwrap_or_default();
-        let uses_app = sfd.is_empty() || sfd == crate::config::AUTHENTICATOR_APP;
+        let uses_app = sfd.is_empty() || sfd == crate::core::SecondFactor::AUTHENTICATOR_APP;
 
         for (key, s) in settings {
             self.ibc_setting(key, &s, &source_tz);
@@ -955,7 +955,7 @@ impl Converter<'_> {
                         s,
                         "blank: ibwarden picks \"Mobile Authenticator app\" and types its TOTP code",
                     );
-                } else if v == crate::config::AUTHENTICATOR_APP {
+                } else if v == crate::core::SecondFactor::AUTHENTICATOR_APP {
                     self.builtin(s, "ibwarden's default");
                 } else {
                     self.mapped_note(

@@ -63,7 +63,7 @@ pub enum LauncherEvent {
     /// Wrong username or password (`Authentication failed`).
     AuthFailed,
     /// `Existing session detected`.
-    ExistingSession,
+    SessionPolicy,
     /// Second-factor result.
     SecondFactor(SecondFactorOutcome),
     /// `Connection to server failed`.
@@ -151,7 +151,7 @@ pub fn classify(line: &str) -> Option<LauncherEvent> {
         return Some(E::AuthFailed);
     }
     if msg.starts_with("Existing session detected") {
-        return Some(E::ExistingSession);
+        return Some(E::SessionPolicy);
     }
     if let Some(rest) = msg.strip_prefix("Second factor authentication ") {
         let outcome = match rest.trim_end_matches('.') {
@@ -619,7 +619,7 @@ mod tests {
             (l("WARN ", "Authentication failed"), Some(E::AuthFailed)),
             (
                 l("INFO ", "Existing session detected"),
-                Some(E::ExistingSession),
+                Some(E::SessionPolicy),
             ),
             (
                 l("INFO ", "Second factor authentication accepted"),

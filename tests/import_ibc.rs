@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ibwarden::config::{Config, Env, ExistingSession, TradingMode};
+use ibwarden::config::{Config, Env, SessionPolicy, TradingMode};
 use ibwarden::ibc_import::{self, Options, Outcome};
 use ibwarden::secret::SecretSource;
 
@@ -115,7 +115,7 @@ fn ibc_sample_config_converts() {
     assert_eq!(config.account.password, SecretSource::File(pw));
     assert_eq!(config.gateway.trading_mode, TradingMode::Live);
     // IBC's manual is kept, not silently turned into ibwarden's default.
-    assert_eq!(config.login.existing_session, ExistingSession::Manual);
+    assert_eq!(config.login.existing_session, SessionPolicy::Manual);
     assert_eq!(config.login.ib_key_wait.as_secs(), 180);
     // Live + Mobile Authenticator: the activation code IBC never had is a to-do.
     assert_eq!(
@@ -211,7 +211,7 @@ fn gnzsnz_env_file_converts() {
         config.account.totp, None,
         "paper accounts need no activation code"
     );
-    assert_eq!(config.login.existing_session, ExistingSession::Primary);
+    assert_eq!(config.login.existing_session, SessionPolicy::Primary);
     // AUTO_RESTART_TIME=11:59 PM in TIME_ZONE=Europe/Zurich, in New York time today.
     let today = jiff::Zoned::now().date();
     let zurich = today

@@ -142,7 +142,7 @@ async fn truncation_restarts_from_the_first_byte() {
     f.write_all(line("Existing session detected").as_bytes())
         .expect("write");
     drop(f);
-    expect_seq(&mut rx, &[E::ExistingSession]).await;
+    expect_seq(&mut rx, &[E::SessionPolicy]).await;
     append(&d.log, &line("Second factor authentication accepted"));
     expect_seq(&mut rx, &[E::SecondFactor(SecondFactorOutcome::Accepted)]).await;
 }
@@ -156,7 +156,7 @@ async fn rotation_reads_the_old_files_last_lines_then_the_new_file() {
     let mut old = OpenOptions::new().append(true).open(&d.log).expect("open");
     old.write_all(line("Existing session detected").as_bytes())
         .expect("write");
-    expect_seq(&mut rx, &[E::ExistingSession]).await;
+    expect_seq(&mut rx, &[E::SessionPolicy]).await;
     // A last line, then the rename, before the follower necessarily saw either.
     old.write_all(line("Connection to server failed").as_bytes())
         .expect("write");

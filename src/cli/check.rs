@@ -130,7 +130,7 @@ fn check_secrets(report: &mut Report, config: &Config) {
             "activation code",
             format!(
                 "not configured (second factor: {})",
-                config.login.second_factor_device
+                config.login.second_factor.label()
             ),
         ),
     }

@@ -36,51 +36,7 @@ pub use units::{Geometry, WeekdayTime};
 use crate::secret::SecretSource;
 use reader::{Ctx, Section};
 
-/// Which IBKR program is supervised.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Program {
-    /// IB Gateway (`ibgateway.vmoptions`, main class `ibgateway.GWClient`).
-    Gateway,
-    /// Trader Workstation (`tws.vmoptions`, main class `jclient.LoginFrame`).
-    Tws,
-}
-
-impl Program {
-    /// The `.vmoptions` file that marks an install directory of this program.
-    pub fn vmoptions_file(self) -> &'static str {
-        match self {
-            Program::Gateway => "ibgateway.vmoptions",
-            Program::Tws => "tws.vmoptions",
-        }
-    }
-
-    /// The name used in the config file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Program::Gateway => "gateway",
-            Program::Tws => "tws",
-        }
-    }
-}
-
-/// Live or paper trading.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TradingMode {
-    /// Real money; the second factor is needed.
-    Live,
-    /// Paper account; no second factor.
-    Paper,
-}
-
-impl TradingMode {
-    /// The name used in the config file and on the gateway's login screen.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TradingMode::Live => "live",
-            TradingMode::Paper => "paper",
-        }
-    }
-}
+pub use crate::core::domain::{Program, SecondFactor, SessionPolicy, TradingMode};
 
 /// Which `java` runs the gateway.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,20 +45,6 @@ pub enum Java {
     Auto,
     /// This executable.
     Path(PathBuf),
-}
-
-/// What to answer when IBKR reports that the account is logged in elsewhere
-/// (IBC's `ExistingSessionDetectedAction`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExistingSession {
-    /// Take over the session, unless the other one is a TWS/Gateway that itself took over.
-    Primary,
-    /// Always take over.
-    PrimaryOverride,
-    /// Never take over: leave the other session alone and exit the login.
-    Secondary,
-    /// Do nothing; a person decides (notified).
-    Manual,
 }
 
 /// How the contents of a dialog (not only its title) are read.
@@ -171,16 +113,13 @@ pub struct AccountConfig {
     pub totp: Option<SecretSource>,
 }
 
-/// The second-factor device name IBKR shows for TOTP.
-pub const AUTHENTICATOR_APP: &str = "Mobile Authenticator app";
-
 /// `[login]`: login policy.
 #[derive(Clone, Debug)]
 pub struct LoginConfig {
-    /// Entry to pick in the second-factor device list.
-    pub second_factor_device: String,
+    /// The device to pick in the second-factor device list (`second_factor_device`).
+    pub second_factor: SecondFactor,
     /// Answer to "existing session detected".
-    pub existing_session: ExistingSession,
+    pub existing_session: SessionPolicy,
     /// Stop trying and call a person after this many failed logins in an hour.
     pub max_failed_logins_per_hour: u32,
     /// A code with less than this left is not typed; the next one is awaited.
@@ -200,7 +139,7 @@ pub struct LoginConfig {
 impl LoginConfig {
     /// True if the second factor is TOTP from the Mobile Authenticator app.
     pub fn uses_authenticator_app(&self) -> bool {
-        self.second_factor_device == AUTHENTICATOR_APP
+        self.second_factor.is_totp()
     }
 }
 
@@ -685,23 +624,23 @@ fn build(ctx: &mut Ctx<'_>, root: &DeTable<'_>, path: &Path, env: &Env) -> Optio
     let totp = secret_source(ctx, &a, "totp");
 
     // [login]
-    let second_factor_device = ctx
+    let second_factor = ctx
         .string(&l, "second_factor_device")
-        .map(Spanned::into_inner)
-        .unwrap_or_else(|| AUTHENTICATOR_APP.to_string());
+        .map(|s| SecondFactor::from_label(s.get_ref()))
+        .unwrap_or(SecondFactor::AuthenticatorApp);
     let login = LoginConfig {
         existing_session: ctx
             .choice(
                 &l,
                 "existing_session",
                 &[
-                    ("primary", ExistingSession::Primary),
-                    ("primaryoverride", ExistingSession::PrimaryOverride),
-                    ("secondary", ExistingSession::Secondary),
-                    ("manual", ExistingSession::Manual),
+                    ("primary", SessionPolicy::Primary),
+                    ("primaryoverride", SessionPolicy::PrimaryOverride),
+                    ("secondary", SessionPolicy::Secondary),
+                    ("manual", SessionPolicy::Manual),
                 ],
             )
-            .unwrap_or(ExistingSession::Primary),
+            .unwrap_or(SessionPolicy::Primary),
         max_failed_logins_per_hour: ctx
             .integer(&l, "max_failed_logins_per_hour", 1, 20)
             .map_or(3, |n| n as u32),
@@ -752,7 +691,7 @@ fn build(ctx: &mut Ctx<'_>, root: &DeTable<'_>, path: &Path, env: &Env) -> Optio
                 ],
             )
             .unwrap_or(ContentReader::Auto),
-        second_factor_device,
+        second_factor,
     };
     if trading_mode_known
         && trading_mode == TradingMode::Live

@@ -55,7 +55,7 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.login.min_code_validity, Duration::from_secs(8));
     assert_eq!(c.login.max_failed_logins_per_hour, 3);
     assert_eq!(c.login.max_code_rejections, 2);
-    assert_eq!(c.login.existing_session, ExistingSession::Primary);
+    assert_eq!(c.login.existing_session, SessionPolicy::Primary);
     assert!(c.login.uses_authenticator_app());
     assert_eq!(c.schedule.timezone_name, "America/New_York");
     assert_eq!(c.schedule.maintenance_start, Time::constant(23, 45, 0, 0));
@@ -408,7 +408,7 @@ fn example_with_every_key_uncommented_parses_to_the_defaults() {
     assert_eq!(c.gateway.trading_mode, d.gateway.trading_mode);
     assert_eq!(c.gateway.api_port, d.gateway.api_port);
     assert_eq!(c.gateway.java, d.gateway.java);
-    assert_eq!(c.login.second_factor_device, d.login.second_factor_device);
+    assert_eq!(c.login.second_factor, d.login.second_factor);
     assert_eq!(c.login.existing_session, d.login.existing_session);
     assert_eq!(
         c.login.max_failed_logins_per_hour,

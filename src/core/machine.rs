@@ -16,6 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::dialog::{self, Answer, DialogKind};
+use super::domain::{Program, SecondFactor, SessionPolicy, TradingMode};
 use super::timer::{Timer, TimerTable};
 use super::types::{KeyStep, NamedKey, ProbeOutcome, SecretRef, WindowInfo};
 use crate::totp;
@@ -41,37 +42,6 @@ pub struct Now {
     pub unix_ms: u64,
 }
 
-/// Live or paper.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TradingMode {
-    /// Live trading: second factor required.
-    Live,
-    /// Paper trading: no second factor; a `Warning` to accept.
-    Paper,
-}
-
-/// IB Gateway or TWS.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Program {
-    /// IB Gateway.
-    Gateway,
-    /// Trader Workstation.
-    Tws,
-}
-
-/// IBC's `ExistingSessionDetectedAction` (`reference/ibc.md` §1.7).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SessionPolicy {
-    /// Take the session; a running primary re-takes it.
-    Primary,
-    /// Take the session at login, but yield to a later login elsewhere.
-    PrimaryOverride,
-    /// Never override another session.
-    Secondary,
-    /// Leave the dialog to a person.
-    Manual,
-}
-
 /// What the core needs from the configuration (plain values, no IO).
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
@@ -79,8 +49,8 @@ pub struct CoreConfig {
     pub program: Program,
     /// Live or paper.
     pub trading_mode: TradingMode,
-    /// The second-factor device to pick in the chooser (`Mobile Authenticator app`).
-    pub second_factor_device: String,
+    /// The second-factor device to pick in the chooser.
+    pub second_factor: SecondFactor,
     /// Existing-session policy.
     pub existing_session: SessionPolicy,
     /// At most this many failed logins per rolling hour, across restarts.
@@ -133,7 +103,7 @@ impl Default for CoreConfig {
         CoreConfig {
             program: Program::Gateway,
             trading_mode: TradingMode::Live,
-            second_factor_device: "Mobile Authenticator app".into(),
+            second_factor: SecondFactor::AuthenticatorApp,
             existing_session: SessionPolicy::Primary,
             max_failed_logins_per_hour: 3,
             min_code_validity: Duration::from_secs(8),
@@ -1032,8 +1002,7 @@ impl Supervisor {
                     self.leave_alone(now, id, "a second-factor dialog in paper mode");
                     return;
                 }
-                let device = self.cfg.second_factor_device.to_lowercase();
-                if device.contains("ib key") {
+                if self.cfg.second_factor == SecondFactor::IbKey {
                     self.ib_key_wait(now);
                 } else {
                     self.type_code(now, id);
@@ -1060,7 +1029,8 @@ impl Supervisor {
                 // follow the selection before Enter presses OK.
                 let prefix: String = self
                     .cfg
-                    .second_factor_device
+                    .second_factor
+                    .label()
                     .split_whitespace()
                     .next()
                     .unwrap_or("M")
@@ -1075,12 +1045,7 @@ impl Supervisor {
                         KeyStep::Key(NamedKey::Enter),
                     ],
                 );
-                if self
-                    .cfg
-                    .second_factor_device
-                    .to_lowercase()
-                    .contains("ib key")
-                {
+                if self.cfg.second_factor == SecondFactor::IbKey {
                     self.ib_key_wait(now);
                 }
             }

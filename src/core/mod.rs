@@ -3,6 +3,7 @@
 //! No IO, no clocks, no randomness is read here: `now` is a parameter and the driver
 //! executes the actions the core asks for (see [`machine`] for the call contract).
 //!
+//! - [`domain`]: values shared with the config and the adapters (program, mode, policies).
 //! - [`types`]: data shared with the adapters (windows, keys, probe outcomes).
 //! - [`dialog`]: the dialog catalogue (title → kind, text refinement, answers) as data.
 //! - [`timer`]: named deadlines.
@@ -10,11 +11,13 @@
 //! - [`schedule`]: IBKR's calendar (planned restarts, the nightly maintenance window).
 
 pub mod dialog;
+pub mod domain;
 pub mod machine;
 pub mod schedule;
 pub mod timer;
 pub mod types;
 
+pub use domain::*;
 pub use machine::*;
 pub use types::*;
 

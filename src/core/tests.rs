@@ -1062,7 +1062,7 @@ fn titles_only_gives_the_safest_answer_to_every_ambiguous_dialog() {
     assert_eq!(h.code_steps().len(), 1);
     let mut h = H::new(
         CoreConfig {
-            second_factor_device: "IB Key".into(),
+            second_factor: crate::core::SecondFactor::IbKey,
             ..CoreConfig::default()
         },
         Persisted::default(),
@@ -1123,7 +1123,7 @@ fn ib_key_pushes_the_gateway_times_out_stay_within_the_hourly_budget() {
     let mut h = H::new(
         CoreConfig {
             max_failed_logins_per_hour: 2,
-            second_factor_device: "IB Key".into(),
+            second_factor: crate::core::SecondFactor::IbKey,
             ..CoreConfig::default()
         },
         Persisted::default(),

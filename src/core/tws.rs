@@ -347,7 +347,8 @@ impl Supervisor {
                 self.login.chose_device = true;
                 let prefix = self
                     .cfg
-                    .second_factor_device
+                    .second_factor
+                    .label()
                     .split_whitespace()
                     .next()
                     .unwrap_or("M")
@@ -415,12 +416,7 @@ impl Supervisor {
             tracing::warn!("TWS: no main window after the codes; waiting for the login deadline");
             return self.tws_stop_watch();
         }
-        if self
-            .cfg
-            .second_factor_device
-            .to_lowercase()
-            .contains("ib key")
-        {
+        if self.cfg.second_factor == crate::core::SecondFactor::IbKey {
             // Nothing to type for a push; only a person with the phone can answer it.
             self.ib_key_wait(now);
             return self.tws_stop_watch();

@@ -17,39 +17,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::{debug, warn};
 
-/// Which IB program to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Program {
-    /// IB Gateway.
-    Gateway,
-    /// Trader Workstation.
-    Tws,
-}
-
-impl Program {
-    /// The JVM main class the install4j launcher starts.
-    pub fn main_class(self) -> &'static str {
-        match self {
-            Program::Gateway => "ibgateway.GWClient",
-            Program::Tws => "jclient.LoginFrame",
-        }
-    }
-
-    /// The VM options file in the install directory.
-    pub fn vmoptions_file(self) -> &'static str {
-        match self {
-            Program::Gateway => "ibgateway.vmoptions",
-            Program::Tws => "tws.vmoptions",
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Program::Gateway => "IB Gateway",
-            Program::Tws => "TWS",
-        }
-    }
-}
+pub use crate::core::domain::Program;
 
 /// A usable install: the directory, its VM options file and the java to run it with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,7 +188,7 @@ pub fn check_install_dir(dir: &Path, program: Program) -> Result<(), InstallErro
     if !jars.is_dir() {
         return Err(InstallError::NoJars {
             dir: dir.to_path_buf(),
-            program: program.name(),
+            program: program.display_name(),
         });
     }
     let entries = fs::read_dir(&jars).map_err(|source| InstallError::Io {
@@ -238,7 +206,7 @@ pub fn check_install_dir(dir: &Path, program: Program) -> Result<(), InstallErro
         return Err(InstallError::NoVmoptions {
             path: vmoptions,
             dir: dir.to_path_buf(),
-            program: program.name(),
+            program: program.display_name(),
         });
     }
     Ok(())
@@ -268,7 +236,7 @@ fn search_default(program: Program, home: Option<&Path>) -> Result<PathBuf, Inst
         }
     }
     Err(InstallError::NotFound {
-        program: program.name(),
+        program: program.display_name(),
         searched: candidates,
     })
 }
