@@ -42,65 +42,7 @@ const MAX_LINE: usize = 16 * 1024;
 /// Longest `Exiting:` reason kept (characters).
 const MAX_REASON: usize = 200;
 
-/// What a `launcher.log` line (or a sequence of them) says.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LauncherEvent {
-    /// A gateway JVM started (`Starting IB Gateway`).
-    GatewayStarting,
-    /// It was started with an auto-restart token (`IB GATEWAY RESTART: restart=<dir>`).
-    TokenRestart,
-    /// Log In was pressed and the gateway asked IBKR (`AuthTimeoutMonitor-CCP: activate`).
-    AuthStarted,
-    /// IBKR answered the login (`NS_AUTH_START`): credentials reached the server.
-    AuthAccepted,
-    /// IBKR never answered the login: `AuthTimeoutMonitor-CCP: Timeout!` with no
-    /// `NS_AUTH_START` since the `activate`. A concurrent session or IBKR's limiter; only a
-    /// growing wait and re-pressing Log In in the same JVM help (a new JVM re-arms it).
-    SilentDrop,
-    /// `AuthTimeoutMonitor-CCP: Timeout!` that is not a silent drop: after `NS_AUTH_START`,
-    /// or with no `activate` seen (following began mid-login).
-    AuthTimeout,
-    /// Wrong username or password (`Authentication failed`).
-    AuthFailed,
-    /// `Existing session detected`.
-    SessionPolicy,
-    /// Second-factor result.
-    SecondFactor(SecondFactorOutcome),
-    /// `Connection to server failed`.
-    ConnectionFailed,
-    /// `Login has completed`.
-    LoginCompleted,
-    /// `API server listening on port N`.
-    ApiListening {
-        /// The port.
-        port: u16,
-    },
-    /// `Session disconnected: re-login is required`.
-    ReloginRequired,
-    /// The gateway is restarting itself (`Restart in progress`, `The application will
-    /// automatically restart in`, `IB GATEWAY RESTART` before the nightly exit).
-    RestartInProgress,
-    /// The auto-restart token expired: a full login with 2FA is needed.
-    TokenExpired,
-    /// A restart was requested but no auto-restart token was found.
-    TokenMissing,
-    /// `Exiting: <reason>`.
-    Exiting {
-        /// The reason as logged (at most 200 characters).
-        reason: String,
-    },
-}
-
-/// How a second-factor step ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SecondFactorOutcome {
-    /// `Second factor authentication accepted`.
-    Accepted,
-    /// `Second factor authentication failed`.
-    Failed,
-    /// `Second factor authentication timed out`.
-    TimedOut,
-}
+pub use crate::core::{LauncherEvent, SecondFactorOutcome};
 
 /// The message part of a line: after `] - ` in the gateway's
 /// `yyyy-MM-dd HH:mm:ss.SSS [XX] INFO  [JTS-<thread>] - <message>` format, else the

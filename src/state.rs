@@ -13,8 +13,6 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 /// Name of the state file inside the state directory.
 pub const STATE_FILE: &str = "state.json";
 
@@ -107,21 +105,13 @@ pub fn create_private_dir(dir: &Path) -> Result<(), StateError> {
         })
 }
 
-/// State persisted across restarts of ibwarden.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct PersistedState {
-    /// The last TOTP step whose code was typed. [`crate::totp::plan`] never returns a step
-    /// at or below it.
-    pub last_totp_step: Option<u64>,
-    /// Unix seconds of recent failed logins (wrong password or rejected code), oldest first.
-    pub failed_logins: Vec<u64>,
-    /// When IBKR rejected the username or password; no login is typed while set.
-    #[serde(default)]
-    pub credentials_rejected: Option<u64>,
-}
+/// State persisted across restarts of ibwarden: the core's own [`Persisted`] (one type for
+/// the machine and the file), written here.
+pub use crate::core::Persisted as PersistedState;
 
-impl PersistedState {
+use crate::core::Persisted;
+
+impl Persisted {
     /// Path of the state file in `dir`.
     pub fn path(dir: &Path) -> PathBuf {
         dir.join(STATE_FILE)

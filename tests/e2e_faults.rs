@@ -930,6 +930,7 @@ fn every_window_whose_typing_lost_the_focus_is_retried() {
     let tip = |id| WindowInfo {
         id,
         pid: Some(100),
+        ancestry: Vec::new(),
         title: "Tip of the Day".into(),
         transient_for: Some(1),
         x: 0,

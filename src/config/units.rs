@@ -111,29 +111,7 @@ pub fn parse_time_of_day(text: &str) -> Result<Time, String> {
     Time::new(hour, minute, 0, 0).map_err(|_| bad())
 }
 
-/// A weekly point in (zoned) time, e.g. `Sun 01:30`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WeekdayTime {
-    /// Day of the week.
-    pub weekday: Weekday,
-    /// Time of day on that day.
-    pub time: Time,
-}
-
-impl fmt::Display for WeekdayTime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let day = match self.weekday {
-            Weekday::Monday => "Mon",
-            Weekday::Tuesday => "Tue",
-            Weekday::Wednesday => "Wed",
-            Weekday::Thursday => "Thu",
-            Weekday::Friday => "Fri",
-            Weekday::Saturday => "Sat",
-            Weekday::Sunday => "Sun",
-        };
-        write!(f, "{day} {:02}:{:02}", self.time.hour(), self.time.minute())
-    }
-}
+pub use crate::core::schedule::WeekdayTime;
 
 /// Parses `Sun 01:30` (English day names, 3 letters or full, any case).
 pub fn parse_weekday_time(text: &str) -> Result<WeekdayTime, String> {

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use super::dialog::{self, Answer, DialogKind};
 use super::domain::{Program, SecondFactor, SessionPolicy, TradingMode};
+use super::schedule::{self, ScheduledEvent, Scheduler};
 use super::timer::{Timer, TimerTable};
-use super::types::{KeyStep, NamedKey, ProbeOutcome, SecretRef, WindowInfo};
+use super::types::{KeyStep, LauncherEvent, NamedKey, ProbeOutcome, SecretRef, WindowInfo};
 use crate::totp;
 
 // TWS's in-frame second factor and exit path. A child module (file `src/core/tws.rs`) so its
@@ -32,6 +33,20 @@ const MAX_LOGIN_RESETS: u32 = 8;
 
 /// How long the login frame may sit idle after a token relaunch before ibwarden types.
 const TOKEN_GRACE: Duration = Duration::from_secs(15);
+
+/// After WM_DELETE_WINDOW, how long the gateway has to exit before SIGTERM.
+const CLOSE_GRACE: Duration = Duration::from_secs(15);
+
+/// After SIGTERM, how long the JVM has to exit before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(10);
+
+/// A stop must have ended by then, whatever the gateway does: then SIGKILL.
+const STOP_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Stop requests (SIGTERM, SIGINT, `ibwarden stop`) that still mean "stop cleanly": Ctrl-C
+/// in a shell script often delivers SIGINT and the script's own SIGTERM together. Only the
+/// next one kills the gateway.
+const GRACEFUL_STOP_REQUESTS: u32 = 2;
 
 /// The current time, monotonic and wall-clock, as read by the driver.
 #[derive(Clone, Copy, Debug)]
@@ -129,8 +144,10 @@ impl Default for CoreConfig {
     }
 }
 
-/// State that must survive a crash of ibwarden, the JVM or the machine.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// State that must survive a crash of ibwarden, the JVM or the machine (the state file,
+/// `crate::state`, is this struct as JSON).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Persisted {
     /// The last TOTP step typed into the gateway; never typed again.
     pub last_totp_step: Option<u64>,
@@ -217,7 +234,8 @@ pub enum Input {
         /// The crash report, if one was written.
         hs_err: Option<String>,
     },
-    /// A top-level window was mapped (already filtered to the JVM's process tree).
+    /// A top-level window was mapped on the gateway's display (any client: the core keeps
+    /// only the JVM's own windows, by [`WindowInfo::pid`] and [`WindowInfo::ancestry`]).
     Mapped(WindowInfo),
     /// A window was unmapped.
     Unmapped(u32),
@@ -255,7 +273,23 @@ pub enum Input {
     /// A scheduled event is due (daily restart, weekly cold restart, closedown).
     Scheduled(super::schedule::ScheduledEvent),
     /// A line of the gateway's `launcher.log` that means something.
-    GatewayLog(crate::launcher_log::LauncherEvent),
+    GatewayLog(LauncherEvent),
+    /// The display asked for with [`Action::StartDisplay`] is up (watcher and typist on it).
+    DisplayReady,
+    /// The display could not be started.
+    DisplayFailed {
+        /// Why.
+        reason: String,
+    },
+    /// SIGHUP: the configuration was re-read and validated; apply it.
+    Reconfigure(Box<CoreConfig>),
+    /// SIGHUP: the configuration file has errors; the running configuration stays.
+    ReloadRefused,
+    /// An [`Action::SaveState`] could not be made durable.
+    StateNotSaved {
+        /// Why (an IO error; never a secret).
+        reason: String,
+    },
     /// A person connected to the display (VNC takeover): type nothing until they leave.
     HumanConnected,
     /// The person disconnected.
@@ -285,7 +319,12 @@ pub enum Action {
     ReadText {
         /// The window.
         window: u32,
+        /// Its title as last seen (the AT-SPI reader finds windows by title).
+        title: String,
     },
+    /// Start the display (Xvfb, or connect to the configured one) with its window watcher
+    /// and typist; answer with [`Input::DisplayReady`] or [`Input::DisplayFailed`].
+    StartDisplay,
     /// Save a screenshot (PNG in the state dir) of a window, or the whole display.
     Screenshot {
         /// The window, or `None` for the whole display.
@@ -295,13 +334,17 @@ pub enum Action {
     },
     /// Run one API probe; answer with [`Input::Probe`].
     Probe,
-    /// Close the gateway the way a user would, then SIGTERM, then SIGKILL, each with a
-    /// deadline; the exit arrives as [`Input::Exited`].
+    /// Ask the gateway to close the way a user would (WM_DELETE_WINDOW to its main window).
+    /// The core escalates on its own deadlines: [`Action::TerminateGateway`], then
+    /// [`Action::KillGateway`]; the exit arrives as [`Input::Exited`].
     CloseGateway {
-        /// The main window to send WM_DELETE_WINDOW to, if known.
-        main_window: Option<u32>,
+        /// The main window to send WM_DELETE_WINDOW to.
+        main_window: u32,
     },
-    /// Kill the JVM now (it hangs or its display is gone).
+    /// SIGTERM (and SIGCONT, in case it is stopped) to the JVM's process group.
+    TerminateGateway,
+    /// SIGKILL to the JVM's process group (it hangs, its display is gone, or the stop
+    /// deadline passed).
     KillGateway,
     /// Persist this state atomically before the next action.
     SaveState(Persisted),
@@ -314,12 +357,15 @@ pub enum Action {
         /// What happened and what to do.
         message: String,
     },
-    /// The state changed: log it, send `STATUS=` (and `READY=1` the first time `ready`).
+    /// The state changed: log it and send `STATUS=` (with `READY=1` when `sd_ready`).
     Status {
         /// True only after a passing API probe.
         ready: bool,
         /// One line for people.
         text: String,
+        /// Send systemd `READY=1`: the first time the API probe passes, and at the end of a
+        /// reload while it passes (fail closed: never otherwise).
+        sd_ready: bool,
     },
     /// Give up and exit the process with this code.
     Exit(i32),
@@ -457,6 +503,18 @@ pub struct Supervisor {
     pingpong_notified: bool,
     /// A session dialog held back by the ping-pong guard.
     deferred: Option<Deferred>,
+    /// Stop requests received (see [`GRACEFUL_STOP_REQUESTS`]).
+    stop_requests: u32,
+    /// The display (watcher + typist) is up.
+    display_up: bool,
+    /// A launch waits for the display (`use_restart_token`).
+    launch_after_display: Option<bool>,
+    /// The last [`Action::Status`] said the API answers.
+    serving: bool,
+    /// systemd got `READY=1` (once per process; reloads send it again).
+    sd_ready_sent: bool,
+    /// IBKR's calendar: fires each planned event once, from wall time.
+    scheduler: Option<Scheduler>,
     /// Counters for `status` and metrics.
     pub stats: Stats,
 }
@@ -516,8 +574,26 @@ impl Supervisor {
             takeovers: VecDeque::new(),
             pingpong_notified: false,
             deferred: None,
+            stop_requests: 0,
+            display_up: false,
+            launch_after_display: None,
+            serving: false,
+            sd_ready_sent: false,
+            scheduler: None,
             stats: Stats::default(),
         }
+    }
+
+    /// True while the API probe passes (what `/readyz` and `status` report).
+    pub fn is_ready(&self) -> bool {
+        self.phase == Phase::Ready && self.serving
+    }
+
+    /// The next planned calendar event (its name and unix ms), for `status`.
+    pub fn next_scheduled(&self, now: Now) -> Option<(String, u64)> {
+        self.scheduler
+            .as_ref()
+            .and_then(|s| s.upcoming_for_status(schedule::timestamp_from_unix_ms(now.unix_ms)))
     }
 
     /// The current phase.
@@ -564,8 +640,40 @@ impl Supervisor {
 
     /// Feed one event.
     pub fn handle(&mut self, now: Now, input: Input) {
+        self.poll_schedule(now);
         match input {
             Input::Start => self.launch(now, true),
+            Input::DisplayReady => {
+                self.display_up = true;
+                if let Some(use_restart_token) = self.launch_after_display.take() {
+                    if self.phase == Phase::Launching {
+                        self.push(Action::Launch { use_restart_token });
+                    }
+                }
+            }
+            Input::DisplayFailed { reason } => {
+                self.display_up = false;
+                self.launch_after_display = None;
+                if self.phase == Phase::Launching {
+                    self.backoff(now, &format!("display failed: {reason}"), None);
+                }
+            }
+            Input::Reconfigure(cfg) => self.reconfigure(now, *cfg),
+            Input::ReloadRefused => {
+                self.end_reload("configuration reload refused: the file has errors")
+            }
+            Input::StateNotSaved { reason } => {
+                // Without durable state a TOTP step or a login attempt could be replayed after
+                // a crash: nothing queued after the save may run; stop instead.
+                self.actions.clear();
+                tracing::error!(%reason, "cannot persist state; stopping");
+                if self.pid.is_some() {
+                    self.push(Action::KillGateway);
+                }
+                self.timers.clear();
+                self.set_phase(Phase::Stopped, "cannot persist state");
+                self.push(Action::Exit(1));
+            }
             Input::Spawned { pid, with_token } => self.on_spawned(now, pid, with_token),
             Input::SpawnFailed { reason } => {
                 self.pid = None;
@@ -583,6 +691,7 @@ impl Supervisor {
             Input::WindowText { window, text } => self.on_text(now, window, text),
             Input::Probe(outcome) => self.on_probe(now, outcome),
             Input::DisplayLost => {
+                self.display_up = false;
                 if self.pid.is_some() && !matches!(self.phase, Phase::Stopping | Phase::Stopped) {
                     self.push(Action::KillGateway);
                     self.restart_after_exit = Some(AfterBackoff::Launch {
@@ -591,7 +700,21 @@ impl Supervisor {
                     self.set_phase(Phase::Restarting, "the X display died");
                 }
             }
-            Input::Stop => self.stop(now),
+            Input::Stop => {
+                self.stop_requests += 1;
+                if self.stop_requests <= 1 {
+                    self.stop(now);
+                } else if self.stop_requests <= GRACEFUL_STOP_REQUESTS {
+                    tracing::info!(
+                        "already stopping cleanly; one more stop request kills the gateway"
+                    );
+                } else if self.pid.is_some() {
+                    tracing::warn!("stop requested again: killing the gateway");
+                    self.push(Action::KillGateway);
+                } else {
+                    self.stop(now);
+                }
+            }
             Input::Restart => {
                 if matches!(self.phase, Phase::Stopping | Phase::Stopped) {
                     return;
@@ -646,26 +769,95 @@ impl Supervisor {
                 }
                 self.status_line("the person left the display; ibwarden resumes");
             }
-            Input::Scheduled(ev) => {
-                use super::schedule::ScheduledEvent as E;
-                if matches!(self.phase, Phase::Stopping | Phase::Stopped | Phase::Halted) {
-                    return;
-                }
-                self.consecutive_restarts = 0;
-                match ev {
-                    E::DailyRestart => self.restart(now, "daily restart", false),
-                    // Sunday's token expiry: a full login with the second factor.
-                    E::WeeklyColdRestart => self.restart(now, "weekly cold restart", true),
-                    E::Closedown => self.stop(now),
-                }
-            }
+            Input::Scheduled(ev) => self.on_scheduled(now, ev),
         }
     }
 
-    /// Handle every expired deadline.
+    /// Handle every expired deadline (and the calendar).
     pub fn handle_timeout(&mut self, now: Now) {
+        self.poll_schedule(now);
         for timer in self.timers.take_expired(now.mono) {
             self.on_timer(now, timer);
+        }
+    }
+
+    /// A planned event is due (daily restart, weekly cold restart, closedown).
+    fn on_scheduled(&mut self, now: Now, ev: ScheduledEvent) {
+        use ScheduledEvent as E;
+        if matches!(self.phase, Phase::Stopping | Phase::Stopped | Phase::Halted) {
+            return;
+        }
+        self.consecutive_restarts = 0;
+        match ev {
+            E::DailyRestart => self.restart(now, "daily restart", false),
+            // Sunday's token expiry: a full login with the second factor.
+            E::WeeklyColdRestart => self.restart(now, "weekly cold restart", true),
+            E::Closedown => self.stop(now),
+        }
+    }
+
+    /// Fires due calendar events from wall time (DST and clock jumps are the scheduler's
+    /// business) and re-arms [`Timer::Calendar`] for the next look at the clock.
+    fn poll_schedule(&mut self, now: Now) {
+        let Some(sched) = self.scheduler.as_mut() else {
+            if let Some(s) = self.cfg.schedule.clone() {
+                self.scheduler = Some(Scheduler::new(
+                    s,
+                    schedule::timestamp_from_unix_ms(now.unix_ms),
+                ));
+                self.poll_schedule(now);
+            }
+            return;
+        };
+        let wall = schedule::timestamp_from_unix_ms(now.unix_ms);
+        let polled = sched.poll(wall);
+        let next = now.mono + sched.next_check(wall);
+        self.timers.set(Timer::Calendar, next);
+        for m in &polled.missed {
+            tracing::warn!(event = %m.event, "scheduled event missed (clock jump or suspend)");
+        }
+        if let Some(f) = polled.fired {
+            tracing::info!(event = %f.event, "scheduled event");
+            self.on_scheduled(now, f.event);
+        }
+    }
+
+    /// SIGHUP with a valid file: every value takes effect where the core uses it (the
+    /// maintenance guard and the calendar, probe cadence, login policy), now.
+    fn reconfigure(&mut self, now: Now, mut cfg: CoreConfig) {
+        // The jitter stream is the process's, not the file's.
+        cfg.seed = self.cfg.seed;
+        let probe_changed = cfg.probe_interval != self.cfg.probe_interval;
+        if let (Some(sched), Some(s)) = (self.scheduler.as_mut(), cfg.schedule.clone()) {
+            sched.set_schedule(s);
+        } else {
+            self.scheduler = None;
+        }
+        self.cfg = cfg;
+        if probe_changed && self.phase == Phase::Ready && !self.probe_in_flight {
+            self.timers
+                .set(Timer::ProbeDue, now.mono + self.cfg.probe_interval);
+        }
+        self.poll_schedule(now);
+        self.end_reload("configuration reloaded");
+    }
+
+    /// The end of a reload: systemd expects `READY=1`, which is only ever sent while the API
+    /// probe passes (fail closed); otherwise the status says what the machine waits for.
+    fn end_reload(&mut self, outcome: &str) {
+        if self.is_ready() {
+            self.push(Action::Status {
+                ready: true,
+                text: format!("ready ({outcome})"),
+                sd_ready: true,
+            });
+        } else {
+            let text = self.reason.clone();
+            self.push(Action::Status {
+                ready: false,
+                text,
+                sd_ready: false,
+            });
         }
     }
 
@@ -683,9 +875,15 @@ impl Supervisor {
         self.probe_failures = 0;
         self.link_lost_since = None;
         self.timers.clear();
-        self.push(Action::Launch { use_restart_token });
+        if self.display_up {
+            self.push(Action::Launch { use_restart_token });
+        } else {
+            self.launch_after_display = Some(use_restart_token);
+            self.push(Action::StartDisplay);
+        }
         self.timers
             .set(Timer::LaunchDeadline, now.mono + self.cfg.launch_timeout);
+        self.poll_schedule(now);
         self.set_phase(Phase::Launching, "launching the gateway");
     }
 
@@ -713,6 +911,8 @@ impl Supervisor {
             Timer::RetryInput,
             Timer::IbKeyDeadline,
             Timer::StopDeadline,
+            Timer::CloseGrace,
+            Timer::TermGrace,
         ] {
             self.timers.stop(t);
         }
@@ -786,8 +986,7 @@ impl Supervisor {
         };
         if self.pid.is_some() {
             self.restart_after_exit = Some(next);
-            let main = self.login.frame;
-            self.push(Action::CloseGateway { main_window: main });
+            self.close_gateway(now);
             self.set_phase(Phase::Restarting, reason);
         } else {
             self.backoff(now, reason, Some(next));
@@ -839,14 +1038,29 @@ impl Supervisor {
         }
         self.timers.clear();
         if self.pid.is_some() {
-            let main = self.login.frame;
-            self.push(Action::CloseGateway { main_window: main });
+            self.close_gateway(now);
             self.timers
-                .set(Timer::StopDeadline, now.mono + Duration::from_secs(120));
+                .set(Timer::StopDeadline, now.mono + STOP_DEADLINE);
             self.set_phase(Phase::Stopping, "stopping the gateway");
         } else {
             self.set_phase(Phase::Stopped, "stopped");
             self.push(Action::Exit(0));
+        }
+    }
+
+    /// Close the gateway the way a user would: a hard-killed JVM can strand IBKR's
+    /// server-side session for a long time. Escalates on [`Timer::CloseGrace`] and
+    /// [`Timer::TermGrace`].
+    fn close_gateway(&mut self, now: Now) {
+        match self.login.frame {
+            Some(main_window) => {
+                self.push(Action::CloseGateway { main_window });
+                self.timers.set(Timer::CloseGrace, now.mono + CLOSE_GRACE);
+            }
+            None => {
+                self.push(Action::TerminateGateway);
+                self.timers.set(Timer::TermGrace, now.mono + TERM_GRACE);
+            }
         }
     }
 
@@ -863,7 +1077,16 @@ impl Supervisor {
     // ----- windows -------------------------------------------------------------------------
 
     fn on_mapped(&mut self, now: Now, info: WindowInfo) {
-        if self.pid.is_none() || matches!(self.phase, Phase::Stopping | Phase::Stopped) {
+        // Only the JVM's windows (its pid or a descendant's: a launcher may fork it).
+        let Some(jvm) = self.pid else {
+            return;
+        };
+        if info.pid != Some(jvm) && !info.ancestry.contains(&jvm) {
+            tracing::debug!(window = info.id, title = %info.title, pid = ?info.pid,
+                "ignoring a window that is not the gateway's");
+            return;
+        }
+        if matches!(self.phase, Phase::Stopping | Phase::Stopped) {
             self.exit_confirm_while_stopping(info);
             return;
         }
@@ -886,7 +1109,7 @@ impl Supervisor {
             },
         );
         if reading {
-            self.push(Action::ReadText { window: id });
+            self.read_text(id);
         } else {
             self.on_window(now, id, kind, None);
         }
@@ -1017,7 +1240,7 @@ impl Supervisor {
                             w.reading = true;
                             w.kind = DialogKind::SecondFactor;
                         }
-                        self.push(Action::ReadText { window: id });
+                        self.read_text(id);
                     } else {
                         self.leave_alone(now, id, "the device chooser came back");
                     }
@@ -1717,8 +1940,8 @@ impl Supervisor {
     }
 
     /// A line of `launcher.log`: IBKR's side of the login, which titles cannot show.
-    fn on_gateway_log(&mut self, now: Now, ev: crate::launcher_log::LauncherEvent) {
-        use crate::launcher_log::LauncherEvent as L;
+    fn on_gateway_log(&mut self, now: Now, ev: LauncherEvent) {
+        use LauncherEvent as L;
         match ev {
             // `AuthTimeoutMonitor-CCP: Timeout!` with no `NS_AUTH_START`: IBKR dropped the
             // login without a word (a concurrent session holds the slot). Log in again in
@@ -1749,7 +1972,7 @@ impl Supervisor {
                     if let Some(w) = self.windows.get_mut(&p.window) {
                         w.reading = true;
                         w.kind = DialogKind::SecondFactor;
-                        self.push(Action::ReadText { window: p.window });
+                        self.read_text(p.window);
                     }
                 }
             }
@@ -1822,6 +2045,7 @@ impl Supervisor {
                         "ready: API up (server version {server_version}, accounts {})",
                         accounts.join(",")
                     ),
+                    sd_ready: false,
                 });
                 if recovered {
                     self.push(Action::Notify {
@@ -1866,6 +2090,7 @@ impl Supervisor {
                     self.push(Action::Status {
                         ready: true,
                         text: "ready: the gateway's link to IBKR is back".into(),
+                        sd_ready: false,
                     });
                 }
                 self.timers
@@ -1878,6 +2103,7 @@ impl Supervisor {
                     self.push(Action::Status {
                         ready: false,
                         text: format!("API not answering: {reason}"),
+                        sd_ready: false,
                     });
                     self.restart(now, "API stopped answering", false);
                 } else {
@@ -1982,6 +2208,20 @@ impl Supervisor {
                     self.push(Action::KillGateway);
                 }
             }
+            Timer::CloseGrace => {
+                if self.pid.is_some() {
+                    tracing::warn!("gateway did not close from its window; sending SIGTERM");
+                    self.push(Action::TerminateGateway);
+                    self.timers.set(Timer::TermGrace, now.mono + TERM_GRACE);
+                }
+            }
+            Timer::TermGrace => {
+                if self.pid.is_some() {
+                    tracing::warn!("gateway did not exit on SIGTERM; sending SIGKILL");
+                    self.push(Action::KillGateway);
+                }
+            }
+            Timer::Calendar => {}
             Timer::DeferredAnswer => {
                 let Some(d) = self.deferred.take() else {
                     return;
@@ -2015,8 +2255,30 @@ impl Supervisor {
 
     // ----- helpers -------------------------------------------------------------------------
 
-    fn push(&mut self, action: Action) {
+    fn push(&mut self, mut action: Action) {
+        if let Action::Status {
+            ready, sd_ready, ..
+        } = &mut action
+        {
+            self.serving = *ready;
+            if *ready && !self.sd_ready_sent {
+                *sd_ready = true;
+            }
+            if *sd_ready {
+                self.sd_ready_sent = true;
+            }
+        }
         self.actions.push_back(action);
+    }
+
+    /// Asks for a window's text (the reader gets its title too).
+    fn read_text(&mut self, window: u32) {
+        let title = self
+            .windows
+            .get(&window)
+            .map(|w| w.info.title.clone())
+            .unwrap_or_default();
+        self.push(Action::ReadText { window, title });
     }
 
     fn set_phase(&mut self, phase: Phase, reason: &str) {
@@ -2028,6 +2290,7 @@ impl Supervisor {
         self.push(Action::Status {
             ready: false,
             text: reason.to_string(),
+            sd_ready: false,
         });
     }
 
@@ -2036,6 +2299,7 @@ impl Supervisor {
         self.push(Action::Status {
             ready: false,
             text: text.to_string(),
+            sd_ready: false,
         });
     }
 }

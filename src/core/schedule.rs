@@ -20,11 +20,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use jiff::civil::{Date, Time};
+use jiff::civil::{Date, Time, Weekday};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
-
-use crate::config::{ScheduleConfig, WeekdayTime};
 
 /// How long IBKR's nightly maintenance lasts after `maintenance_start` (IBKR publishes
 /// 23:45–00:15 ET). The configured `maintenance_delay` is added on top.
@@ -46,6 +44,30 @@ pub const CLOCK_RESET: Duration = Duration::from_secs(24 * 60 * 60);
 /// The driver re-reads the wall clock at least this often, so a clock step or a DST change
 /// is noticed even while a monotonic sleep towards the next event is pending.
 pub const RECHECK: Duration = Duration::from_secs(60);
+
+/// A weekly point in (zoned) time, e.g. `Sun 01:30`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeekdayTime {
+    /// Day of the week.
+    pub weekday: Weekday,
+    /// Time of day on that day.
+    pub time: Time,
+}
+
+impl fmt::Display for WeekdayTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let day = match self.weekday {
+            Weekday::Monday => "Mon",
+            Weekday::Tuesday => "Tue",
+            Weekday::Wednesday => "Wed",
+            Weekday::Thursday => "Thu",
+            Weekday::Friday => "Fri",
+            Weekday::Saturday => "Sat",
+            Weekday::Sunday => "Sun",
+        };
+        write!(f, "{day} {:02}:{:02}", self.time.hour(), self.time.minute())
+    }
+}
 
 /// A planned event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -97,16 +119,23 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// The calendar of a validated `[schedule]` section.
-    pub fn new(cfg: &ScheduleConfig) -> Schedule {
+    /// A calendar from plain values (the config builds it from a validated `[schedule]`).
+    pub fn new(
+        tz: TimeZone,
+        daily_restart: Option<Time>,
+        weekly_cold_restart: Option<WeekdayTime>,
+        closedown: Option<WeekdayTime>,
+        maintenance_start: Time,
+        maintenance_delay: Duration,
+    ) -> Schedule {
         Schedule {
-            tz: cfg.timezone.clone(),
-            daily_restart: cfg.daily_restart,
-            weekly_cold_restart: cfg.weekly_cold_restart,
-            closedown: cfg.closedown,
-            maintenance_start: cfg.maintenance_start,
+            tz,
+            daily_restart,
+            weekly_cold_restart,
+            closedown,
+            maintenance_start,
             // Validation caps the delay at one hour; saturate rather than panic anyway.
-            maintenance_delay: SignedDuration::try_from(cfg.maintenance_delay)
+            maintenance_delay: SignedDuration::try_from(maintenance_delay)
                 .unwrap_or(SignedDuration::MAX),
         }
     }
@@ -379,14 +408,36 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jiff::civil::{time, Weekday};
+    use jiff::civil::time;
 
     const NY: &str = "America/New_York";
+
+    /// The `[schedule]` values a test varies (the config module builds the real one).
+    struct ScheduleConfig {
+        timezone: TimeZone,
+        daily_restart: Option<Time>,
+        weekly_cold_restart: Option<WeekdayTime>,
+        maintenance_start: Time,
+        maintenance_delay: Duration,
+        closedown: Option<WeekdayTime>,
+    }
+
+    impl Schedule {
+        fn from_test(c: &ScheduleConfig) -> Schedule {
+            Schedule::new(
+                c.timezone.clone(),
+                c.daily_restart,
+                c.weekly_cold_restart,
+                c.closedown,
+                c.maintenance_start,
+                c.maintenance_delay,
+            )
+        }
+    }
 
     fn cfg() -> ScheduleConfig {
         ScheduleConfig {
             timezone: TimeZone::get(NY).expect("bundled tzdb"),
-            timezone_name: NY.into(),
             daily_restart: Some(time(23, 50, 0, 0)),
             weekly_cold_restart: Some(WeekdayTime {
                 weekday: Weekday::Sunday,
@@ -418,7 +469,7 @@ mod tests {
 
     #[test]
     fn daily_restart_once_per_local_day_across_spring_forward() {
-        let s = Schedule::new(&cfg());
+        let s = Schedule::from_test(&cfg());
         let evs = events(&s, ts("2026-03-05T00:00:00Z"), ts("2026-03-12T00:00:00Z"));
         let daily: Vec<Timestamp> = evs
             .iter()
@@ -447,7 +498,7 @@ mod tests {
 
     #[test]
     fn daily_restart_once_per_local_day_across_fall_back() {
-        let s = Schedule::new(&cfg());
+        let s = Schedule::from_test(&cfg());
         let evs = events(&s, ts("2026-10-30T00:00:00Z"), ts("2026-11-04T00:00:00Z"));
         let daily: Vec<Timestamp> = evs
             .iter()
@@ -468,7 +519,7 @@ mod tests {
 
     #[test]
     fn sunday_cold_restart_on_both_dst_sundays() {
-        let s = Schedule::new(&cfg());
+        let s = Schedule::from_test(&cfg());
         // Spring forward: Sun 8 Mar 2026, 02:00 EST → 03:00 EDT; 01:30 is still EST.
         let evs = events(&s, ts("2026-03-07T12:00:00Z"), ts("2026-03-08T12:00:00Z"));
         let cold: Vec<_> = evs
@@ -516,7 +567,7 @@ mod tests {
         let mut c = cfg();
         c.daily_restart = Some(time(2, 30, 0, 0));
         c.weekly_cold_restart = None;
-        let s = Schedule::new(&c);
+        let s = Schedule::from_test(&c);
         let evs = events(&s, ts("2026-03-07T00:00:00Z"), ts("2026-03-10T00:00:00Z"));
         assert_eq!(
             evs,
@@ -535,7 +586,7 @@ mod tests {
             weekday: Weekday::Friday,
             time: time(23, 50, 0, 0),
         });
-        let s = Schedule::new(&c);
+        let s = Schedule::from_test(&c);
         // Fri 6 Nov 2026 23:50 EST = Sat 04:50Z.
         let (at, ev) = s.next_event(ts("2026-11-06T12:00:00Z")).expect("an event");
         assert_eq!(
@@ -549,7 +600,7 @@ mod tests {
         let mut c = cfg();
         c.daily_restart = None;
         c.weekly_cold_restart = None;
-        let s = Schedule::new(&c);
+        let s = Schedule::from_test(&c);
         assert_eq!(s.next_event(ts("2026-11-06T12:00:00Z")), None);
         let sch = Scheduler::new(s, ts("2026-11-06T12:00:00Z"));
         assert_eq!(sch.next_check(ts("2026-11-06T12:00:00Z")), RECHECK);
@@ -557,7 +608,7 @@ mod tests {
 
     #[test]
     fn maintenance_blocks_full_login_across_midnight() {
-        let s = Schedule::new(&cfg());
+        let s = Schedule::from_test(&cfg());
         // Tue 24 Nov 2026 (EST): window 23:45 → 00:15 + 8 min = 00:23 local = 05:23Z.
         let end = ts("2026-11-25T05:23:00Z");
         assert_eq!(s.full_login_blocked_until(ts("2026-11-25T04:44:59Z")), None);
@@ -591,7 +642,7 @@ mod tests {
 
     #[test]
     fn maintenance_on_the_dst_nights() {
-        let s = Schedule::new(&cfg());
+        let s = Schedule::from_test(&cfg());
         // Sat 31 Oct 23:45 EDT (03:45Z 1 Nov); the block ends 00:23 EDT on Sun (04:23Z),
         // before the 01:00→01:00 fold.
         assert_eq!(
@@ -613,7 +664,7 @@ mod tests {
 
     #[test]
     fn helpers_for_the_core() {
-        let s = Schedule::new(&cfg());
+        let s = Schedule::from_test(&cfg());
         let t = timestamp_from_unix_ms(1_795_584_180_000);
         assert_eq!(t, ts("2026-11-25T05:23:00Z"));
         assert_eq!(s.format_local(t), "Wed 00:23 EST");
@@ -624,7 +675,7 @@ mod tests {
     fn zero_delay_still_blocks_the_published_window() {
         let mut c = cfg();
         c.maintenance_delay = Duration::ZERO;
-        let s = Schedule::new(&c);
+        let s = Schedule::from_test(&c);
         assert_eq!(
             s.full_login_blocked_until(ts("2026-11-25T05:00:00Z")),
             Some(ts("2026-11-25T05:15:00Z"))
@@ -633,7 +684,7 @@ mod tests {
 
     #[test]
     fn nightly_reset_exit_window() {
-        let s = Schedule::new(&cfg());
+        let s = Schedule::from_test(&cfg());
         // The gateway exits at ~23:45:12 ET.
         assert!(s.is_nightly_reset_exit(ts("2026-11-25T04:45:12Z")));
         assert!(s.is_nightly_reset_exit(ts("2026-11-25T04:30:00Z")));
@@ -648,7 +699,7 @@ mod tests {
 
     #[test]
     fn scheduler_fires_each_event_once() {
-        let s = Schedule::new(&cfg());
+        let s = Schedule::from_test(&cfg());
         let start = ts("2026-11-24T12:00:00Z");
         let mut sch = Scheduler::new(s, start);
         assert_eq!(sch.poll(start), Poll::default());
@@ -676,7 +727,7 @@ mod tests {
 
     #[test]
     fn clock_jump_backwards_does_not_fire_twice() {
-        let s = Schedule::new(&cfg());
+        let s = Schedule::from_test(&cfg());
         let at = ts("2026-11-25T04:50:00Z");
         let mut sch = Scheduler::new(s, ts("2026-11-25T04:40:00Z"));
         assert!(sch.poll(at).fired.is_some());
@@ -700,7 +751,7 @@ mod tests {
 
     #[test]
     fn clock_corrected_from_far_future_starts_over() {
-        let s = Schedule::new(&cfg());
+        let s = Schedule::from_test(&cfg());
         // Booted with a clock in 2031, then corrected.
         let mut sch = Scheduler::new(s, ts("2031-01-01T00:00:00Z"));
         assert_eq!(sch.poll(ts("2026-11-24T12:00:00Z")), Poll::default());
@@ -710,7 +761,7 @@ mod tests {
 
     #[test]
     fn clock_jump_forward_fires_late_once_or_drops_stale() {
-        let s = Schedule::new(&cfg());
+        let s = Schedule::from_test(&cfg());
         // A 20-minute jump over the 23:50 restart: fires, 15 min late.
         let mut sch = Scheduler::new(s.clone(), ts("2026-11-25T04:45:00Z"));
         let p = sch.poll(ts("2026-11-25T05:05:00Z"));
@@ -751,7 +802,7 @@ mod tests {
     fn scheduler_walks_a_dst_week_minute_by_minute() {
         // Drive the scheduler the way the driver does (poll, sleep next_check) through the
         // fall-back week and collect what fires.
-        let s = Schedule::new(&cfg());
+        let s = Schedule::from_test(&cfg());
         let mut now = ts("2026-10-29T00:00:00Z");
         let end = ts("2026-11-05T00:00:00Z");
         let mut sch = Scheduler::new(s, now);
@@ -791,7 +842,7 @@ mod tests {
 
     #[test]
     fn date_helpers_are_consistent() {
-        let s = Schedule::new(&cfg());
+        let s = Schedule::from_test(&cfg());
         let now = ts("2026-11-25T12:00:00Z");
         let last = s
             .last_event_of(ScheduledEvent::WeeklyColdRestart, now)

@@ -27,10 +27,16 @@ pub enum Timer {
     DeferredAnswer,
     /// TWS: look at the `Login` frame again for the in-frame second factor (`core::tws`).
     TwsWatch,
+    /// The gateway was asked to close through its window: SIGTERM if it has not exited.
+    CloseGrace,
+    /// SIGTERM was sent: SIGKILL if the JVM has not exited.
+    TermGrace,
+    /// Look at the wall clock for IBKR's calendar (planned restarts, DST, clock jumps).
+    Calendar,
 }
 
 impl Timer {
-    const ALL: [Timer; 11] = [
+    const ALL: [Timer; 14] = [
         Timer::LaunchDeadline,
         Timer::LoginDeadline,
         Timer::TotpDue,
@@ -42,6 +48,9 @@ impl Timer {
         Timer::TokenGrace,
         Timer::DeferredAnswer,
         Timer::TwsWatch,
+        Timer::CloseGrace,
+        Timer::TermGrace,
+        Timer::Calendar,
     ];
 
     fn index(self) -> usize {
@@ -52,7 +61,7 @@ impl Timer {
 /// One optional deadline per [`Timer`].
 #[derive(Debug, Default, Clone)]
 pub struct TimerTable {
-    slots: [Option<Instant>; 11],
+    slots: [Option<Instant>; 14],
 }
 
 impl TimerTable {

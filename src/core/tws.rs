@@ -300,7 +300,7 @@ impl Supervisor {
                 if let Some(w) = self.windows.get_mut(&frame) {
                     w.reading = true;
                     self.login.tws.reading = true;
-                    self.push(Action::ReadText { window: frame });
+                    self.read_text(frame);
                 }
             }
             // The next tick is armed when the text arrives.
@@ -583,12 +583,21 @@ mod tests {
             self.drain()
         }
 
+        /// The actions so far; a display asked for comes up at once.
         fn drain(&mut self) -> Vec<Action> {
-            std::iter::from_fn(|| self.sv.poll_action()).collect()
+            let mut out = Vec::new();
+            while let Some(a) = self.sv.poll_action() {
+                if a == Action::StartDisplay {
+                    self.sv.handle(self.now, Input::DisplayReady);
+                }
+                out.push(a);
+            }
+            out
         }
 
         fn win(id: u32, title: &str) -> WindowInfo {
             WindowInfo {
+                ancestry: Vec::new(),
                 id,
                 pid: Some(PID),
                 title: title.into(),
@@ -640,7 +649,7 @@ mod tests {
                     ticket: *ticket,
                     result: TypeResult::Done,
                 }),
-                Action::ReadText { window } => self.input(Input::WindowText {
+                Action::ReadText { window, .. } => self.input(Input::WindowText {
                     window: *window,
                     text: text.map(str::to_string),
                 }),
@@ -881,7 +890,9 @@ mod tests {
         h.logged_in_keys();
         // While the frame shows the login panel: reads, no keys.
         let a = h.run(Duration::from_secs(5), Some(LOGIN_TEXT));
-        assert!(a.contains(&Action::ReadText { window: FRAME }));
+        assert!(a
+            .iter()
+            .any(|x| matches!(x, Action::ReadText { window, .. } if *window == FRAME)));
         assert!(typed_into(&a, FRAME).is_empty(), "{a:?}");
         let a = h.run(Duration::from_secs(2), Some(CODE_TEXT));
         let typed = typed_into(&a, FRAME);
@@ -929,9 +940,7 @@ mod tests {
         assert_eq!(h.sv.phase(), &Phase::Ready);
         let a = h.input(Input::Stop);
         assert!(
-            a.contains(&Action::CloseGateway {
-                main_window: Some(MAIN)
-            }),
+            a.contains(&Action::CloseGateway { main_window: MAIN }),
             "{a:?}"
         );
         let a = h.input(Input::Mapped(WindowInfo {
@@ -971,7 +980,7 @@ mod tests {
         assert!(typed_into(&a, FRAME + 1).is_empty(), "{a:?}");
         assert!(
             a.contains(&Action::CloseGateway {
-                main_window: Some(FRAME + 1)
+                main_window: FRAME + 1
             }),
             "{a:?}"
         );

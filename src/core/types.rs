@@ -11,6 +11,9 @@ pub struct WindowInfo {
     pub id: u32,
     /// `_NET_WM_PID`, if set.
     pub pid: Option<u32>,
+    /// The parents of `pid` (nearest first), as the adapter read them from procfs, so the
+    /// core can tell a window of a process the JVM forked. Empty when unknown.
+    pub ancestry: Vec<u32>,
     /// `_NET_WM_NAME`, else `WM_NAME`, else empty.
     pub title: String,
     /// `WM_TRANSIENT_FOR`, if set (dialogs).
@@ -104,4 +107,65 @@ pub enum ProbeOutcome {
         /// Human-readable reason (no secrets: the probe never sees any).
         reason: String,
     },
+}
+
+/// What a line of the gateway's `launcher.log` (or a sequence of them) says; the follower
+/// adapter (`crate::launcher_log`) parses the file into these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LauncherEvent {
+    /// A gateway JVM started (`Starting IB Gateway`).
+    GatewayStarting,
+    /// It was started with an auto-restart token (`IB GATEWAY RESTART: restart=<dir>`).
+    TokenRestart,
+    /// Log In was pressed and the gateway asked IBKR (`AuthTimeoutMonitor-CCP: activate`).
+    AuthStarted,
+    /// IBKR answered the login (`NS_AUTH_START`): credentials reached the server.
+    AuthAccepted,
+    /// IBKR never answered the login: `AuthTimeoutMonitor-CCP: Timeout!` with no
+    /// `NS_AUTH_START` since the `activate`. A concurrent session or IBKR's limiter; only a
+    /// growing wait and re-pressing Log In in the same JVM help (a new JVM re-arms it).
+    SilentDrop,
+    /// `AuthTimeoutMonitor-CCP: Timeout!` that is not a silent drop: after `NS_AUTH_START`,
+    /// or with no `activate` seen (following began mid-login).
+    AuthTimeout,
+    /// Wrong username or password (`Authentication failed`).
+    AuthFailed,
+    /// `Existing session detected`.
+    SessionPolicy,
+    /// Second-factor result.
+    SecondFactor(SecondFactorOutcome),
+    /// `Connection to server failed`.
+    ConnectionFailed,
+    /// `Login has completed`.
+    LoginCompleted,
+    /// `API server listening on port N`.
+    ApiListening {
+        /// The port.
+        port: u16,
+    },
+    /// `Session disconnected: re-login is required`.
+    ReloginRequired,
+    /// The gateway is restarting itself (`Restart in progress`, `The application will
+    /// automatically restart in`, `IB GATEWAY RESTART` before the nightly exit).
+    RestartInProgress,
+    /// The auto-restart token expired: a full login with 2FA is needed.
+    TokenExpired,
+    /// A restart was requested but no auto-restart token was found.
+    TokenMissing,
+    /// `Exiting: <reason>`.
+    Exiting {
+        /// The reason as logged (at most 200 characters).
+        reason: String,
+    },
+}
+
+/// How a second-factor step ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecondFactorOutcome {
+    /// `Second factor authentication accepted`.
+    Accepted,
+    /// `Second factor authentication failed`.
+    Failed,
+    /// `Second factor authentication timed out`.
+    TimedOut,
 }

@@ -583,6 +583,7 @@ impl State {
         // Root coordinates: the same as the geometry without a WM, inside the frame with one.
         let origin = self.conn.wait_for_reply(origin)?;
         Ok(WindowInfo {
+            ancestry: Vec::new(),
             id: window.resource_id(),
             pid: first_u32(&pid),
             title: title_from(&net_name, &wm_name),
