@@ -371,13 +371,16 @@ pub enum Action {
     Exit(i32),
 }
 
-/// Where the machine is.
+/// Where the machine is. Phase-specific facts live in their variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     /// Not started.
     Idle,
-    /// Launch requested, waiting for the spawn.
-    Launching,
+    /// Launch requested (the display first, if needed), waiting for the spawn.
+    Launching {
+        /// The launch may use the gateway's auto-restart token (no credentials).
+        use_restart_token: bool,
+    },
     /// JVM running; logging in (see the private `Login` record).
     LoggingIn,
     /// Logged in as far as windows go; waiting for the API probe to pass.
@@ -385,13 +388,25 @@ pub enum Phase {
     /// The API answered: ready.
     Ready,
     /// The JVM is being stopped before a relaunch.
-    Restarting,
+    Restarting {
+        /// What follows the back-off once it has exited.
+        then: Next,
+    },
     /// Waiting before the next launch or login attempt.
-    Backoff,
+    Backoff {
+        /// What comes when the wait is over.
+        then: Next,
+    },
     /// Stopped logging in: a person must act (invalid password, codes rejected, ...).
-    Halted,
+    Halted {
+        /// What they were told.
+        why: NoticeKind,
+    },
     /// Stopping for good.
-    Stopping,
+    Stopping {
+        /// Stop requests so far (see [`GRACEFUL_STOP_REQUESTS`]).
+        requests: u32,
+    },
     /// Stopped; the process exits.
     Stopped,
 }
@@ -463,9 +478,32 @@ struct Deferred {
 
 /// What to do when a back-off ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum AfterBackoff {
-    Launch { use_restart_token: bool },
+pub enum Next {
+    /// Launch a JVM.
+    Launch {
+        /// With the gateway's auto-restart token, if there is one.
+        use_restart_token: bool,
+    },
+    /// Log in again in the running JVM.
     Relogin,
+}
+
+impl Phase {
+    /// The variant's name, for `status` and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Idle => "Idle",
+            Phase::Launching { .. } => "Launching",
+            Phase::LoggingIn => "LoggingIn",
+            Phase::AwaitApi => "AwaitApi",
+            Phase::Ready => "Ready",
+            Phase::Restarting { .. } => "Restarting",
+            Phase::Backoff { .. } => "Backoff",
+            Phase::Halted { .. } => "Halted",
+            Phase::Stopping { .. } => "Stopping",
+            Phase::Stopped => "Stopped",
+        }
+    }
 }
 
 /// The supervisor of one gateway.
@@ -489,8 +527,6 @@ pub struct Supervisor {
     probe_failures: u32,
     link_lost_since: Option<Instant>,
     consecutive_restarts: u32,
-    after_backoff: AfterBackoff,
-    restart_after_exit: Option<AfterBackoff>,
     rng: u64,
     ready_once: bool,
     /// A person is on the display: keyboard actions are held, not sent.
@@ -503,12 +539,10 @@ pub struct Supervisor {
     pingpong_notified: bool,
     /// A session dialog held back by the ping-pong guard.
     deferred: Option<Deferred>,
-    /// Stop requests received (see [`GRACEFUL_STOP_REQUESTS`]).
-    stop_requests: u32,
     /// The display (watcher + typist) is up.
     display_up: bool,
-    /// A launch waits for the display (`use_restart_token`).
-    launch_after_display: Option<bool>,
+    /// The launch in progress waits for the display.
+    launch_after_display: bool,
     /// The last [`Action::Status`] said the API answers.
     serving: bool,
     /// systemd got `READY=1` (once per process; reloads send it again).
@@ -563,10 +597,6 @@ impl Supervisor {
             probe_failures: 0,
             link_lost_since: None,
             consecutive_restarts: 0,
-            after_backoff: AfterBackoff::Launch {
-                use_restart_token: true,
-            },
-            restart_after_exit: None,
             rng,
             ready_once: false,
             human: false,
@@ -574,9 +604,8 @@ impl Supervisor {
             takeovers: VecDeque::new(),
             pingpong_notified: false,
             deferred: None,
-            stop_requests: 0,
             display_up: false,
-            launch_after_display: None,
+            launch_after_display: false,
             serving: false,
             sd_ready_sent: false,
             scheduler: None,
@@ -645,17 +674,18 @@ impl Supervisor {
             Input::Start => self.launch(now, true),
             Input::DisplayReady => {
                 self.display_up = true;
-                if let Some(use_restart_token) = self.launch_after_display.take() {
-                    if self.phase == Phase::Launching {
+                if std::mem::take(&mut self.launch_after_display) {
+                    if let Phase::Launching { use_restart_token } = self.phase {
                         self.push(Action::Launch { use_restart_token });
                     }
                 }
             }
             Input::DisplayFailed { reason } => {
                 self.display_up = false;
-                self.launch_after_display = None;
-                if self.phase == Phase::Launching {
-                    self.backoff(now, &format!("display failed: {reason}"), None);
+                self.launch_after_display = false;
+                if let Phase::Launching { .. } = self.phase {
+                    let then = self.relaunch();
+                    self.backoff(now, &format!("display failed: {reason}"), then);
                 }
             }
             Input::Reconfigure(cfg) => self.reconfigure(now, *cfg),
@@ -677,7 +707,8 @@ impl Supervisor {
             Input::Spawned { pid, with_token } => self.on_spawned(now, pid, with_token),
             Input::SpawnFailed { reason } => {
                 self.pid = None;
-                self.backoff(now, &format!("spawn failed: {reason}"), None);
+                let then = self.relaunch();
+                self.backoff(now, &format!("spawn failed: {reason}"), then);
             }
             Input::Exited {
                 code,
@@ -692,31 +723,33 @@ impl Supervisor {
             Input::Probe(outcome) => self.on_probe(now, outcome),
             Input::DisplayLost => {
                 self.display_up = false;
-                if self.pid.is_some() && !matches!(self.phase, Phase::Stopping | Phase::Stopped) {
+                if self.pid.is_some()
+                    && !matches!(self.phase, Phase::Stopping { .. } | Phase::Stopped)
+                {
                     self.push(Action::KillGateway);
-                    self.restart_after_exit = Some(AfterBackoff::Launch {
+                    let then = Next::Launch {
                         use_restart_token: true,
-                    });
-                    self.set_phase(Phase::Restarting, "the X display died");
+                    };
+                    self.set_phase(Phase::Restarting { then }, "the X display died");
                 }
             }
-            Input::Stop => {
-                self.stop_requests += 1;
-                if self.stop_requests <= 1 {
-                    self.stop(now);
-                } else if self.stop_requests <= GRACEFUL_STOP_REQUESTS {
-                    tracing::info!(
-                        "already stopping cleanly; one more stop request kills the gateway"
-                    );
-                } else if self.pid.is_some() {
-                    tracing::warn!("stop requested again: killing the gateway");
-                    self.push(Action::KillGateway);
-                } else {
-                    self.stop(now);
+            Input::Stop => match &mut self.phase {
+                Phase::Stopped => {}
+                Phase::Stopping { requests } => {
+                    *requests += 1;
+                    if *requests <= GRACEFUL_STOP_REQUESTS {
+                        tracing::info!(
+                            "already stopping cleanly; one more stop request kills the gateway"
+                        );
+                    } else if self.pid.is_some() {
+                        tracing::warn!("stop requested again: killing the gateway");
+                        self.push(Action::KillGateway);
+                    }
                 }
-            }
+                _ => self.stop(now, 1),
+            },
             Input::Restart => {
-                if matches!(self.phase, Phase::Stopping | Phase::Stopped) {
+                if matches!(self.phase, Phase::Stopping { .. } | Phase::Stopped) {
                     return;
                 }
                 // A person asked: they fixed what made logins stop.
@@ -784,7 +817,10 @@ impl Supervisor {
     /// A planned event is due (daily restart, weekly cold restart, closedown).
     fn on_scheduled(&mut self, now: Now, ev: ScheduledEvent) {
         use ScheduledEvent as E;
-        if matches!(self.phase, Phase::Stopping | Phase::Stopped | Phase::Halted) {
+        if matches!(
+            self.phase,
+            Phase::Stopping { .. } | Phase::Stopped | Phase::Halted { .. }
+        ) {
             return;
         }
         self.consecutive_restarts = 0;
@@ -792,7 +828,7 @@ impl Supervisor {
             E::DailyRestart => self.restart(now, "daily restart", false),
             // Sunday's token expiry: a full login with the second factor.
             E::WeeklyColdRestart => self.restart(now, "weekly cold restart", true),
-            E::Closedown => self.stop(now),
+            E::Closedown => self.stop(now, 0),
         }
     }
 
@@ -864,7 +900,7 @@ impl Supervisor {
     // ----- lifecycle ---------------------------------------------------------------------
 
     fn launch(&mut self, now: Now, use_restart_token: bool) {
-        if matches!(self.phase, Phase::Stopping | Phase::Stopped) {
+        if matches!(self.phase, Phase::Stopping { .. } | Phase::Stopped) {
             return;
         }
         self.windows.clear();
@@ -878,13 +914,16 @@ impl Supervisor {
         if self.display_up {
             self.push(Action::Launch { use_restart_token });
         } else {
-            self.launch_after_display = Some(use_restart_token);
+            self.launch_after_display = true;
             self.push(Action::StartDisplay);
         }
         self.timers
             .set(Timer::LaunchDeadline, now.mono + self.cfg.launch_timeout);
         self.poll_schedule(now);
-        self.set_phase(Phase::Launching, "launching the gateway");
+        self.set_phase(
+            Phase::Launching { use_restart_token },
+            "launching the gateway",
+        );
     }
 
     fn on_spawned(&mut self, now: Now, pid: u32, with_token: bool) {
@@ -922,21 +961,21 @@ impl Supervisor {
             (None, None) => "unknown status".to_string(),
         };
         match self.phase {
-            Phase::Stopping | Phase::Stopped => {
+            Phase::Stopping { .. } | Phase::Stopped => {
                 self.set_phase(Phase::Stopped, "stopped");
                 self.push(Action::Exit(0));
                 return;
             }
-            Phase::Halted => {
+            Phase::Halted { .. } => {
                 // Stay halted; a person restarts us.
                 return;
             }
+            Phase::Restarting { then } => {
+                // We stopped it on purpose; relaunch after the back-off.
+                self.backoff(now, "relaunching", then);
+                return;
+            }
             _ => {}
-        }
-        if let Some(next) = self.restart_after_exit.take() {
-            // We stopped it on purpose; relaunch after the back-off.
-            self.backoff(now, "relaunching", Some(next));
-            return;
         }
         let crashed = code == Some(134) || signal == Some(6) || signal == Some(11) || hs.is_some();
         let reason = if crashed {
@@ -972,31 +1011,38 @@ impl Supervisor {
         self.backoff(
             now,
             reason,
-            Some(AfterBackoff::Launch {
+            Next::Launch {
                 use_restart_token: true,
-            }),
+            },
         );
     }
 
     /// Stop the JVM (if any) and launch again after a back-off.
     fn restart(&mut self, now: Now, reason: &str, full_login: bool) {
         self.stats.count_restart(reason);
-        let next = AfterBackoff::Launch {
+        let next = Next::Launch {
             use_restart_token: !full_login,
         };
         if self.pid.is_some() {
-            self.restart_after_exit = Some(next);
             self.close_gateway(now);
-            self.set_phase(Phase::Restarting, reason);
+            self.set_phase(Phase::Restarting { then: next }, reason);
         } else {
-            self.backoff(now, reason, Some(next));
+            self.backoff(now, reason, next);
         }
     }
 
-    fn backoff(&mut self, now: Now, reason: &str, next: Option<AfterBackoff>) {
-        if let Some(n) = next {
-            self.after_backoff = n;
+    /// What a failed launch retries: the same kind of launch.
+    fn relaunch(&self) -> Next {
+        match self.phase {
+            Phase::Launching { use_restart_token } => Next::Launch { use_restart_token },
+            Phase::Backoff { then } | Phase::Restarting { then } => then,
+            _ => Next::Launch {
+                use_restart_token: true,
+            },
         }
+    }
+
+    fn backoff(&mut self, now: Now, reason: &str, then: Next) {
         let delay = self.next_backoff();
         self.consecutive_restarts += 1;
         if self.consecutive_restarts == 5 {
@@ -1012,7 +1058,7 @@ impl Supervisor {
         }
         self.timers.set(Timer::BackoffEnd, now.mono + delay);
         self.set_phase(
-            Phase::Backoff,
+            Phase::Backoff { then },
             &format!("{reason}; next attempt in {}s", delay.as_secs()),
         );
     }
@@ -1032,8 +1078,9 @@ impl Supervisor {
         base.mul_f64(1.0 + frac).min(self.cfg.backoff_max)
     }
 
-    fn stop(&mut self, now: Now) {
-        if matches!(self.phase, Phase::Stopping | Phase::Stopped) {
+    /// Stop for good; `requests` counts this one if a person or systemd asked.
+    fn stop(&mut self, now: Now, requests: u32) {
+        if matches!(self.phase, Phase::Stopping { .. } | Phase::Stopped) {
             return;
         }
         self.timers.clear();
@@ -1041,7 +1088,7 @@ impl Supervisor {
             self.close_gateway(now);
             self.timers
                 .set(Timer::StopDeadline, now.mono + STOP_DEADLINE);
-            self.set_phase(Phase::Stopping, "stopping the gateway");
+            self.set_phase(Phase::Stopping { requests }, "stopping the gateway");
         } else {
             self.set_phase(Phase::Stopped, "stopped");
             self.push(Action::Exit(0));
@@ -1071,7 +1118,7 @@ impl Supervisor {
             severity: Severity::Critical,
             message,
         });
-        self.set_phase(Phase::Halted, reason);
+        self.set_phase(Phase::Halted { why: kind }, reason);
     }
 
     // ----- windows -------------------------------------------------------------------------
@@ -1086,7 +1133,7 @@ impl Supervisor {
                 "ignoring a window that is not the gateway's");
             return;
         }
-        if matches!(self.phase, Phase::Stopping | Phase::Stopped) {
+        if matches!(self.phase, Phase::Stopping { .. } | Phase::Stopped) {
             self.exit_confirm_while_stopping(info);
             return;
         }
@@ -1338,12 +1385,13 @@ impl Supervisor {
                          the next one."
                     ),
                 });
-                self.after_backoff = AfterBackoff::Relogin;
                 self.timers
                     .set(Timer::BackoffEnd, now.mono + Duration::from_secs(wait));
                 self.timers.stop(Timer::LoginDeadline);
                 self.set_phase(
-                    Phase::Backoff,
+                    Phase::Backoff {
+                        then: Next::Relogin,
+                    },
                     &format!("IBKR rate limit: waiting {wait} s"),
                 );
             }
@@ -1360,11 +1408,7 @@ impl Supervisor {
                 self.timers.stop(Timer::TotpDue);
                 self.login.code_dialog = None;
                 self.login.submitted = false;
-                self.backoff(
-                    now,
-                    "connection to the IBKR server failed",
-                    Some(AfterBackoff::Relogin),
-                );
+                self.backoff(now, "connection to the IBKR server failed", Next::Relogin);
             }
             K::TokenExpired => {
                 self.answer(id, Answer::Default);
@@ -1409,7 +1453,10 @@ impl Supervisor {
                 self.leave_alone(now, id, "incoming API connection prompt (manual)");
             }
             K::ExitConfirm => {
-                if self.phase == Phase::Stopping || self.phase == Phase::Restarting {
+                if matches!(
+                    self.phase,
+                    Phase::Stopping { .. } | Phase::Restarting { .. }
+                ) {
                     self.answer(id, Answer::Default);
                 } else {
                     self.leave_alone(now, id, "exit confirmation we did not ask for");
@@ -1546,7 +1593,9 @@ impl Supervisor {
         self.timers.stop(Timer::LoginDeadline);
         self.timers.set(Timer::DeferredAnswer, now.mono + wait);
         self.set_phase(
-            Phase::Backoff,
+            Phase::Backoff {
+                then: Next::Relogin,
+            },
             &format!(
                 "another session keeps taking the account; answering in {} s",
                 wait.as_secs()
@@ -1637,12 +1686,13 @@ impl Supervisor {
                 .as_ref()
                 .map(|s| s.format_local(until))
                 .unwrap_or_default();
-            self.after_backoff = AfterBackoff::Relogin;
             self.timers.stop(Timer::LoginDeadline);
             self.timers
                 .set(Timer::BackoffEnd, now.mono + Duration::from_millis(wait_ms));
             self.set_phase(
-                Phase::Backoff,
+                Phase::Backoff {
+                    then: Next::Relogin,
+                },
                 &format!("inside IBKR's nightly maintenance; full login at {at}"),
             );
             return;
@@ -1668,12 +1718,13 @@ impl Supervisor {
                     self.persisted.failed_logins.len()
                 ),
             });
-            self.after_backoff = AfterBackoff::Relogin;
             self.timers.stop(Timer::LoginDeadline);
             self.timers
                 .set(Timer::BackoffEnd, now.mono + Duration::from_secs(wait));
             self.set_phase(
-                Phase::Backoff,
+                Phase::Backoff {
+                    then: Next::Relogin,
+                },
                 &format!("failed-login budget spent; next login in {wait} s"),
             );
             return;
@@ -1877,10 +1928,11 @@ impl Supervisor {
                     .into(),
             });
         }
-        self.after_backoff = AfterBackoff::Relogin;
         self.timers.set(Timer::BackoffEnd, now.mono + wait);
         self.set_phase(
-            Phase::Backoff,
+            Phase::Backoff {
+                then: Next::Relogin,
+            },
             &format!(
                 "login went back to the login window; next login in {} s",
                 wait.as_secs()
@@ -2120,7 +2172,7 @@ impl Supervisor {
     fn on_timer(&mut self, now: Now, timer: Timer) {
         match timer {
             Timer::LaunchDeadline => {
-                if matches!(self.phase, Phase::Launching | Phase::LoggingIn)
+                if matches!(self.phase, Phase::Launching { .. } | Phase::LoggingIn)
                     && self.login.frame.is_none()
                 {
                     self.push(Action::Screenshot {
@@ -2161,12 +2213,10 @@ impl Supervisor {
                 }
             }
             Timer::BackoffEnd => {
-                if self.phase == Phase::Backoff {
-                    match self.after_backoff {
-                        AfterBackoff::Launch { use_restart_token } => {
-                            self.launch(now, use_restart_token)
-                        }
-                        AfterBackoff::Relogin => self.relogin(now),
+                if let Phase::Backoff { then } = self.phase {
+                    match then {
+                        Next::Launch { use_restart_token } => self.launch(now, use_restart_token),
+                        Next::Relogin => self.relogin(now),
                     }
                 }
             }
@@ -2204,7 +2254,7 @@ impl Supervisor {
             }
             Timer::TwsWatch => self.tws_watch_tick(now),
             Timer::StopDeadline => {
-                if self.phase == Phase::Stopping {
+                if matches!(self.phase, Phase::Stopping { .. }) {
                     self.push(Action::KillGateway);
                 }
             }
@@ -2226,7 +2276,7 @@ impl Supervisor {
                 let Some(d) = self.deferred.take() else {
                     return;
                 };
-                if self.phase != Phase::Backoff {
+                if !matches!(self.phase, Phase::Backoff { .. }) {
                     return;
                 }
                 if self.windows.contains_key(&d.window) {

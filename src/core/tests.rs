@@ -308,7 +308,7 @@ fn too_many_rejected_codes_halt_and_notify() {
         h.input(Input::Destroyed(DIALOG + round));
     }
     assert_eq!(h.code_steps().len(), 3);
-    assert_eq!(h.sv.phase(), &Phase::Halted);
+    assert!(matches!(h.sv.phase(), Phase::Halted { .. }));
     assert!(h.log.iter().any(|a| matches!(
         a,
         Action::Notify {
@@ -346,7 +346,7 @@ fn invalid_password_stops_after_one_attempt() {
     let a = h.open_login_frame();
     h.complete_typing(&a);
     h.map(DIALOG, "Login failed");
-    assert_eq!(h.sv.phase(), &Phase::Halted);
+    assert!(matches!(h.sv.phase(), Phase::Halted { .. }));
     // Nothing more happens for a long time: no relaunch, no second attempt.
     let mut t = 0;
     while let Some(a) = h.step(Duration::from_secs(3600)) {
@@ -383,7 +383,7 @@ fn spent_login_budget_waits_instead_of_typing() {
     );
     h.open_login_frame();
     assert!(h.typed().is_empty());
-    assert_eq!(h.sv.phase(), &Phase::Backoff);
+    assert!(matches!(h.sv.phase(), Phase::Backoff { .. }));
     assert_eq!(h.sv.login_budget_left(h.now), 0);
     // Nothing is typed until the oldest failure leaves the hour; then one attempt is made.
     h.run_for(Duration::from_secs(3600 - 101));
@@ -442,7 +442,7 @@ fn gateway_dialog_text_decides_the_answer() {
     // Not a new JVM: the login window comes back behind the dialog; log in again there
     // after a back-off.
     assert!(!a.iter().any(|x| matches!(x, Action::CloseGateway { .. })));
-    assert_eq!(h.sv.phase(), &Phase::Backoff);
+    assert!(matches!(h.sv.phase(), Phase::Backoff { .. }));
     h.input(Input::Destroyed(DIALOG));
     h.input(Input::TitleChanged {
         id: FRAME,
@@ -579,7 +579,7 @@ fn crash_relaunches_after_backoff_and_notifies() {
             ..
         }
     )));
-    assert_eq!(h.sv.phase(), &Phase::Backoff);
+    assert!(matches!(h.sv.phase(), Phase::Backoff { .. }));
     let a = h.step(Duration::from_secs(10)).expect("backoff");
     assert!(a.contains(&Action::Launch {
         use_restart_token: true
@@ -694,7 +694,7 @@ fn back_at_the_login_window_relogs_in_after_a_growing_wait_in_the_same_jvm() {
         id: FRAME,
         title: "IBKR Gateway".into(),
     });
-    assert_eq!(h.sv.phase(), &Phase::Backoff);
+    assert!(matches!(h.sv.phase(), Phase::Backoff { .. }));
     assert!(!h.ready());
     let creds = |h: &H| {
         h.typed()
@@ -781,7 +781,7 @@ fn session_ping_pong_backs_off_and_tells_the_person_once() {
     }
     // The fifth takeover within 5 minutes is held back, with one notice.
     assert_eq!(deferred_at, Some(4));
-    assert_eq!(h.sv.phase(), &Phase::Backoff);
+    assert!(matches!(h.sv.phase(), Phase::Backoff { .. }));
     assert_eq!(notices(&h, NoticeKind::SessionConflict), 1);
     let held = DIALOG + 4;
     let a = h.run_for(Duration::from_secs(599));
@@ -813,7 +813,7 @@ fn session_ping_pong_backs_off_and_tells_the_person_once() {
         h.probe_up();
     }
     assert_eq!(answered, 3);
-    assert_eq!(h.sv.phase(), &Phase::Backoff);
+    assert!(matches!(h.sv.phase(), Phase::Backoff { .. }));
     assert_eq!(notices(&h, NoticeKind::SessionConflict), 1);
 }
 
@@ -847,7 +847,7 @@ fn existing_session_after_a_relogin_uses_the_logged_in_rules() {
         );
         match policy {
             Primary => assert_eq!(h.sv.phase(), &Phase::AwaitApi),
-            PrimaryOverride | Secondary => assert_eq!(h.sv.phase(), &Phase::Halted),
+            PrimaryOverride | Secondary => assert!(matches!(h.sv.phase(), Phase::Halted { .. })),
             Manual => {
                 assert_eq!(notices(&h, NoticeKind::SessionConflict), 1);
                 // Nothing else happens while the person decides: no relaunch, no typing.
@@ -897,7 +897,7 @@ fn handoff_confirms_the_choice_made_at_the_existing_session_dialog() {
     h.complete_typing(&a);
     let a = h.map(DIALOG, "Trading Login Handoff");
     assert_eq!(answers_in(&a, DIALOG), vec![Answer::Second]);
-    assert_eq!(h.sv.phase(), &Phase::Halted);
+    assert!(matches!(h.sv.phase(), Phase::Halted { .. }));
 }
 
 #[test]
@@ -923,7 +923,7 @@ fn a_primary_yields_when_the_dialog_comes_back_after_a_relogin_in_the_same_jvm()
     h.complete_typing(&a);
     let a = h.map(DIALOG + 1, "Existing session detected");
     assert_eq!(answers_in(&a, DIALOG + 1), vec![Answer::Second]);
-    assert_eq!(h.sv.phase(), &Phase::Halted);
+    assert!(matches!(h.sv.phase(), Phase::Halted { .. }));
 }
 
 #[test]
@@ -1015,7 +1015,7 @@ fn a_login_dropped_again_and_again_stops_and_asks_a_person() {
             h.complete_typing(&a);
         }
     }
-    assert_eq!(h.sv.phase(), &Phase::Halted);
+    assert!(matches!(h.sv.phase(), Phase::Halted { .. }));
     assert!(notices(&h, NoticeKind::RestartLoop) >= 1);
 }
 
@@ -1060,7 +1060,7 @@ fn titles_only_gives_the_safest_answer_to_every_ambiguous_dialog() {
     // `Login failed` without its text: bad credentials until proven otherwise (stop).
     let mut h = live();
     h.map(DIALOG, "Login failed");
-    assert_eq!(h.sv.phase(), &Phase::Halted);
+    assert!(matches!(h.sv.phase(), Phase::Halted { .. }));
     // `Second Factor Authentication` without text: the configured device decides. For the
     // authenticator app that is a code (one code per step, bounded by the rejection limit);
     // for IB Key, nothing is typed.
@@ -1114,7 +1114,7 @@ fn a_held_back_dialog_that_goes_away_does_not_leave_the_machine_waiting() {
     to_ready(&mut h);
     let a = h.map(DIALOG, "Re-login is required");
     assert!(answers_in(&a, DIALOG).is_empty(), "held back");
-    assert_eq!(h.sv.phase(), &Phase::Backoff);
+    assert!(matches!(h.sv.phase(), Phase::Backoff { .. }));
     h.input(Input::Destroyed(DIALOG));
     h.run_for(Duration::from_secs(601));
     // Back to watching the API; if it stays down, the login deadline restarts the gateway.
@@ -1170,7 +1170,7 @@ fn ib_key_pushes_the_gateway_times_out_stay_within_the_hourly_budget() {
     );
     assert_eq!(notices(&h, NoticeKind::HumanApproval), 2);
     assert!(notices(&h, NoticeKind::LockoutGuard) >= 1);
-    assert_eq!(h.sv.phase(), &Phase::Backoff);
+    assert!(matches!(h.sv.phase(), Phase::Backoff { .. }));
 }
 
 #[test]
@@ -1223,13 +1223,13 @@ fn a_rejected_password_is_never_typed_again_until_a_person_restarts() {
     let a = h.open_login_frame();
     h.complete_typing(&a);
     h.map(DIALOG, "Login failed");
-    assert_eq!(h.sv.phase(), &Phase::Halted);
+    assert!(matches!(h.sv.phase(), Phase::Halted { .. }));
     let saved = h.sv.persisted().clone();
     assert!(saved.credentials_rejected.is_some(), "persisted");
     // A new run of ibwarden (restart, reboot) with that state types nothing.
     let mut h2 = H::new(CoreConfig::default(), saved);
     h2.open_login_frame();
-    assert_eq!(h2.sv.phase(), &Phase::Halted);
+    assert!(matches!(h2.sv.phase(), Phase::Halted { .. }));
     assert!(
         h2.typed().is_empty(),
         "nothing typed after an earlier rejection"

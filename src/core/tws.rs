@@ -495,7 +495,7 @@ impl Supervisor {
     /// While stopping, windows are ignored, except the exit confirmation our own close
     /// request raised (`Yes` ends TWS; IBC answers it only during its StopTask too).
     pub(super) fn exit_confirm_while_stopping(&mut self, info: WindowInfo) {
-        if self.phase != Phase::Stopping || self.pid.is_none() {
+        if !matches!(self.phase, Phase::Stopping { .. }) || self.pid.is_none() {
             return;
         }
         let (kind, _) = dialog::classify(&info.title, info.transient_for.is_some());
@@ -984,7 +984,7 @@ mod tests {
             }),
             "{a:?}"
         );
-        assert_eq!(h.sv.phase(), &Phase::Restarting);
+        assert!(matches!(h.sv.phase(), Phase::Restarting { .. }));
         let a = h.input(Input::Exited {
             code: Some(0),
             signal: None,

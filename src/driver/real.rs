@@ -596,7 +596,7 @@ impl World for RealWorld {
 
     fn publish(&mut self, core: &Supervisor, now: Now) {
         let mut snap = st::read(&self.status);
-        snap.phase = format!("{:?}", core.phase());
+        snap.phase = core.phase().name().to_string();
         snap.ready = core.is_ready();
         snap.reason = core.reason().to_string();
         snap.jvm_pid = core.pid();
