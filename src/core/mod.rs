@@ -13,12 +13,18 @@
 pub mod dialog;
 pub mod domain;
 pub mod machine;
+pub mod messages;
+pub mod notice;
 pub mod schedule;
+pub mod settings;
 pub mod timer;
 pub mod types;
 
 pub use domain::*;
 pub use machine::*;
+pub use messages::*;
+pub use notice::*;
+pub use settings::*;
 pub use types::*;
 
 #[cfg(test)]

@@ -1,0 +1,538 @@
+//! The login, the second factor, crashes, hangs and stops.
+
+use super::*;
+
+#[test]
+fn live_login_types_credentials_then_a_fresh_code_then_waits_for_the_api() {
+    let mut h = H::live();
+    let a = h.open_login_frame();
+    // The attempt is persisted before any key is typed.
+    let save = a.iter().position(|x| matches!(x, Action::SaveState(_)));
+    let typ = a.iter().position(|x| matches!(x, Action::Type { .. }));
+    assert!(save.expect("state saved") < typ.expect("credentials typed"));
+    let (w, steps) = &h.typed()[0];
+    assert_eq!(*w, FRAME);
+    assert!(has_secret(steps, SecretRef::Username) && has_secret(steps, SecretRef::Password));
+    assert_eq!(steps.last(), Some(&KeyStep::Key(NamedKey::Enter)));
+    h.complete_typing(&a);
+
+    h.input(Input::TitleChanged {
+        id: FRAME,
+        title: "Authenticating...".into(),
+    });
+    let a = h.map(DIALOG, "Second Factor Authentication");
+    // 25 s left in the step: typed at once, the step is the current one.
+    assert_eq!(h.code_steps(), vec![1_795_507_205 / 30]);
+    assert!(
+        matches!(a.iter().find(|x| matches!(x, Action::SaveState(_))),
+        Some(Action::SaveState(p)) if p.last_totp_step == Some(1_795_507_205 / 30))
+    );
+    h.complete_typing(&a);
+    h.input(Input::Destroyed(DIALOG));
+    h.input(Input::TitleChanged {
+        id: FRAME,
+        title: "Starting application...".into(),
+    });
+    assert!(!h.ready());
+    h.input(Input::TitleChanged {
+        id: FRAME,
+        title: "IBKR Gateway".into(),
+    });
+    assert_eq!(h.sv.phase(), &Phase::AwaitApi);
+    // Probes that fail keep it not ready (fail closed).
+    let a = h.step(Duration::from_secs(1)).expect("probe due");
+    assert!(a.contains(&Action::Probe));
+    h.input(Input::Probe(ProbeOutcome::Down {
+        reason: "refused".into(),
+    }));
+    assert!(!h.ready());
+    let a = h.step(Duration::from_secs(2)).expect("probe again");
+    assert!(a.contains(&Action::Probe));
+    h.probe_up();
+    assert!(h.ready());
+    assert_eq!(h.sv.phase(), &Phase::Ready);
+    // A successful login is not a failed one.
+    assert!(h.sv.persisted().failed_logins.is_empty());
+}
+
+#[test]
+fn code_with_too_little_validity_waits_for_the_next_step() {
+    let mut h = H::live();
+    // 5 s left in the step; the minimum is 8 s.
+    h.now.unix_ms = 1_795_507_225_000;
+    let a = h.open_login_frame();
+    h.complete_typing(&a);
+    h.map(DIALOG, "Second Factor Authentication");
+    assert!(h.code_steps().is_empty(), "no code with 5 s left");
+    h.run_for(Duration::from_millis(4900));
+    assert!(h.code_steps().is_empty(), "not before the next step begins");
+    h.run_for(Duration::from_millis(200));
+    let step = 1_795_507_225 / 30 + 1;
+    assert_eq!(h.code_steps(), vec![step]);
+}
+
+#[test]
+fn a_step_is_never_typed_twice_even_after_a_restart() {
+    let step = 1_795_507_205 / 30;
+    let mut h = H::new(
+        CoreConfig::default(),
+        Persisted {
+            last_totp_step: Some(step),
+            failed_logins: vec![],
+            credentials_rejected: None,
+        },
+    );
+    let a = h.open_login_frame();
+    h.complete_typing(&a);
+    h.map(DIALOG, "Second Factor Authentication");
+    assert!(h.code_steps().is_empty());
+    h.run_for(Duration::from_secs(30));
+    assert_eq!(h.code_steps(), vec![step + 1]);
+}
+
+#[test]
+fn two_rejected_codes_then_accepted_uses_three_steps() {
+    let mut h = H::live();
+    let a = h.open_login_frame();
+    h.complete_typing(&a);
+    for round in 0..3 {
+        let a = h.map(DIALOG + round, "Second Factor Authentication");
+        h.complete_typing(&a);
+        while h.code_steps().len() < round as usize + 1 {
+            let a = h.step(Duration::from_secs(31)).expect("waiting for a step");
+            h.complete_typing(&a);
+        }
+        h.input(Input::Destroyed(DIALOG + round));
+    }
+    let steps = h.code_steps();
+    assert_eq!(steps.len(), 3);
+    assert!(steps[0] < steps[1] && steps[1] < steps[2]);
+    h.input(Input::TitleChanged {
+        id: FRAME,
+        title: "Starting application...".into(),
+    });
+    h.input(Input::TitleChanged {
+        id: FRAME,
+        title: "IBKR Gateway".into(),
+    });
+    h.step(Duration::from_secs(1));
+    h.probe_up();
+    assert!(h.ready());
+}
+
+#[test]
+fn too_many_rejected_codes_halt_and_notify() {
+    let mut h = H::live();
+    let a = h.open_login_frame();
+    h.complete_typing(&a);
+    for round in 0..4 {
+        h.map(DIALOG + round, "Second Factor Authentication");
+        let _ = h.step(Duration::from_secs(31));
+        h.input(Input::Destroyed(DIALOG + round));
+    }
+    assert_eq!(h.code_steps().len(), 3);
+    assert!(matches!(h.sv.phase(), Phase::Halted { .. }));
+    assert!(h.log.iter().any(|a| matches!(
+        a,
+        Action::Notify {
+            kind: NoticeKind::CodeRejected,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn paper_login_accepts_the_warning_and_types_no_code() {
+    let mut h = H::new(
+        CoreConfig {
+            trading_mode: TradingMode::Paper,
+            ..CoreConfig::default()
+        },
+        Persisted::default(),
+    );
+    let a = h.open_login_frame();
+    h.complete_typing(&a);
+    let a = h.map(DIALOG, "Warning");
+    let Some(Action::Type { window, steps, .. }) =
+        a.iter().find(|x| matches!(x, Action::Type { .. }))
+    else {
+        panic!("warning not answered: {a:?}");
+    };
+    assert_eq!(*window, DIALOG);
+    assert!(steps.contains(&KeyStep::Key(NamedKey::Enter)));
+    assert!(h.code_steps().is_empty());
+}
+
+#[test]
+fn invalid_password_stops_after_one_attempt() {
+    let mut h = H::live();
+    let a = h.open_login_frame();
+    h.complete_typing(&a);
+    h.map(DIALOG, "Login failed");
+    assert!(matches!(h.sv.phase(), Phase::Halted { .. }));
+    // Nothing more happens for a long time: no relaunch, no second attempt.
+    let mut t = 0;
+    while let Some(a) = h.step(Duration::from_secs(3600)) {
+        assert!(!a.iter().any(|x| matches!(x, Action::Launch { .. })));
+        t += 1;
+        assert!(t < 100);
+    }
+    let creds = h
+        .typed()
+        .iter()
+        .filter(|(_, s)| has_secret(s, SecretRef::Password))
+        .count();
+    assert_eq!(creds, 1);
+    assert!(h.log.iter().any(|a| matches!(
+        a,
+        Action::Notify {
+            kind: NoticeKind::LoginFailed,
+            severity: Severity::Critical,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn spent_login_budget_waits_instead_of_typing() {
+    let now_s = 1_795_507_205;
+    let mut h = H::new(
+        CoreConfig::default(),
+        Persisted {
+            last_totp_step: None,
+            failed_logins: vec![now_s - 100, now_s - 50, now_s - 10],
+            credentials_rejected: None,
+        },
+    );
+    h.open_login_frame();
+    assert!(h.typed().is_empty());
+    assert!(matches!(h.sv.phase(), Phase::Backoff { .. }));
+    assert_eq!(h.sv.login_budget_left(h.now), 0);
+    // Nothing is typed until the oldest failure leaves the hour; then one attempt is made.
+    h.run_for(Duration::from_secs(3600 - 101));
+    assert!(h.typed().is_empty());
+    let a = h.run_for(Duration::from_secs(3));
+    assert!(a.iter().any(|x| matches!(x, Action::Type { .. })));
+}
+
+#[test]
+fn progress_modal_and_unknown_dialogs_are_never_answered() {
+    let mut h = H::live();
+    let a = h.open_login_frame();
+    h.complete_typing(&a);
+    let a = h.map(DIALOG, "Gateway");
+    assert!(!a.iter().any(|x| matches!(x, Action::Type { .. })));
+    let a = h.map(DIALOG + 1, "Brand new dialog");
+    assert!(!a.iter().any(|x| matches!(x, Action::Type { .. })));
+    assert!(a.iter().any(|x| matches!(
+        x,
+        Action::Screenshot {
+            window: Some(w),
+            ..
+        } if *w == DIALOG + 1
+    )));
+    assert!(a.iter().any(|x| matches!(
+        x,
+        Action::Notify {
+            kind: NoticeKind::UnknownDialog,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn gateway_dialog_text_decides_the_answer() {
+    let mut h = H::new(
+        CoreConfig {
+            content_reader: true,
+            ..CoreConfig::default()
+        },
+        Persisted::default(),
+    );
+    let a = h.open_login_frame();
+    h.complete_typing(&a);
+    let a = h.map(DIALOG, "Gateway");
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::ReadText { window, .. } if *window == DIALOG)));
+    let a = h.input(Input::WindowText {
+        window: DIALOG,
+        text: Some("Connection to server failed: Server disconnected, please try again".into()),
+    });
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::Type { window, .. } if *window == DIALOG)));
+    // Not a new JVM: the login window comes back behind the dialog; log in again there
+    // after a back-off.
+    assert!(!a.iter().any(|x| matches!(x, Action::CloseGateway { .. })));
+    assert!(matches!(h.sv.phase(), Phase::Backoff { .. }));
+    h.input(Input::Destroyed(DIALOG));
+    h.input(Input::TitleChanged {
+        id: FRAME,
+        title: "IBKR Gateway".into(),
+    });
+    let a = h.run_for(Duration::from_secs(5));
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::Type { window, steps, .. }
+        if *window == FRAME && has_secret(steps, SecretRef::Password))));
+    assert!(!h.log.iter().any(|x| matches!(
+        x,
+        Action::Launch {
+            use_restart_token: false
+        }
+    )));
+}
+
+#[test]
+fn an_expired_token_gets_a_full_login_in_the_same_jvm() {
+    let mut h = H::new(
+        CoreConfig {
+            content_reader: true,
+            ..CoreConfig::default()
+        },
+        Persisted::default(),
+    );
+    h.input(Input::Start);
+    h.input(Input::Spawned {
+        pid: PID,
+        with_token: true,
+    });
+    h.map(FRAME, "IBKR Gateway");
+    assert!(h.typed().is_empty(), "the token logs in by itself");
+    h.map(DIALOG, "Gateway");
+    let a = h.input(Input::WindowText {
+        window: DIALOG,
+        text: Some("Your security tokens have expired. Please log in again.\nOK".into()),
+    });
+    assert_eq!(answers_in(&a, DIALOG), vec![Answer::Default]);
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::Type { window, steps, .. }
+        if *window == FRAME && has_secret(steps, SecretRef::Password))));
+    assert!(!a.iter().any(|x| matches!(x, Action::CloseGateway { .. })));
+}
+
+fn existing_session_answer(policy: SessionPolicy, after_login: bool, seen: u32) -> Option<Answer> {
+    let mut h = H::new(
+        CoreConfig {
+            existing_session: policy,
+            ..CoreConfig::default()
+        },
+        Persisted::default(),
+    );
+    let a = h.open_login_frame();
+    h.complete_typing(&a);
+    if after_login {
+        h.input(Input::TitleChanged {
+            id: FRAME,
+            title: "Starting application...".into(),
+        });
+        h.input(Input::TitleChanged {
+            id: FRAME,
+            title: "IBKR Gateway".into(),
+        });
+        h.step(Duration::from_secs(1));
+        h.probe_up();
+        assert!(h.ready());
+    }
+    let mut last = None;
+    for i in 0..seen {
+        let a = h.map(DIALOG + i, "Existing session detected");
+        last = a.iter().find_map(|x| match x {
+            Action::Type { steps, .. } if steps == &Answer::Default.keys() => Some(Answer::Default),
+            Action::Type { steps, .. } if steps == &Answer::Second.keys() => Some(Answer::Second),
+            _ => None,
+        });
+        h.input(Input::Destroyed(DIALOG + i));
+    }
+    last
+}
+
+#[test]
+fn existing_session_policies_match_ibc() {
+    use SessionPolicy::*;
+    // Before login (ibc.md §1.7 scenarios 1-4).
+    assert_eq!(existing_session_answer(Manual, false, 1), None);
+    assert_eq!(
+        existing_session_answer(Secondary, false, 1),
+        Some(Answer::Second)
+    );
+    assert_eq!(
+        existing_session_answer(Primary, false, 1),
+        Some(Answer::Default)
+    );
+    assert_eq!(
+        existing_session_answer(PrimaryOverride, false, 1),
+        Some(Answer::Default)
+    );
+    assert_eq!(
+        existing_session_answer(Primary, false, 2),
+        Some(Answer::Second)
+    );
+    // After login (scenarios 5, 6).
+    assert_eq!(
+        existing_session_answer(Primary, true, 1),
+        Some(Answer::Default)
+    );
+    assert_eq!(
+        existing_session_answer(PrimaryOverride, true, 1),
+        Some(Answer::Second)
+    );
+    assert_eq!(existing_session_answer(Manual, true, 1), None);
+    assert_eq!(
+        existing_session_answer(Secondary, true, 1),
+        Some(Answer::Second)
+    );
+}
+
+#[test]
+fn crash_relaunches_after_backoff_and_notifies() {
+    let mut h = H::live();
+    h.open_login_frame();
+    let a = h.input(Input::Exited {
+        code: Some(134),
+        signal: None,
+        hs_err: Some("/state/hs_err_pid4242.log".into()),
+    });
+    assert!(a.iter().any(|x| matches!(
+        x,
+        Action::Notify {
+            kind: NoticeKind::Crash,
+            ..
+        }
+    )));
+    assert!(matches!(h.sv.phase(), Phase::Backoff { .. }));
+    let a = h.step(Duration::from_secs(10)).expect("backoff");
+    assert!(a.contains(&Action::Launch {
+        use_restart_token: true
+    }));
+}
+
+#[test]
+fn hang_detected_by_probes_restarts_the_gateway() {
+    let mut h = H::live();
+    let a = h.open_login_frame();
+    h.complete_typing(&a);
+    h.step(Duration::from_secs(1));
+    h.probe_up();
+    assert!(h.ready());
+    let mut closed = false;
+    for _ in 0..3 {
+        let a = h.step(Duration::from_secs(31)).expect("probe due");
+        assert!(a.contains(&Action::Probe));
+        let a = h.input(Input::Probe(ProbeOutcome::Down {
+            reason: "timed out".into(),
+        }));
+        closed |= a.iter().any(|x| matches!(x, Action::CloseGateway { .. }));
+    }
+    assert!(closed, "three failed probes restart the gateway");
+    h.input(Input::Exited {
+        code: None,
+        signal: Some(9),
+        hs_err: None,
+    });
+    let a = h.step(Duration::from_secs(10)).expect("relaunch");
+    assert!(a.iter().any(|x| matches!(x, Action::Launch { .. })));
+}
+
+#[test]
+fn focus_lost_retries_the_same_keys_and_never_elsewhere() {
+    let mut h = H::live();
+    let a = h.open_login_frame();
+    let (ticket, steps) = a
+        .iter()
+        .find_map(|x| match x {
+            Action::Type { ticket, steps, .. } => Some((*ticket, steps.clone())),
+            _ => None,
+        })
+        .expect("typing");
+    h.input(Input::Typed {
+        ticket,
+        result: TypeResult::FocusLost,
+    });
+    let a = h.step(Duration::from_secs(1)).expect("retry");
+    assert!(a.contains(&Action::Type {
+        ticket,
+        window: FRAME,
+        steps
+    }));
+}
+
+#[test]
+fn stop_closes_the_gateway_then_exits() {
+    let mut h = H::live();
+    h.open_login_frame();
+    let a = h.input(Input::Stop);
+    assert!(a.contains(&Action::CloseGateway { main_window: FRAME }));
+    let a = h.input(Input::Exited {
+        code: Some(0),
+        signal: None,
+        hs_err: None,
+    });
+    assert!(a.contains(&Action::Exit(0)));
+}
+
+#[test]
+fn device_chooser_selects_the_configured_device_by_prefix() {
+    let mut h = H::new(
+        CoreConfig {
+            content_reader: true,
+            ..CoreConfig::default()
+        },
+        Persisted::default(),
+    );
+    let a = h.open_login_frame();
+    h.complete_typing(&a);
+    h.map(DIALOG, "Second Factor Authentication");
+    let a = h.input(Input::WindowText {
+        window: DIALOG,
+        text: Some("Select second factor device\nIB Key\nMobile Authenticator app\nOK".into()),
+    });
+    let Some(Action::Type { steps, .. }) = a.iter().find(|x| matches!(x, Action::Type { .. }))
+    else {
+        panic!("chooser not answered")
+    };
+    assert_eq!(steps[0], KeyStep::Text("Mobile".into()));
+    h.input(Input::Destroyed(DIALOG));
+    h.map(DIALOG + 1, "Second Factor Authentication");
+    h.input(Input::WindowText {
+        window: DIALOG + 1,
+        text: Some("Enter Mobile Authenticator app code".into()),
+    });
+    assert_eq!(h.code_steps().len(), 1);
+}
+
+#[test]
+fn back_at_the_login_window_relogs_in_after_a_growing_wait_in_the_same_jvm() {
+    let mut h = H::live();
+    let a = h.open_login_frame();
+    h.complete_typing(&a);
+    h.input(Input::TitleChanged {
+        id: FRAME,
+        title: "Authenticating...".into(),
+    });
+    // The 2FA dialog times out (an IB Key push nobody approved): back to the login window.
+    h.input(Input::TitleChanged {
+        id: FRAME,
+        title: "IBKR Gateway".into(),
+    });
+    assert!(matches!(h.sv.phase(), Phase::Backoff { .. }));
+    assert!(!h.ready());
+    let creds = |h: &H| {
+        h.typed()
+            .iter()
+            .filter(|(_, s)| has_secret(s, SecretRef::Password))
+            .count()
+    };
+    h.run_for(Duration::from_secs(59));
+    assert_eq!(creds(&h), 1, "no re-login before the wait");
+    h.run_for(Duration::from_secs(2));
+    assert_eq!(creds(&h), 2, "one re-login after 60 s");
+    let launches = h
+        .log
+        .iter()
+        .filter(|a| matches!(a, Action::Launch { .. }))
+        .count();
+    assert_eq!(launches, 1, "no new JVM for a re-login");
+}
