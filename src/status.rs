@@ -40,6 +40,9 @@ pub struct Snapshot {
     pub probe_latency_ms: Option<f64>,
     /// A person is connected to the display (VNC takeover): ibwarden types nothing.
     pub human_connected: bool,
+    /// Keys changed in the file since ibwarden started that only a restart of ibwarden
+    /// applies (the running values stay until then).
+    pub restart_pending: Vec<String>,
     /// When the driver loop last published (unix ms); `/livez` fails when it goes stale.
     /// The driver must publish periodically even when idle, not only on state changes.
     pub heartbeat_unix_ms: u64,

@@ -24,7 +24,7 @@ pub(crate) mod real;
 mod screen;
 mod wiring;
 
-pub use wiring::{core_config, exit, run, schedule, RunOptions};
+pub use wiring::{apply_reload, core_config, exit, run, schedule, Reload, RunOptions};
 
 /// What reaches the loop.
 #[derive(Debug)]

@@ -91,6 +91,8 @@ pub(crate) struct RealWorld {
     /// A person is connected over VNC: the typist sends nothing (shared with its thread).
     human: Arc<AtomicBool>,
     takeover_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Keys changed on reload that wait for a restart of ibwarden (shown by `status`).
+    restart_pending: Vec<String>,
 }
 
 pub(crate) fn unix_ms() -> u64 {
@@ -124,6 +126,7 @@ impl RealWorld {
             notifier: p.notifier,
             human: Arc::new(AtomicBool::new(false)),
             takeover_stop: None,
+            restart_pending: Vec::new(),
         }
     }
 
@@ -504,21 +507,20 @@ impl World for RealWorld {
                 })
             }
             Msg::Reloaded(Ok(new)) => {
-                let held = super::wiring::restart_only_changes(&self.cfg, &new);
-                if held.is_empty() {
-                    info!(config = %new.path.display(), "configuration reloaded");
+                let path = new.path.clone();
+                let r = super::wiring::apply_reload(&self.cfg, *new, self.reader.available());
+                if r.restart_needed.is_empty() {
+                    info!(config = %path.display(), "configuration reloaded");
                 } else {
-                    warn!(config = %new.path.display(), restart_needed = %held.join(", "),
+                    warn!(config = %path.display(), restart_needed = %r.restart_needed.join(", "),
                         "configuration reloaded; these keys take effect at the next start of ibwarden");
                 }
-                self.notifier = Notifier::new(&new.notify, &super::wiring::instance_name(&new));
-                // Keys that cannot change while running keep their running value.
-                let mut next = *new;
-                super::wiring::keep_restart_only(&self.cfg, &mut next);
-                self.cfg = next;
+                self.notifier =
+                    Notifier::new(&r.config.notify, &super::wiring::instance_name(&r.config));
+                self.restart_pending = r.restart_needed;
+                self.cfg = r.config;
                 self.reload_secrets();
-                let core = super::wiring::core_config(&self.cfg, self.reader.available());
-                Some(Input::Reconfigure(Box::new(core)))
+                Some(Input::Reconfigure(Box::new(r.core)))
             }
             Msg::Reloaded(Err(errors)) => {
                 for line in errors.lines() {
@@ -608,6 +610,7 @@ impl World for RealWorld {
         snap.heartbeat_unix_ms = now.unix_ms;
         snap.next_scheduled = core.next_scheduled(now);
         snap.human_connected = self.human.load(Ordering::SeqCst);
+        snap.restart_pending = self.restart_pending.clone();
         st::publish(&self.status, snap);
     }
 

@@ -131,8 +131,34 @@ pub(crate) fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     out
 }
 
+/// A reload as applied: the config that runs from now on, the core's new values, and the
+/// keys whose new value waits for a restart of ibwarden.
+#[derive(Debug)]
+pub struct Reload {
+    /// What the adapters use from now on (restart-only keys keep their running value).
+    pub config: Config,
+    /// What the core gets ([`crate::core::Input::Reconfigure`]).
+    pub core: CoreConfig,
+    /// Changed keys that need a restart of ibwarden.
+    pub restart_needed: Vec<String>,
+}
+
+/// Applies a re-read config over the running one (pure: tested per section).
+pub fn apply_reload(running: &Config, new: Config, content_reader: bool) -> Reload {
+    let restart_needed = restart_only_changes(running, &new);
+    let mut config = new;
+    keep_restart_only(running, &mut config);
+    let mut core = core_config(&config, content_reader);
+    core.seed = 0;
+    Reload {
+        config,
+        core,
+        restart_needed,
+    }
+}
+
 /// Puts the running values of the restart-only keys back into a reloaded config.
-pub(crate) fn keep_restart_only(old: &Config, new: &mut Config) {
+fn keep_restart_only(old: &Config, new: &mut Config) {
     new.account = old.account.clone();
     new.state = old.state.clone();
     new.control = old.control.clone();
