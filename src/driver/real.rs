@@ -140,18 +140,28 @@ impl RealWorld {
         }
     }
 
-    /// Re-reads the secrets (after `ibwarden secret set`, or a rotated systemd credential).
+    /// Re-reads the secrets (after `ibwarden secret set`, or a rotated systemd credential)
+    /// on the blocking pool, then sends `then` (if any), so what follows sees the new ones.
     /// On failure the ones in memory stay, and the error (never a value) is logged.
-    fn reload_secrets(&self) {
-        match Secrets::load(&self.cfg) {
-            Ok(new) => {
-                if let Ok(mut slot) = self.secrets.write() {
-                    *slot = Arc::new(new);
+    fn reload_secrets(&self, then: Option<Input>) {
+        let cfg = self.cfg.clone();
+        let slot = self.secrets.clone();
+        let tx = self.tx.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            match Secrets::load(&cfg) {
+                Ok(new) => {
+                    if let Ok(mut s) = slot.write() {
+                        *s = Arc::new(new);
+                    }
+                    info!("secrets re-read");
                 }
-                info!("secrets re-read");
+                Err(e) => warn!(error = %e, "cannot re-read the secrets; keeping the loaded ones"),
             }
-            Err(e) => warn!(error = %e, "cannot re-read the secrets; keeping the loaded ones"),
-        }
+            if let Some(input) = then {
+                let _ = tx.send(Event::Input(input));
+            }
+        });
+        self.tasks.spawn(task);
     }
 
     fn launch(&mut self, use_restart_token: bool) -> Option<Input> {
@@ -519,8 +529,8 @@ impl World for RealWorld {
                     Notifier::new(&r.config.notify, &super::wiring::instance_name(&r.config));
                 self.restart_pending = r.restart_needed;
                 self.cfg = r.config;
-                self.reload_secrets();
-                Some(Input::Reconfigure(Box::new(r.core)))
+                self.reload_secrets(Some(Input::Reconfigure(Box::new(r.core))));
+                None
             }
             Msg::Reloaded(Err(errors)) => {
                 for line in errors.lines() {
@@ -561,9 +571,10 @@ impl World for RealWorld {
             },
             ControlCommand::Restart => {
                 info!("restart requested over the control socket");
-                self.reload_secrets();
                 let _ = req.reply.send(ControlReply::ok("restarting the gateway"));
-                return Some(Input::Restart);
+                // The person may have just replaced a secret: the restart uses the new one.
+                self.reload_secrets(Some(Input::Restart));
+                return None;
             }
             ControlCommand::Stop => {
                 info!("stop requested over the control socket");
