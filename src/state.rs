@@ -5,8 +5,12 @@
 //! replay a code) and the times of recent failed logins (the lockout budget is per hour, not
 //! per process). The core receives these values; the driver saves after each change.
 //!
-//! The file is `<state_dir>/state.json`. Unknown fields are ignored and missing ones take
-//! their defaults, so older and newer versions of ibwarden can read each other's file.
+//! The file is `<state_dir>/state.json`: `{"version": 1, "last_totp_step": …,
+//! "failed_logins": […], "credentials_rejected": …}`, every field required. A file that is
+//! anything else (empty object, a list, unknown fields, a newer version, a symlink, a FIFO,
+//! larger than [`MAX_STATE_BYTES`]) is refused with how to recover: never read as "no
+//! state", which would forget a halt, the spent login budget or the last TOTP step. The file
+//! written before versions existed (the same three fields, no `version`) is read as version 0.
 
 use std::fs;
 use std::io::{self, Write};
@@ -15,6 +19,17 @@ use std::path::{Path, PathBuf};
 
 /// Name of the state file inside the state directory.
 pub const STATE_FILE: &str = "state.json";
+
+/// The state file's format version.
+pub const STATE_VERSION: u64 = 1;
+
+/// A state file is a few hundred bytes; anything over this is not ours.
+pub const MAX_STATE_BYTES: u64 = 64 * 1024;
+
+/// What recovering from a refused state file costs, said with the refusal.
+const RECOVER: &str = "move it away to start with empty state (the TOTP replay guard, the \
+                       failed-login budget and a halt after a rejected password are then \
+                       forgotten: wait 30 s and an hour before the next start)";
 
 /// Errors reading or writing persisted state.
 #[derive(Debug, thiserror::Error)]
@@ -31,17 +46,21 @@ pub enum StateError {
         source: io::Error,
     },
     /// The state file exists but is not valid JSON of the expected shape.
-    #[error(
-        "state file {} is corrupt ({source}); move it away to start with empty state \
-         (the TOTP replay guard and failed-login count are then lost)",
-        path.display()
-    )]
+    #[error("state file {} is corrupt ({source}); {RECOVER}", path.display())]
     Corrupt {
         /// The file.
         path: PathBuf,
         /// The JSON error (line and column, no content).
         #[source]
         source: serde_json::Error,
+    },
+    /// The state file is not a state file ibwarden wrote.
+    #[error("state file {} is refused: {why}; {RECOVER}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it (never its content).
+        why: String,
     },
 }
 
@@ -111,21 +130,89 @@ pub use crate::core::Persisted as PersistedState;
 
 use crate::core::Persisted;
 
+/// The file's shape (see the module doc).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnDisk {
+    #[serde(default)]
+    version: u64,
+    last_totp_step: Option<u64>,
+    failed_logins: Vec<u64>,
+    credentials_rejected: Option<u64>,
+}
+
+/// Why [`read_regular_file`] read nothing.
+#[derive(Debug)]
+pub enum ReadError {
+    /// There is no file.
+    Missing,
+    /// There is something ibwarden will not read (why, without content).
+    Refused(String),
+    /// An OS error.
+    Io(io::Error),
+}
+
+/// Reads a file that must be a regular file (a symlink is not followed, a FIFO or device is
+/// not opened for reading without `O_NONBLOCK`, so nothing can make the read block) of at
+/// most `max` bytes.
+pub fn read_regular_file(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path);
+    let f = match f {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ReadError::Missing),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(ReadError::Refused("it is a symbolic link".into()))
+        }
+        Err(e) => return Err(ReadError::Io(e)),
+    };
+    let meta = f.metadata().map_err(ReadError::Io)?;
+    if !meta.file_type().is_file() {
+        return Err(ReadError::Refused("it is not a regular file".into()));
+    }
+    if meta.len() > max {
+        return Err(ReadError::Refused(format!(
+            "it is {} bytes, more than the {max} a valid file can have",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::new();
+    f.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > max {
+        return Err(ReadError::Refused(format!(
+            "it grew past {max} bytes while read"
+        )));
+    }
+    Ok(bytes)
+}
+
 impl Persisted {
     /// Path of the state file in `dir`.
     pub fn path(dir: &Path) -> PathBuf {
         dir.join(STATE_FILE)
     }
 
-    /// Loads `<dir>/state.json`. A missing file (first run) gives the default state; a
-    /// corrupt one is an error naming the file, because silently starting fresh would forget
-    /// which TOTP step was used.
+    /// Loads `<dir>/state.json`. A missing file (first run) gives the default state;
+    /// anything but a regular file of the current (or the pre-version) shape is an error
+    /// naming the file and the recovery, because silently starting fresh would forget which
+    /// TOTP step was used, the spent login budget and a halt. Blocking: call it off the
+    /// async runtime's threads.
     pub fn load(dir: &Path) -> Result<PersistedState, StateError> {
         let path = Self::path(dir);
-        let bytes = match fs::read(&path) {
+        let invalid = |why: String| StateError::Invalid {
+            path: path.clone(),
+            why,
+        };
+        let bytes = match read_regular_file(&path, MAX_STATE_BYTES) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(source) => {
+            Err(ReadError::Missing) => return Ok(Self::default()),
+            Err(ReadError::Refused(why)) => return Err(invalid(why)),
+            Err(ReadError::Io(source)) => {
                 return Err(StateError::Io {
                     about: "cannot read",
                     path,
@@ -133,13 +220,60 @@ impl Persisted {
                 })
             }
         };
-        serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path, source })
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
+                path: path.clone(),
+                source,
+            })?;
+        let serde_json::Value::Object(map) = &value else {
+            return Err(invalid("it is not a JSON object".into()));
+        };
+        let version = match map.get("version") {
+            None => 0,
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| invalid("`version` is not a number".into()))?,
+        };
+        if version > STATE_VERSION {
+            return Err(invalid(format!(
+                "it has version {version}, written by a newer ibwarden (this one reads up to \
+                 {STATE_VERSION})"
+            )));
+        }
+        for key in map.keys() {
+            if !matches!(
+                key.as_str(),
+                "version" | "last_totp_step" | "failed_logins" | "credentials_rejected"
+            ) {
+                return Err(invalid(format!("unknown field `{key}`")));
+            }
+        }
+        for key in ["last_totp_step", "failed_logins", "credentials_rejected"] {
+            if !map.contains_key(key) {
+                return Err(invalid(format!("the field `{key}` is missing")));
+            }
+        }
+        let disk: OnDisk = serde_json::from_value(value).map_err(|source| StateError::Corrupt {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Persisted {
+            last_totp_step: disk.last_totp_step,
+            failed_logins: disk.failed_logins,
+            credentials_rejected: disk.credentials_rejected,
+        })
     }
 
     /// Saves atomically to `<dir>/state.json`, creating `dir` (mode 0700) if needed.
     pub fn save(&self, dir: &Path) -> Result<(), StateError> {
         create_private_dir(dir)?;
-        let mut bytes = serde_json::to_vec_pretty(self).map_err(|source| StateError::Corrupt {
+        let disk = OnDisk {
+            version: STATE_VERSION,
+            last_totp_step: self.last_totp_step,
+            failed_logins: self.failed_logins.clone(),
+            credentials_rejected: self.credentials_rejected,
+        };
+        let mut bytes = serde_json::to_vec_pretty(&disk).map_err(|source| StateError::Corrupt {
             path: Self::path(dir),
             source,
         })?;
@@ -198,7 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn save_is_private_and_roundtrips_unknown_fields_tolerated() {
+    fn save_is_private_and_roundtrips() {
         let dir = tempfile::tempdir().expect("tempdir");
         let sub = dir.path().join("a/b");
         let mut st = PersistedState::default();
@@ -217,16 +351,80 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(STATE_FILE)]);
-        // A newer version's extra fields are ignored.
+        let text = fs::read_to_string(sub.join(STATE_FILE)).expect("read");
+        assert!(text.contains("\"version\": 1"), "{text}");
+    }
+
+    fn refused(content: &[u8]) -> String {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join(STATE_FILE), content).expect("write");
+        PersistedState::load(dir.path())
+            .expect_err("refused")
+            .to_string()
+    }
+
+    #[test]
+    fn a_state_file_that_is_not_ours_is_refused_never_reset() {
+        for (content, why) in [
+            (&b"{}"[..], "the field `last_totp_step` is missing"),
+            (b"[]", "not a JSON object"),
+            (b"[5, [], null]", "not a JSON object"),
+            (b"null", "not a JSON object"),
+            (
+                br#"{"version":1,"last_totp_step":5,"failed_logins":[],"credentials_rejected":null,"x":1}"#,
+                "unknown field `x`",
+            ),
+            (
+                br#"{"version":9,"last_totp_step":5,"failed_logins":[],"credentials_rejected":null}"#,
+                "written by a newer ibwarden",
+            ),
+            (
+                br#"{"version":1,"last_totp_step":5,"failed_logins":[]}"#,
+                "`credentials_rejected` is missing",
+            ),
+        ] {
+            let msg = refused(content);
+            assert!(msg.contains(why), "{msg}");
+            assert!(msg.contains("move it away"), "the recovery is named: {msg}");
+        }
+    }
+
+    #[test]
+    fn the_file_from_before_versions_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
         fs::write(
-            sub.join(STATE_FILE),
-            br#"{"last_totp_step": 5, "future_field": [1,2]}"#,
+            dir.path().join(STATE_FILE),
+            br#"{"last_totp_step": 5, "failed_logins": [7], "credentials_rejected": 9}"#,
         )
         .expect("write");
-        assert_eq!(
-            PersistedState::load(&sub).expect("load").last_totp_step,
-            Some(5)
-        );
+        let st = PersistedState::load(dir.path()).expect("load");
+        assert_eq!(st.last_totp_step, Some(5));
+        assert_eq!(st.failed_logins, vec![7]);
+        assert_eq!(st.credentials_rejected, Some(9));
+    }
+
+    #[test]
+    fn a_symlink_fifo_or_huge_state_file_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(STATE_FILE);
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &path).expect("symlink");
+        let msg = PersistedState::load(dir.path())
+            .expect_err("dangling")
+            .to_string();
+        assert!(msg.contains("symbolic link"), "{msg}");
+        fs::remove_file(&path).expect("rm");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let msg = PersistedState::load(dir.path())
+            .expect_err("fifo")
+            .to_string();
+        assert!(msg.contains("not a regular file"), "{msg}");
+        fs::remove_file(&path).expect("rm");
+        let f = fs::File::create(&path).expect("create");
+        f.set_len(MAX_STATE_BYTES + 1).expect("grow");
+        let msg = PersistedState::load(dir.path())
+            .expect_err("huge")
+            .to_string();
+        assert!(msg.contains("more than"), "{msg}");
     }
 
     #[test]

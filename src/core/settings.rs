@@ -94,8 +94,7 @@ impl Default for CoreConfig {
 
 /// State that must survive a crash of ibwarden, the JVM or the machine (the state file,
 /// `crate::state`, is this struct as JSON).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Persisted {
     /// The last TOTP step typed into the gateway; never typed again.
     pub last_totp_step: Option<u64>,

@@ -31,7 +31,8 @@ pub mod exit {
     pub const OK: i32 = 0;
     /// A runtime failure ibwarden could not recover from (display, state directory).
     pub const FAILURE: i32 = 1;
-    /// The configuration or the install is unusable (`EX_CONFIG`); systemd must not restart.
+    /// The configuration, the install or the state file is unusable (`EX_CONFIG`); systemd
+    /// must not restart.
     pub const CONFIG: i32 = 78;
 }
 
@@ -280,11 +281,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     let inputs = launch::read_inputs(&install).context("cannot read the gateway install")?;
     info!(install = %install.dir.display(), java = %install.java.display(), "gateway install found");
     let (reader, atspi_bus) = content_reader(&cfg, &state_dir);
-    let persisted = match PersistedState::load(&state_dir) {
+    let dir = state_dir.clone();
+    let loaded = tokio::task::spawn_blocking(move || PersistedState::load(&dir))
+        .await
+        .context("loading the state file")?;
+    let persisted = match loaded {
         Ok(p) => p,
         Err(e) => {
+            // A person must look (a restart loop would only repeat this line).
+            tracing::error!(error = %e, "state file refused");
             eprintln!("ibwarden: {e}");
-            return Ok(exit::FAILURE);
+            return Ok(exit::CONFIG);
         }
     };
     let mut core = Supervisor::new(core_config(&cfg, reader.available()), persisted);
