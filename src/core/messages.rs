@@ -22,8 +22,12 @@ pub struct Now {
 pub enum TypeResult {
     /// Every key was sent with the focus in the window.
     Done,
-    /// The window did not have (or lost) the focus; no key went elsewhere.
+    /// The window did not have (or lost) the focus before any key of the job was sent; no
+    /// key went elsewhere. Sending the same job again is safe.
     FocusLost,
+    /// The focus went away after some of the job's keys were sent: the window's state is
+    /// unknown (which component has the focus, what the fields hold). No key went elsewhere.
+    Interrupted,
     /// The window is gone or X failed.
     Failed(String),
 }

@@ -184,9 +184,10 @@ fn typist_thread(
                 .and_then(|()| typist.type_steps(job.window, &job.steps, &resolve))
             {
                 Ok(()) => TypeResult::Done,
-                Err(InputError::FocusLost { .. }) | Err(InputError::FocusNotTaken { .. }) => {
-                    TypeResult::FocusLost
-                }
+                // Lost before the first step: nothing was sent, the job may be sent again.
+                Err(InputError::FocusLost { step: 0, .. })
+                | Err(InputError::FocusNotTaken { .. }) => TypeResult::FocusLost,
+                Err(InputError::FocusLost { .. }) => TypeResult::Interrupted,
                 Err(e) => TypeResult::Failed(e.to_string()),
             }
         };

@@ -75,18 +75,40 @@ impl Supervisor {
             );
             return;
         }
-        self.persisted.failed_logins.push(now_s);
-        self.push(Action::SaveState(self.persisted.clone()));
         self.login.submitted = true;
         self.login.saw_progress = false;
         self.login.codes_typed = 0;
         self.login.pushed = false;
         self.login.chose_device = false;
-        self.stats.logins += 1;
+        // The fill first; `Log In` only once every key of it went in (`commit_login`).
         let steps = self.credential_steps();
-        self.type_into(frame, steps);
+        self.type_job(frame, steps, false, true);
+        self.set_phase(Phase::LoggingIn, "typing the credentials");
+    }
+
+    /// The form is filled: press `Log In`. This is what spends a login attempt, so it is
+    /// counted (and saved) first: a crash between the two still counts it.
+    fn commit_login(&mut self, now: Now, frame: u32) {
+        self.persisted.failed_logins.push(now.unix_ms / 1000);
+        self.push(Action::SaveState(self.persisted.clone()));
+        self.stats.logins += 1;
+        self.type_into(
+            frame,
+            vec![KeyStep::PauseMs(150), KeyStep::Key(NamedKey::Enter)],
+        );
         self.tws_submitted();
-        self.set_phase(Phase::LoggingIn, "credentials submitted");
+        self.status_line("credentials submitted");
+    }
+
+    /// The fill did not go in whole: nothing was submitted, nothing is counted. The form's
+    /// state is unknown, so it is never completed blind: a fresh JVM gets a fresh form.
+    fn fill_failed(&mut self, now: Now, why: &str) {
+        self.push(Action::Screenshot {
+            window: None,
+            reason: "input-failed",
+        });
+        tracing::warn!(why, "the login form was not filled; not pressing Log In");
+        self.restart(now, &format!("login form not filled ({why})"), false);
     }
 
     /// Keys for the login frame, from its focus order (`tests/simulator/README.md`): focus
@@ -116,8 +138,6 @@ impl Supervisor {
             PauseMs(100),
             Key(SelectAll),
             Secret(SecretRef::Password),
-            PauseMs(150),
-            Key(Enter),
         ]);
         steps
     }
@@ -313,6 +333,10 @@ impl Supervisor {
     }
 
     pub(super) fn type_with(&mut self, window: u32, steps: Vec<KeyStep>, reread: bool) {
+        self.type_job(window, steps, reread, false);
+    }
+
+    fn type_job(&mut self, window: u32, steps: Vec<KeyStep>, reread: bool, fill: bool) {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         self.pending.insert(
@@ -322,6 +346,7 @@ impl Supervisor {
                 steps: steps.clone(),
                 tries: 1,
                 reread,
+                fill,
             },
         );
         if self.human {
@@ -362,6 +387,28 @@ impl Supervisor {
         if self.tws_typed(now, ticket, &result) {
             return;
         }
+        if p.fill {
+            match result {
+                TypeResult::Done => self.commit_login(now, p.window),
+                TypeResult::FocusLost if p.tries < 6 && self.windows.contains_key(&p.window) => {
+                    // Nothing of the fill was sent: the same keys are still right.
+                    tracing::warn!(window = p.window, tries = p.tries, "focus lost; retrying");
+                    p.tries += 1;
+                    self.pending.insert(ticket, p);
+                    if !self.retry_tickets.contains(&ticket) {
+                        self.retry_tickets.push(ticket);
+                    }
+                    self.timers
+                        .set(Timer::RetryInput, now.mono + Duration::from_millis(300));
+                }
+                TypeResult::FocusLost => self.fill_failed(now, "the window never had the focus"),
+                TypeResult::Interrupted => {
+                    self.fill_failed(now, "another window took the focus while typing")
+                }
+                TypeResult::Failed(e) => self.fill_failed(now, &e),
+            }
+            return;
+        }
         match result {
             TypeResult::Done => {
                 if p.reread {
@@ -372,7 +419,9 @@ impl Supervisor {
                     }
                 }
             }
-            TypeResult::FocusLost if p.tries < 6 && self.windows.contains_key(&p.window) => {
+            TypeResult::FocusLost | TypeResult::Interrupted
+                if p.tries < 6 && self.windows.contains_key(&p.window) =>
+            {
                 tracing::warn!(window = p.window, tries = p.tries, "focus lost; retrying");
                 p.tries += 1;
                 self.pending.insert(ticket, p);
@@ -382,7 +431,7 @@ impl Supervisor {
                 self.timers
                     .set(Timer::RetryInput, now.mono + Duration::from_millis(300));
             }
-            TypeResult::FocusLost | TypeResult::Failed(_) => {
+            TypeResult::FocusLost | TypeResult::Interrupted | TypeResult::Failed(_) => {
                 tracing::warn!(window = p.window, ?result, "keyboard input failed");
                 if self.windows.contains_key(&p.window) {
                     self.push(Action::Screenshot {

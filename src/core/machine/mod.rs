@@ -149,6 +149,9 @@ struct PendingType {
     tries: u32,
     /// Read the window's text again once the keys are in (it changes in place).
     reread: bool,
+    /// The login form's fill (mode, username, password; no Enter): its `Log In` press, the
+    /// commit that spends a login attempt, follows only a complete fill.
+    fill: bool,
 }
 
 /// A session dialog held back by the ping-pong guard.

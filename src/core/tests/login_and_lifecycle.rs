@@ -6,15 +6,32 @@ use super::*;
 fn live_login_types_credentials_then_a_fresh_code_then_waits_for_the_api() {
     let mut h = H::live();
     let a = h.open_login_frame();
-    // The attempt is persisted before any key is typed.
-    let save = a.iter().position(|x| matches!(x, Action::SaveState(_)));
-    let typ = a.iter().position(|x| matches!(x, Action::Type { .. }));
-    assert!(save.expect("state saved") < typ.expect("credentials typed"));
+    // The fill: username and password, no Enter, and nothing counted yet.
     let (w, steps) = &h.typed()[0];
     assert_eq!(*w, FRAME);
     assert!(has_secret(steps, SecretRef::Username) && has_secret(steps, SecretRef::Password));
-    assert_eq!(steps.last(), Some(&KeyStep::Key(NamedKey::Enter)));
-    h.complete_typing(&a);
+    assert!(!steps.contains(&KeyStep::Key(NamedKey::Enter)), "{steps:?}");
+    assert!(!a.iter().any(|x| matches!(x, Action::SaveState(_))));
+    let fill = match a.iter().find(|x| matches!(x, Action::Type { .. })) {
+        Some(Action::Type { ticket, .. }) => *ticket,
+        _ => panic!("the form is filled"),
+    };
+    let b = h.input(Input::Typed {
+        ticket: fill,
+        result: TypeResult::Done,
+    });
+    // Then the attempt is persisted, and only then `Log In` is pressed.
+    let save = b
+        .iter()
+        .position(|x| matches!(x, Action::SaveState(p) if p.failed_logins.len() == 1));
+    let commit = b.iter().position(
+        |x| matches!(x, Action::Type { steps, .. } if steps.last() == Some(&KeyStep::Key(NamedKey::Enter))),
+    );
+    assert!(
+        save.expect("attempt saved") < commit.expect("Log In pressed"),
+        "{b:?}"
+    );
+    h.complete_typing(&b);
 
     h.input(Input::TitleChanged {
         id: FRAME,
@@ -535,4 +552,82 @@ fn back_at_the_login_window_relogs_in_after_a_growing_wait_in_the_same_jvm() {
         .filter(|a| matches!(a, Action::Launch { .. }))
         .count();
     assert_eq!(launches, 1, "no new JVM for a re-login");
+}
+
+/// The fill's ticket from the actions that typed it.
+fn fill_ticket(a: &[Action]) -> u64 {
+    match a
+        .iter()
+        .find(|x| matches!(x, Action::Type { window, .. } if *window == FRAME))
+    {
+        Some(Action::Type { ticket, .. }) => *ticket,
+        _ => panic!("the login form is filled: {a:?}"),
+    }
+}
+
+#[test]
+fn an_interrupted_fill_is_never_submitted_nor_counted_and_the_gateway_relaunches() {
+    let mut h = H::live();
+    let a = h.open_login_frame();
+    let ticket = fill_ticket(&a);
+    let b = h.input(Input::Typed {
+        ticket,
+        result: TypeResult::Interrupted,
+    });
+    // Some keys went in, then another window took the focus: the form's state is unknown.
+    assert!(
+        !h.typed()
+            .iter()
+            .any(|(_, s)| s.contains(&KeyStep::Key(NamedKey::Enter))),
+        "Log In is never pressed: {:?}",
+        h.typed()
+    );
+    assert!(
+        h.sv.persisted().failed_logins.is_empty(),
+        "nothing was submitted"
+    );
+    assert_eq!(h.sv.stats.logins, 0);
+    assert!(
+        b.iter().any(|x| matches!(x, Action::CloseGateway { .. })),
+        "a fresh JVM gets a fresh form: {b:?}"
+    );
+    assert!(matches!(h.sv.phase(), Phase::Restarting { .. }));
+}
+
+#[test]
+fn a_fill_that_never_got_the_focus_is_sent_again_unchanged_then_submitted_once() {
+    let mut h = H::live();
+    let a = h.open_login_frame();
+    let ticket = fill_ticket(&a);
+    let first = h.typed()[0].1.clone();
+    h.input(Input::Typed {
+        ticket,
+        result: TypeResult::FocusLost,
+    });
+    let retry = h.run_for(Duration::from_secs(1));
+    let again = typed_of(&retry, ticket).expect("the same job again");
+    assert_eq!(
+        again, first,
+        "nothing had been sent: the same keys are right"
+    );
+    let b = h.input(Input::Typed {
+        ticket,
+        result: TypeResult::Done,
+    });
+    assert_eq!(h.sv.persisted().failed_logins.len(), 1, "{b:?}");
+    let enters = h
+        .typed()
+        .iter()
+        .filter(|(_, s)| s.contains(&KeyStep::Key(NamedKey::Enter)))
+        .count();
+    assert_eq!(enters, 1, "Log In pressed once");
+}
+
+fn typed_of(a: &[Action], ticket: u64) -> Option<Vec<KeyStep>> {
+    a.iter().find_map(|x| match x {
+        Action::Type {
+            ticket: t, steps, ..
+        } if *t == ticket => Some(steps.clone()),
+        _ => None,
+    })
 }

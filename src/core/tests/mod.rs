@@ -128,13 +128,16 @@ impl H {
         self.map(FRAME, "IBKR Gateway")
     }
 
+    /// Every keyboard action in `actions` completes, and so do those their completion brings
+    /// (the `Log In` press after the form's fill).
     fn complete_typing(&mut self, actions: &[Action]) {
         for a in actions {
             if let Action::Type { ticket, .. } = a {
-                self.input(Input::Typed {
+                let more = self.input(Input::Typed {
                     ticket: *ticket,
                     result: TypeResult::Done,
                 });
+                self.complete_typing(&more);
             }
         }
     }

@@ -127,8 +127,17 @@ impl H {
             .first()
             .map(|(t, _)| *t)
             .expect("credentials typed");
-        self.input(Input::Typed {
+        // The fill, then the `Log In` press it brings.
+        let a = self.input(Input::Typed {
             ticket,
+            result: TypeResult::Done,
+        });
+        let commit = typed_into(&a, FRAME)
+            .first()
+            .map(|(t, _)| *t)
+            .expect("Log In pressed after the fill");
+        self.input(Input::Typed {
+            ticket: commit,
             result: TypeResult::Done,
         })
     }
