@@ -444,10 +444,7 @@ pub fn metrics(snap: &Snapshot, now_unix_ms: u64) -> String {
         num(heartbeat_age(snap, now_unix_ms).as_secs_f64())
     );
 
-    if let Some(p) = snap
-        .jvm_pid
-        .and_then(|pid| ProcStats::read(&format!("/proc/{pid}")))
-    {
+    if let Some(p) = snap.jvm_pid.and_then(ProcStats::read) {
         family(
             &mut o,
             "ibwarden_gateway_resident_memory_bytes",
@@ -467,7 +464,7 @@ pub fn metrics(snap: &Snapshot, now_unix_ms: u64) -> String {
             num(p.cpu_seconds)
         );
     }
-    if let Some(p) = ProcStats::read("/proc/self") {
+    if let Some(p) = ProcStats::read(std::process::id()) {
         family(
             &mut o,
             "process_resident_memory_bytes",
@@ -503,15 +500,8 @@ struct ProcStats {
 }
 
 impl ProcStats {
-    fn read(dir: &str) -> Option<ProcStats> {
-        let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
-        // Fields after the command name, which is in parentheses and may contain spaces.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        // rest starts at field 3 (state): utime is field 14, stime 15, rss 24.
-        let utime: f64 = f.get(11)?.parse().ok()?;
-        let stime: f64 = f.get(12)?.parse().ok()?;
-        let rss_pages: u64 = f.get(21)?.parse().ok()?;
+    fn read(pid: u32) -> Option<ProcStats> {
+        let stat = crate::procfs::stat(pid)?;
         // SAFETY: sysconf has no preconditions.
         let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
         // SAFETY: as above.
@@ -519,12 +509,12 @@ impl ProcStats {
         if tick <= 0 || page <= 0 {
             return None;
         }
-        let open_fds = std::fs::read_dir(format!("{dir}/fd"))
+        let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .ok()
             .map(|d| d.count());
         Some(ProcStats {
-            rss_bytes: rss_pages * page as u64,
-            cpu_seconds: (utime + stime) / tick as f64,
+            rss_bytes: stat.rss_pages.saturating_mul(page as u64),
+            cpu_seconds: (stat.utime + stat.stime) as f64 / tick as f64,
             open_fds,
         })
     }

@@ -12,13 +12,14 @@
 //! - [`gateway`]: install discovery, the JVM command line, process lifecycle.
 //! - [`ibc_import`]: converting an IBC `config.ini` / Docker env into an ibwarden config.
 //! - [`probe`]: the TWS API handshake used as the only readiness signal.
+//! - [`procfs`]: `/proc/<pid>/stat` parsed once: parent, state, start time, ancestry.
 //! - [`sdnotify`]: systemd's notify protocol.
 //! - [`control`]: the control socket (`status`, `restart`, `stop`, ...) and the IBC-compatible
 //!   command server.
 //! - [`status`]: the published snapshot read by `status`, `/readyz` and `/metrics`.
 //! - [`health`]: the HTTP health endpoint (`/livez`, `/readyz`, `/metrics`).
 //! - [`notify`]: telling a person (desktop, command hook, webhook), deduplicated.
-//! - [`reader`]: dialog text (OCR) for dialogs titles cannot tell apart.
+//! - [`dialog_text`]: dialog text (OCR, AT-SPI) for dialogs titles cannot tell apart.
 //! - [`launcher_log`]: the gateway's `launcher.log` followed with inotify, turned into events
 //!   (IBKR silently dropping a login, restart in progress, token expired).
 //! - [`takeover`]: human takeover: x11vnc on the gateway's display, loopback only, one-time
@@ -34,9 +35,11 @@
 //! thing (Xvfb, a JVM, sockets).
 #![warn(clippy::unwrap_used)]
 
+mod compat;
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod dialog_text;
 pub mod driver;
 pub mod gateway;
 pub mod health;
@@ -45,7 +48,7 @@ pub mod launcher_log;
 pub mod logging;
 pub mod notify;
 pub mod probe;
-pub mod reader;
+pub mod procfs;
 pub mod sdnotify;
 pub mod secret;
 pub mod state;
@@ -53,3 +56,7 @@ pub mod status;
 pub mod takeover;
 pub mod totp;
 pub mod x11;
+
+/// The old name of [`dialog_text`], for `src/driver` until it switches; delete then.
+#[doc(hidden)]
+pub use dialog_text as reader;

@@ -14,9 +14,9 @@
 //! (ids as ASCII fields, §1.4), which every gateway still serves; if a gateway ever answers
 //! above 200 or hangs up on that request, the text protocol has been dropped and we warn.
 //!
-//! [`probe`] is one such exchange on a fresh connection. [`monitor`] keeps a connection
-//! open instead, reporting IB link changes (1100/1101/1102) as the gateway pushes them and
-//! sending reqCurrentTime as a heartbeat (`tws-api.md` §4.3).
+//! [`probe`] is one such exchange on a fresh connection; the core asks for one per
+//! `Action::Probe`. IB link notices (1100 lost, 1101/1102 restored) received during the
+//! exchange set `link_lost` in the outcome.
 //!
 //! The frame decoder [`decode_frames`] is a pure function so it can be property-tested on
 //! arbitrary bytes: it never panics and refuses absurd lengths.
@@ -482,155 +482,6 @@ impl Session {
             format!(" (codes {})", codes.join(","))
         }
     }
-}
-
-// ---- persistent monitor connection ------------------------------------------------------
-
-/// Settings of a [`monitor`] connection.
-#[derive(Clone, Copy, Debug)]
-pub struct MonitorOptions {
-    /// Client id reserved for the monitor (a collision ends it with "client id in use").
-    pub client_id: i32,
-    /// Deadline for the start (connect to first currentTime reply) and for every heartbeat.
-    pub timeout: Duration,
-    /// Time between heartbeats (reqCurrentTime), measured from the previous request.
-    pub interval: Duration,
-}
-
-/// What a [`monitor`] connection observed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MonitorEvent {
-    /// Connected: handshake, START_API, accounts, next valid id and a first currentTime.
-    Up {
-        /// Negotiated server version.
-        server_version: u32,
-        /// Managed accounts.
-        accounts: Vec<String>,
-        /// A 1100 arrived during the start with no 1101/1102 after it.
-        link_lost: bool,
-    },
-    /// 1100: connectivity between IB and the gateway lost.
-    LinkLost,
-    /// 1101 (`data_lost`: subscriptions were dropped) or 1102: connectivity restored.
-    LinkRestored {
-        /// True for 1101.
-        data_lost: bool,
-    },
-    /// Any other error/notice message (farm status, 2110, 1300, ...).
-    Notice(Notice),
-    /// A heartbeat was answered; `rtt` is the request-to-reply time.
-    Heartbeat {
-        /// Round-trip time of reqCurrentTime.
-        rtt: Duration,
-    },
-}
-
-/// Keeps one API connection open and reports what happens on it: IB link transitions the
-/// moment the gateway announces them (a fresh probe might never see a 1100, tws-api.md
-/// §4.1), and a heartbeat (reqCurrentTime) every `interval` that must be answered within
-/// `timeout`, so a wedged API thread is noticed.
-///
-/// Returns the reason the connection ended (closed, heartbeat unanswered, refused, ...),
-/// in the same words as a `Down` probe. Reconnecting, and how soon, is the caller's
-/// decision. Also returns when `events`' receiver is dropped.
-pub async fn monitor(
-    addr: SocketAddr,
-    opts: MonitorOptions,
-    events: &tokio::sync::mpsc::Sender<MonitorEvent>,
-) -> String {
-    let mut session = Session::new(addr, opts.client_id, opts.timeout);
-    match session.monitor(opts, events).await {
-        Ok(()) => "monitor stopped: nobody is listening".into(),
-        Err(reason) => {
-            debug!(%addr, %reason, "api monitor connection ended");
-            reason
-        }
-    }
-}
-
-impl Session {
-    async fn monitor(
-        &mut self,
-        opts: MonitorOptions,
-        events: &tokio::sync::mpsc::Sender<MonitorEvent>,
-    ) -> Result<(), String> {
-        let deadline = Instant::now() + opts.timeout;
-        let (mut conn, accounts) = self.start(deadline).await?;
-        let sent = Instant::now();
-        self.request_current_time(&mut conn).await?;
-        // Link state during the start is summarised in `Up`; only later changes are events.
-        let mut pending = std::mem::take(&mut self.notices);
-        pending.retain(|n| !is_link_code(n.code));
-        let up = MonitorEvent::Up {
-            server_version: self.server_version,
-            accounts,
-            link_lost: self.link_lost,
-        };
-        if events.send(up).await.is_err() {
-            return Ok(());
-        }
-        if !self.flush(&mut pending, events).await {
-            return Ok(());
-        }
-        let mut next_beat = sent + opts.interval;
-        loop {
-            // Idle until the next heartbeat, handling whatever the gateway pushes.
-            conn.deadline = next_beat;
-            match conn.next_frame().await {
-                Ok(frame) => self.on_other(&frame)?,
-                Err(ReadError::Timeout) => {
-                    let sent = Instant::now();
-                    conn.deadline = sent + opts.timeout;
-                    self.request_current_time(&mut conn).await?;
-                    let rtt = sent.elapsed();
-                    let mut notices = std::mem::take(&mut self.notices);
-                    if !self.flush(&mut notices, events).await
-                        || events.send(MonitorEvent::Heartbeat { rtt }).await.is_err()
-                    {
-                        return Ok(());
-                    }
-                    next_beat = sent + opts.interval;
-                    continue;
-                }
-                Err(ReadError::Closed) => {
-                    let codes = self.codes_suffix();
-                    return Err(format!("gateway closed the monitor connection{codes}"));
-                }
-                Err(e) => return Err(format!("reading from the gateway failed: {e}")),
-            }
-            let mut notices = std::mem::take(&mut self.notices);
-            if !self.flush(&mut notices, events).await {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Sends events for recorded notices; false when the receiver is gone.
-    async fn flush(
-        &self,
-        notices: &mut Vec<Notice>,
-        events: &tokio::sync::mpsc::Sender<MonitorEvent>,
-    ) -> bool {
-        for notice in notices.drain(..) {
-            let event = match notice.code {
-                CODE_LINK_LOST => MonitorEvent::LinkLost,
-                CODE_LINK_RESTORED_DATA_LOST => MonitorEvent::LinkRestored { data_lost: true },
-                CODE_LINK_RESTORED => MonitorEvent::LinkRestored { data_lost: false },
-                _ => MonitorEvent::Notice(notice),
-            };
-            if events.send(event).await.is_err() {
-                return false;
-            }
-        }
-        true
-    }
-}
-
-fn is_link_code(code: i32) -> bool {
-    matches!(
-        code,
-        CODE_LINK_LOST | CODE_LINK_RESTORED_DATA_LOST | CODE_LINK_RESTORED
-    )
 }
 
 /// Cuts untrusted text for a reason string; it comes from the network.

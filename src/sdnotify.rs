@@ -6,6 +6,9 @@
 //! restarted by systemd), and a config reload is framed by `RELOADING=1` (with
 //! `MONOTONIC_USEC=`, as `Type=notify-reload` requires) and `READY=1`.
 //!
+//! [`Systemd`] is the sending end (named for what it talks to: `notify::Notifier` is the
+//! one that tells a person).
+//!
 //! Notification is best effort: without `$NOTIFY_SOCKET` nothing is sent, and a socket that
 //! has gone away is logged once, never an error for the caller.
 
@@ -33,21 +36,25 @@ enum Target {
 
 /// A handle for sending notifications. Cheap to share by reference; `Sync`.
 #[derive(Debug)]
-pub struct Notifier {
+pub struct Systemd {
     target: Option<Target>,
     socket: Option<UnixDatagram>,
     /// Set after the first failure is logged at warn; later ones go to debug.
     warned: AtomicBool,
 }
 
-impl Notifier {
+/// The old name of [`Systemd`], for `src/driver` until it switches; delete then.
+#[doc(hidden)]
+pub type Notifier = Systemd;
+
+impl Systemd {
     /// A notifier for `$NOTIFY_SOCKET`; disabled when it is unset or empty.
-    pub fn from_env() -> Notifier {
-        Notifier::new(std::env::var_os("NOTIFY_SOCKET").as_deref())
+    pub fn from_env() -> Systemd {
+        Systemd::new(std::env::var_os("NOTIFY_SOCKET").as_deref())
     }
 
     /// A notifier for an explicit address (`/path` or `@abstract`); `None` disables it.
-    pub fn new(addr: Option<&OsStr>) -> Notifier {
+    pub fn new(addr: Option<&OsStr>) -> Systemd {
         let target = match addr.map(OsStr::as_bytes) {
             None | Some([]) => None,
             Some([b'@', name @ ..]) => Some(Target::Abstract(name.to_vec())),
@@ -67,7 +74,7 @@ impl Notifier {
                 .map_err(|e| warn!(error = %e, "cannot create the sd_notify socket"))
                 .ok()
         });
-        Notifier {
+        Systemd {
             target,
             socket,
             warned: AtomicBool::new(false),
@@ -118,7 +125,7 @@ impl Notifier {
     }
 
     /// `RELOADING=1` with `MONOTONIC_USEC=` (required by `Type=notify-reload`); send
-    /// [`Notifier::ready`] when the reload is done.
+    /// [`Systemd::ready`] when the reload is done.
     pub fn reloading(&self, status: &str) -> bool {
         self.send(&format!(
             "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS={}",
@@ -209,7 +216,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("notify");
         let server = UnixDatagram::bind(&path).expect("bind");
-        let n = Notifier::new(Some(path.as_os_str()));
+        let n = Systemd::new(Some(path.as_os_str()));
         assert!(n.is_enabled());
 
         assert!(n.ready("ready: api up (server 176)"));
@@ -241,7 +248,7 @@ mod tests {
         let name = format!("ibwarden-sdnotify-test-{}", std::process::id());
         let addr = SocketAddr::from_abstract_name(name.as_bytes()).expect("addr");
         let server = UnixDatagram::bind_addr(&addr).expect("bind abstract");
-        let n = Notifier::new(Some(OsStr::new(&format!("@{name}"))));
+        let n = Systemd::new(Some(OsStr::new(&format!("@{name}"))));
         assert!(n.watchdog());
         assert_eq!(recv(&server), "WATCHDOG=1");
     }
@@ -249,14 +256,14 @@ mod tests {
     #[test]
     fn gone_socket_and_no_socket_are_not_errors() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let n = Notifier::new(Some(dir.path().join("gone").as_os_str()));
+        let n = Systemd::new(Some(dir.path().join("gone").as_os_str()));
         assert!(n.is_enabled());
         assert!(!n.ready("x"));
         assert!(!n.watchdog()); // second failure: logged at debug only
         assert!(n.warned.load(Ordering::Relaxed));
 
         for disabled in [None, Some(OsStr::new("")), Some(OsStr::new("vsock:2:1234"))] {
-            let n = Notifier::new(disabled);
+            let n = Systemd::new(disabled);
             assert!(!n.is_enabled());
             assert!(!n.ready("x"));
         }

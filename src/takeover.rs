@@ -170,7 +170,7 @@ impl Takeover {
         state_dir: &Path,
         opts: &TakeoverOptions,
     ) -> Result<(Takeover, u16, Secret), TakeoverError> {
-        let bin = crate::reader::find_on_path("x11vnc").ok_or(TakeoverError::NotInstalled)?;
+        let bin = crate::dialog_text::find_on_path("x11vnc").ok_or(TakeoverError::NotInstalled)?;
         let dir = state_dir.join("takeover");
         prepare_dir(&dir)?;
         let password =

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::secret::Secret;
+use crate::secret::value::Secret;
 
 /// Length of one TOTP time step, in seconds (RFC 6238 default, used by IBKR).
 pub const STEP_SECS: u64 = 30;

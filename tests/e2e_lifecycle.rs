@@ -43,27 +43,6 @@ fn control_no_reply(install: &SimInstall, cmd: &str) {
         .expect("control write");
 }
 
-/// Live processes whose command line holds `needle`.
-fn processes_with(needle: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").expect("proc").flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = stat
-                .rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().next())
-                == Some("Z");
-            if !zombie && String::from_utf8_lossy(&cmd).contains(needle) {
-                out.push(pid);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn sigkill_of_the_jvm_comes_back_ready_with_the_next_code_step() {
     let install = SimInstall::new(&Scenario::new());
@@ -123,13 +102,7 @@ fn a_hung_jvm_is_detected_by_the_probe_and_restarted() {
         "{}",
         w.log_tail(30)
     );
-    assert!(
-        !std::path::Path::new(&format!("/proc/{first}")).exists()
-            || std::fs::read_to_string(format!("/proc/{first}/stat"))
-                .map(|s| s.contains(") Z"))
-                .unwrap_or(true),
-        "the hung JVM is gone"
-    );
+    assert!(!ibwarden::procfs::is_alive(first), "the hung JVM is gone");
     w.stop_and_wait(Duration::from_secs(60));
 }
 

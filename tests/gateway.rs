@@ -645,14 +645,11 @@ async fn orphans_of_the_group_come_to_us_and_are_reaped() {
         classify_exit(wait_exit(&mut p).await, None),
         ExitKind::Clean
     );
-    let stat = fs::read_to_string(format!("/proc/{helper}/stat")).expect("helper stat");
-    let ppid: u32 = stat[stat.rfind(')').expect(")") + 1..]
-        .split_whitespace()
-        .nth(1)
-        .expect("ppid")
-        .parse()
-        .expect("number");
-    assert_eq!(ppid, std::process::id(), "helper was re-parented to us");
+    assert_eq!(
+        ibwarden::procfs::ppid(helper),
+        Some(std::process::id()),
+        "helper was re-parented to us"
+    );
     assert!(
         ibwarden::gateway::reap_group_orphans(p.pid()).is_empty(),
         "helper still alive"

@@ -931,7 +931,7 @@ async fn command_hook_timeout_kills_the_group_and_failures_warn_once() {
         started.elapsed()
     );
     assert_eq!(n.stats().command.counts(), (0, 1, 0));
-    let pid: i32 = fs::read_to_string(&pids)
+    let pid: u32 = fs::read_to_string(&pids)
         .expect("pid file")
         .trim()
         .parse()
@@ -940,16 +940,8 @@ async fn command_hook_timeout_kills_the_group_and_failures_warn_once() {
         "the hook's child to be killed",
         Duration::from_secs(5),
         || {
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok();
             // Gone, or a zombie waiting for its (also killed) parent's reaper.
-            match stat {
-                None => Some(()),
-                Some(s) => s
-                    .split_whitespace()
-                    .nth(2)
-                    .filter(|st| *st == "Z")
-                    .map(|_| ()),
-            }
+            (!ibwarden::procfs::is_alive(pid)).then_some(())
         },
     );
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ibwarden::core::dialog::{self, DialogKind};
-use ibwarden::reader::ContentReader;
+use ibwarden::dialog_text::ContentReader;
 use ibwarden::x11::DisplayTarget;
 
 fn reader() -> ContentReader {
@@ -128,16 +128,16 @@ fn ocr_reads_the_lockout_wait() {
 // ------------------------------------------------------------------------------ AT-SPI
 
 /// A simulator session whose JVM loads the Java accessibility bridge on a private bus.
-fn atspi_session(sc: &Scenario) -> (Session, ibwarden::reader::AtspiBus, tempfile::TempDir) {
+fn atspi_session(sc: &Scenario) -> (Session, ibwarden::dialog_text::AtspiBus, tempfile::TempDir) {
     require_tool("dbus-daemon", "dbus");
     assert!(
         std::path::Path::new("/usr/libexec/at-spi-bus-launcher").is_file(),
         "install the Debian package at-spi2-core"
     );
-    let jvm_args = ibwarden::reader::AtspiBus::jvm_args()
+    let jvm_args = ibwarden::dialog_text::AtspiBus::jvm_args()
         .unwrap_or_else(|e| panic!("{e} (install libatk-wrapper-java libatk-wrapper-java-jni)"));
     let bus_dir = tempfile::tempdir().expect("tempdir");
-    let bus = ibwarden::reader::AtspiBus::start(bus_dir.path()).expect("private session bus");
+    let bus = ibwarden::dialog_text::AtspiBus::start(bus_dir.path()).expect("private session bus");
     let install = SimInstall::new(sc);
     let xvfb = Xvfb::start();
     let x = common::x11::X::connect(&xvfb);
@@ -188,11 +188,11 @@ fn atspi_session(sc: &Scenario) -> (Session, ibwarden::reader::AtspiBus, tempfil
 /// moment after it is mapped). Returns the text.
 fn read_accessible(
     s: &Session,
-    bus: &ibwarden::reader::AtspiBus,
+    bus: &ibwarden::dialog_text::AtspiBus,
     title: &str,
     words: &[&str],
 ) -> String {
-    let reader = ContentReader::Atspi(ibwarden::reader::AtspiReader::new(bus.address()));
+    let reader = ContentReader::Atspi(ibwarden::dialog_text::AtspiReader::new(bus.address()));
     assert!(reader.available());
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -246,7 +246,7 @@ fn atspi_reads_login_failed_and_finds_nothing_for_another_pid() {
         "{text:?}"
     );
     // Only the gateway's own windows: another pid reads nothing.
-    let reader = ibwarden::reader::AtspiReader::new(bus.address());
+    let reader = ibwarden::dialog_text::AtspiReader::new(bus.address());
     assert_eq!(
         reader.read_window(s.pid() + 1_000_000, "Login failed"),
         None

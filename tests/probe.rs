@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use ibwarden::core::types::ProbeOutcome;
 use ibwarden::probe::{
-    decode_frames, encode_frame, handshake_request, monitor, probe, probe_report, FrameError,
-    MonitorEvent, MonitorOptions, MAX_FRAME_LEN,
+    decode_frames, encode_frame, handshake_request, probe, probe_report, FrameError, MAX_FRAME_LEN,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -410,209 +409,6 @@ async fn empty_accounts_list_is_down() {
     server.await.expect("server");
 }
 
-// ---- persistent monitor ------------------------------------------------------------------
-
-/// What the test tells the scripted gateway to do next.
-enum Cmd {
-    /// Push this message.
-    Send(Vec<&'static str>),
-    /// Stop answering reqCurrentTime (a wedged API thread).
-    Silence,
-    /// Close the connection.
-    Close,
-}
-
-/// A gateway that completes the start, answers heartbeats and obeys `cmds`.
-async fn scripted_gateway(mut s: TcpStream, mut cmds: tokio::sync::mpsc::Receiver<Cmd>) {
-    read_handshake(&mut s).await;
-    send(&mut s, &["176", "20261124 06:38:37 UTC"]).await;
-    read_frame(&mut s).await;
-    send(&mut s, &["15", "1", "DU1"]).await;
-    send(&mut s, &["9", "1", "1"]).await;
-    send(&mut s, &["4", "2", "-1", "2104", "farm ok", ""]).await;
-    let (mut rd, mut wr) = s.into_split();
-    // Frames are read by their own task: a read cut off by select! would lose bytes.
-    let (ftx, mut frames) = tokio::sync::mpsc::channel::<Vec<String>>(16);
-    let reader = tokio::spawn(async move {
-        loop {
-            let mut len = [0u8; 4];
-            if rd.read_exact(&mut len).await.is_err() {
-                return;
-            }
-            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-            if rd.read_exact(&mut body).await.is_err() {
-                return;
-            }
-            let fields = String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(&body))
-                .split('\0')
-                .map(str::to_owned)
-                .collect();
-            if ftx.send(fields).await.is_err() {
-                return;
-            }
-        }
-    });
-    let mut answer = true;
-    loop {
-        tokio::select! {
-            cmd = cmds.recv() => match cmd {
-                Some(Cmd::Send(fields)) => {
-                    wr.write_all(&encode_frame(&fields)).await.expect("write");
-                }
-                Some(Cmd::Silence) => answer = false,
-                Some(Cmd::Close) | None => break,
-            },
-            frame = frames.recv() => match frame {
-                Some(f) if f[0] == "49" && answer => {
-                    wr.write_all(&encode_frame(&["49", "1", "1795502105"])).await.expect("write");
-                }
-                Some(_) => {}
-                None => break,
-            },
-        }
-    }
-    reader.abort();
-}
-
-/// The next event that is not a heartbeat, within the deadline.
-async fn next_non_heartbeat(rx: &mut tokio::sync::mpsc::Receiver<MonitorEvent>) -> MonitorEvent {
-    loop {
-        let ev = tokio::time::timeout(TIMEOUT, rx.recv())
-            .await
-            .expect("event within the deadline")
-            .expect("monitor still running");
-        if !matches!(ev, MonitorEvent::Heartbeat { .. }) {
-            return ev;
-        }
-    }
-}
-
-fn monitor_opts() -> MonitorOptions {
-    MonitorOptions {
-        client_id: 998,
-        timeout: Duration::from_millis(300),
-        interval: Duration::from_millis(50),
-    }
-}
-
-#[tokio::test]
-async fn monitor_reports_link_transitions_heartbeats_and_a_wedged_api() {
-    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(8);
-    let (addr, server) = fake(move |s| async move {
-        scripted_gateway(s, cmd_rx).await;
-        vec![]
-    })
-    .await;
-    let (ev_tx, mut events) = tokio::sync::mpsc::channel(64);
-    let mon = tokio::spawn(async move { monitor(addr, monitor_opts(), &ev_tx).await });
-
-    assert_eq!(
-        next_non_heartbeat(&mut events).await,
-        MonitorEvent::Up {
-            server_version: 176,
-            accounts: vec!["DU1".into()],
-            link_lost: false
-        }
-    );
-    assert!(matches!(
-        next_non_heartbeat(&mut events).await,
-        MonitorEvent::Notice(n) if n.code == 2104
-    ));
-    // Heartbeats keep coming while nothing else happens.
-    for _ in 0..3 {
-        let ev = tokio::time::timeout(TIMEOUT, events.recv())
-            .await
-            .expect("in time");
-        assert!(matches!(ev, Some(MonitorEvent::Heartbeat { .. })), "{ev:?}");
-    }
-
-    cmd_tx
-        .send(Cmd::Send(vec!["4", "2", "-1", "1100", "lost", ""]))
-        .await
-        .expect("cmd");
-    assert_eq!(
-        next_non_heartbeat(&mut events).await,
-        MonitorEvent::LinkLost
-    );
-    cmd_tx
-        .send(Cmd::Send(vec![
-            "4",
-            "2",
-            "-1",
-            "1101",
-            "back, data lost",
-            "",
-        ]))
-        .await
-        .expect("cmd");
-    assert_eq!(
-        next_non_heartbeat(&mut events).await,
-        MonitorEvent::LinkRestored { data_lost: true }
-    );
-    cmd_tx
-        .send(Cmd::Send(vec!["4", "2", "-1", "1102", "back", ""]))
-        .await
-        .expect("cmd");
-    assert_eq!(
-        next_non_heartbeat(&mut events).await,
-        MonitorEvent::LinkRestored { data_lost: false }
-    );
-
-    // The API thread wedges: the next heartbeat goes unanswered and the monitor ends.
-    let started = Instant::now();
-    cmd_tx.send(Cmd::Silence).await.expect("cmd");
-    let reason = tokio::time::timeout(TIMEOUT, mon)
-        .await
-        .expect("monitor ended in time")
-        .expect("monitor task");
-    assert!(
-        reason.starts_with("no current time reply within"),
-        "{reason}"
-    );
-    // At most one interval plus one heartbeat timeout (plus scheduling slack).
-    assert!(started.elapsed() < Duration::from_millis(350) + Duration::from_secs(2));
-    drop(cmd_tx);
-    server.await.expect("server");
-}
-
-#[tokio::test]
-async fn monitor_ends_when_the_gateway_closes() {
-    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(8);
-    let (addr, server) = fake(move |s| async move {
-        scripted_gateway(s, cmd_rx).await;
-        vec![]
-    })
-    .await;
-    let (ev_tx, mut events) = tokio::sync::mpsc::channel(64);
-    let mon = tokio::spawn(async move { monitor(addr, monitor_opts(), &ev_tx).await });
-    assert!(matches!(
-        next_non_heartbeat(&mut events).await,
-        MonitorEvent::Up { .. }
-    ));
-    cmd_tx.send(Cmd::Close).await.expect("cmd");
-    let reason = tokio::time::timeout(TIMEOUT, mon)
-        .await
-        .expect("monitor ended in time")
-        .expect("monitor task");
-    assert!(
-        reason.starts_with("gateway closed the monitor connection"),
-        "{reason}"
-    );
-    server.await.expect("server");
-}
-
-#[tokio::test]
-async fn monitor_start_failure_is_the_probe_reason() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    drop(listener);
-    let (ev_tx, mut events) = tokio::sync::mpsc::channel(4);
-    let reason = monitor(addr, monitor_opts(), &ev_tx).await;
-    assert!(reason.contains("refused"), "{reason}");
-    drop(ev_tx);
-    assert_eq!(events.recv().await, None, "no event for a failed start");
-}
-
 // ---- property tests of the decoder --------------------------------------------------
 
 /// A tiny deterministic generator; good enough to explore byte patterns without a crate.
@@ -724,31 +520,9 @@ async fn probe_against_the_simulator_api_server() {
     let start = rec.wait_ev("api_start", common::STEP_TIMEOUT);
     assert_eq!(start["client_id"], 999);
 
-    // A monitor connection sees the link transitions as they happen, and the hang below.
-    let (ev_tx, mut events) = tokio::sync::mpsc::channel(64);
-    let opts = MonitorOptions {
-        client_id: 998,
-        timeout: Duration::from_millis(500),
-        interval: Duration::from_millis(100),
-    };
-    let mon = tokio::spawn(async move { monitor(addr, opts, &ev_tx).await });
-    assert!(matches!(
-        next_non_heartbeat(&mut events).await,
-        MonitorEvent::Up {
-            link_lost: false,
-            ..
-        }
-    ));
-
     // IB link down: a fresh connection is told 1100 after START_API.
     s.install.control("link_loss");
-    loop {
-        match next_non_heartbeat(&mut events).await {
-            MonitorEvent::LinkLost => break,
-            MonitorEvent::Notice(_) => {}
-            other => panic!("expected LinkLost, got {other:?}"),
-        }
-    }
+    rec.wait_ev("link_lost", common::STEP_TIMEOUT);
     let outcome = probe(addr, 999, TIMEOUT).await;
     assert!(
         matches!(
@@ -761,10 +535,7 @@ async fn probe_against_the_simulator_api_server() {
         "{outcome:?}"
     );
     s.install.control("link_restore");
-    assert_eq!(
-        next_non_heartbeat(&mut events).await,
-        MonitorEvent::LinkRestored { data_lost: false }
-    );
+    rec.wait_ev("link_restored", common::STEP_TIMEOUT);
     let outcome = probe(addr, 999, TIMEOUT).await;
     assert!(
         matches!(
@@ -805,13 +576,5 @@ async fn probe_against_the_simulator_api_server() {
     assert!(
         matches!(&outcome, ProbeOutcome::Down { reason } if reason.starts_with("no handshake reply")),
         "{outcome:?}"
-    );
-    let reason = tokio::time::timeout(TIMEOUT, mon)
-        .await
-        .expect("monitor noticed the hang")
-        .expect("monitor task");
-    assert!(
-        reason.starts_with("no current time reply within"),
-        "{reason}"
     );
 }

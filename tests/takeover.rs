@@ -182,10 +182,7 @@ fn target(xvfb: &common::Xvfb) -> DisplayTarget {
 }
 
 fn process_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_default()
-            .contains(") Z ")
+    ibwarden::procfs::is_alive(pid)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

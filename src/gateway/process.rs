@@ -114,10 +114,10 @@ pub fn reap_group_orphans(pgid: u32) -> Vec<u32> {
         if pid == pgid {
             continue;
         }
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some((state, ppid, pgrp)) = parse_stat(&stat) else {
+        let Some(crate::procfs::Stat {
+            state, ppid, pgrp, ..
+        }) = crate::procfs::stat(pid)
+        else {
             continue;
         };
         if state == 'Z' && ppid == me && pgrp == pgid {
@@ -129,17 +129,6 @@ pub fn reap_group_orphans(pgid: u32) -> Vec<u32> {
         }
     }
     reaped
-}
-
-/// `(state, ppid, pgrp)` from `/proc/<pid>/stat`; the command name may hold spaces and
-/// parentheses, so fields are counted from the last `)`.
-fn parse_stat(stat: &str) -> Option<(char, u32, u32)> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    Some((state, ppid, pgrp))
 }
 
 /// How to spawn.
@@ -662,26 +651,10 @@ pub fn remove_pidfile(path: &Path) -> Result<(), ProcessError> {
 
 /// True if `pid` is alive (not a zombie) and its command line identifies it as `id`.
 pub fn is_our_jvm(pid: u32, id: &JvmIdentity) -> bool {
-    use sysinfo::{ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, UpdateKind};
-    let spid = sysinfo::Pid::from_u32(pid);
-    let Ok(mut sys) = System::new() else {
-        return false;
-    };
-    sys.refresh_processes_specifics(
-        ProcessesToUpdate::Some(&[spid]),
-        true,
-        ProcessRefreshKind::nothing().with_cmd(UpdateKind::Always),
-    );
-    let Some(process) = sys.process(spid) else {
-        return false;
-    };
-    if matches!(
-        process.status(),
-        ProcessStatus::Zombie | ProcessStatus::Dead
-    ) {
+    if !crate::procfs::is_alive(pid) {
         return false;
     }
-    id.matches(process.cmd())
+    crate::procfs::cmdline(pid).is_some_and(|cmd| id.matches(&cmd))
 }
 
 /// The pid recorded in `pidfile` if that process is still our JVM (see [`is_our_jvm`]).
@@ -790,17 +763,6 @@ mod tests {
                 hs_err: None
             }
         );
-    }
-
-    #[test]
-    fn stat_parsing_survives_odd_command_names() {
-        assert_eq!(
-            parse_stat("42 (a) b (c)) Z 7 40 40 0 -1"),
-            Some(('Z', 7, 40))
-        );
-        assert_eq!(parse_stat("42 (java) S 1 42 42"), Some(('S', 1, 42)));
-        assert_eq!(parse_stat("garbage"), None);
-        assert_eq!(parse_stat("1 (x) R"), None);
     }
 
     #[test]

@@ -25,6 +25,7 @@
 //!   lines, `-DjtsConfigDir`, optional `-Drestart`, clean environment), without ibwarden.
 //! - [`ChildGuard`]: owns a child started in its own process group; kills the group on drop,
 //!   also when the test panics.
+//! - [`processes_with`]: live processes whose command line holds a string (JVM census).
 //! - [`x11::X`] (in `x11.rs`): a tiny X client for tests: list the simulator's top-levels,
 //!   give a window the keyboard with `WM_TAKE_FOCUS` (FocusProxy fallback), type with XTest.
 //! - [`Session`]: all of the above for one direct simulator test (no ibwarden): `start` /
@@ -184,6 +185,21 @@ impl Drop for ChildGuard {
             let _ = child.wait();
         }
     }
+}
+
+/// Live (not exited) processes whose command line contains `needle`.
+pub fn processes_with(needle: &str) -> Vec<u32> {
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains(needle))
+                && ibwarden::procfs::is_alive(pid)
+        })
+        .collect()
 }
 
 /// The exit status as a shell shows it: the code, or 128 + signal (a JVM crash is 134).

@@ -4,7 +4,7 @@
 //! [`Secret`] wraps the value: its `Debug` and `Display` print `[redacted]` and its memory is
 //! wiped on drop. The only way to see the value is [`Secret::expose`], which is easy to grep
 //! for. [`SecretSource`] is where the config says a secret lives; [`Secrets::load`] resolves
-//! all of them at once for a [`Config`].
+//! all of them at once from the account's [`SecretSources`].
 //!
 //! Sources, strongest first:
 //! - `*_credential`: a systemd credential (`LoadCredential=`/`LoadCredentialEncrypted=`),
@@ -25,56 +25,12 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroize;
 
-use crate::config::{Config, TradingMode};
+use crate::core::domain::{SecondFactor, TradingMode};
 use crate::totp::{ActivationCode, ActivationCodeError};
 
-/// A secret string. Redacted in `Debug`/`Display`, zeroed on drop.
-///
-/// Deliberately not `PartialEq` (no accidental non-constant-time comparisons) and not
-/// `Serialize`.
-#[derive(Clone, Default)]
-pub struct Secret(String);
+pub mod value;
 
-impl Secret {
-    /// Wraps a value. The caller's `String` moves in; no copy is left behind.
-    pub fn new(value: String) -> Self {
-        Secret(value)
-    }
-
-    /// The value. Call this only at the last moment (typing it, hashing it).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// True if the value is empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl From<String> for Secret {
-    fn from(value: String) -> Self {
-        Secret(value)
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+pub use value::Secret;
 
 /// Where a secret is read from, as written in the config (`*_file`, `*_credential`, `*_env`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -256,25 +212,48 @@ pub struct Secrets {
     pub totp: Option<ActivationCode>,
 }
 
+/// Where one account's secrets are, and what decides whether an activation code is
+/// required: the part of the configuration [`Secrets::load`] reads.
+#[derive(Clone, Copy, Debug)]
+pub struct SecretSources<'a> {
+    /// The IBKR username (`account.username`).
+    pub username: &'a str,
+    /// Where the password is (`account.password_*`).
+    pub password: &'a SecretSource,
+    /// Where the activation code is (`account.totp_*`), if configured.
+    pub totp: Option<&'a SecretSource>,
+    /// `gateway.trading_mode`.
+    pub trading_mode: TradingMode,
+    /// `login.second_factor_device`.
+    pub second_factor: &'a SecondFactor,
+}
+
+impl SecretSources<'_> {
+    /// True when a missing activation code is an error: live mode with the Mobile
+    /// Authenticator app as the second factor.
+    pub fn requires_activation_code(&self) -> bool {
+        self.trading_mode == TradingMode::Live && self.second_factor.is_totp()
+    }
+}
+
 impl Secrets {
     /// Reads the password and (when configured or required) the activation code.
     ///
     /// The activation code is required in live mode when the second factor is the
-    /// Mobile Authenticator app; in paper mode it is loaded only if configured.
-    pub fn load(config: &Config) -> Result<Secrets, SecretError> {
-        let account = &config.account;
-        let password = account.password.load()?;
-        let totp = match &account.totp {
+    /// Mobile Authenticator app; otherwise it is loaded only if configured. Takes
+    /// [`SecretSources`], or anything that converts into them (a `&Config`).
+    pub fn load<'a>(sources: impl Into<SecretSources<'a>>) -> Result<Secrets, SecretError> {
+        let sources = sources.into();
+        let password = sources.password.load()?;
+        let totp = match sources.totp {
             Some(source) => Some(load_activation_code(source)?),
-            None if config.gateway.trading_mode == TradingMode::Live
-                && config.login.uses_authenticator_app() =>
-            {
+            None if sources.requires_activation_code() => {
                 return Err(SecretError::NoActivationCode)
             }
             None => None,
         };
         Ok(Secrets {
-            username: account.username.clone(),
+            username: sources.username.to_owned(),
             password,
             totp,
         })
@@ -287,9 +266,9 @@ impl Secrets {
 /// Call it right after [`Secrets::load`], while the process is still single-threaded
 /// (before the async runtime starts): changing the environment races with other threads
 /// reading it.
-pub fn scrub_environment(config: &Config) {
-    let sources = std::iter::once(&config.account.password).chain(config.account.totp.as_ref());
-    for source in sources {
+pub fn scrub_environment<'a>(sources: impl Into<SecretSources<'a>>) {
+    let sources = sources.into();
+    for source in std::iter::once(sources.password).chain(sources.totp) {
         if let SecretSource::Env(var) = source {
             std::env::remove_var(var);
         }
@@ -316,14 +295,6 @@ mod tests {
         f.write_all(content.as_bytes()).expect("write");
         fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
         path
-    }
-
-    #[test]
-    fn redacted_debug_and_display() {
-        let s = Secret::new("hunter2-value".into());
-        assert_eq!(format!("{s:?}"), "[redacted]");
-        assert_eq!(format!("{s}"), "[redacted]");
-        assert_eq!(s.expose(), "hunter2-value");
     }
 
     #[test]
@@ -379,5 +350,37 @@ mod tests {
         let var = "IBWARDEN_TEST_SECRET_ENV_SOURCE_UNSET";
         let err = SecretSource::Env(var.into()).load().expect_err("unset");
         assert!(err.to_string().contains(var));
+    }
+
+    #[test]
+    fn activation_code_required_only_live_with_the_app() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let password = SecretSource::File(write_file(dir.path(), "pw", "pw\n", 0o600));
+        let code = SecretSource::File(write_file(
+            dir.path(),
+            "totp",
+            "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n",
+            0o600,
+        ));
+        let app = SecondFactor::AuthenticatorApp;
+        let sources = |totp, trading_mode, second_factor| SecretSources {
+            username: "user1",
+            password: &password,
+            totp,
+            trading_mode,
+            second_factor,
+        };
+        let err = Secrets::load(sources(None, TradingMode::Live, &app)).expect_err("needs a code");
+        assert!(matches!(err, SecretError::NoActivationCode), "{err}");
+        for (mode, factor) in [
+            (TradingMode::Paper, &app),
+            (TradingMode::Live, &SecondFactor::IbKey),
+        ] {
+            let s = Secrets::load(sources(None, mode, factor)).expect("no code needed");
+            assert!(s.totp.is_none());
+            assert_eq!((s.username.as_str(), s.password.expose()), ("user1", "pw"));
+        }
+        let s = Secrets::load(sources(Some(&code), TradingMode::Live, &app)).expect("loads");
+        assert!(s.totp.is_some());
     }
 }
