@@ -56,7 +56,3 @@ pub mod status;
 pub mod takeover;
 pub mod totp;
 pub mod x11;
-
-/// The old name of [`dialog_text`], for `src/driver` until it switches; delete then.
-#[doc(hidden)]
-pub use dialog_text as reader;

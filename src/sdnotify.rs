@@ -43,10 +43,6 @@ pub struct Systemd {
     warned: AtomicBool,
 }
 
-/// The old name of [`Systemd`], for `src/driver` until it switches; delete then.
-#[doc(hidden)]
-pub type Notifier = Systemd;
-
 impl Systemd {
     /// A notifier for `$NOTIFY_SOCKET`; disabled when it is unset or empty.
     pub fn from_env() -> Systemd {

@@ -21,9 +21,9 @@ use super::{Event, World};
 use crate::config::Config;
 use crate::control::{self, ControlCommand, ControlReply, ControlRequest};
 use crate::core::{Action, Input, Now, Supervisor, TypeResult};
+use crate::dialog_text::{AtspiBus, ContentReader};
 use crate::gateway::{install, launch, process};
 use crate::notify::Notifier;
-use crate::reader::{AtspiBus, ContentReader};
 use crate::secret::Secrets;
 use crate::status::{self as st, SharedStatus};
 
@@ -83,7 +83,7 @@ pub(crate) struct RealWorld {
     screen: Option<Screen>,
     display_starting: bool,
     jvm: Option<Jvm>,
-    sd: crate::sdnotify::Notifier,
+    sd: crate::sdnotify::Systemd,
     /// When the current launch began (for the time-to-ready figure).
     launched_at: Instant,
     status: SharedStatus,
@@ -120,7 +120,7 @@ impl RealWorld {
             screen: None,
             display_starting: false,
             jvm: None,
-            sd: crate::sdnotify::Notifier::from_env(),
+            sd: crate::sdnotify::Systemd::from_env(),
             launched_at: Instant::now(),
             status: p.status,
             notifier: p.notifier,

@@ -18,7 +18,7 @@ use super::real::Msg;
 use super::Event;
 use crate::config::{self, Config};
 use crate::core::{Input, KeyStep, SecretRef, TypeResult};
-use crate::reader::ContentReader;
+use crate::dialog_text::ContentReader;
 use crate::secret::{Secret, Secrets};
 use crate::state;
 use crate::x11::display::Xvfb;
@@ -134,27 +134,13 @@ pub(super) async fn start(
     })
 }
 
-/// The parents of `pid`, nearest first (a launcher script may fork the JVM).
+/// The parents of `pid`, nearest first, without pid 1 (a launcher script may fork the JVM).
 fn ancestry(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    let mut p = pid;
-    for _ in 0..16 {
-        match parent_of(p) {
-            Some(ppid) if ppid > 1 => {
-                out.push(ppid);
-                p = ppid;
-            }
-            _ => break,
-        }
-    }
-    out
-}
-
-// TEMP until the procfs helper lands.
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
+    crate::procfs::ancestry(pid)
+        .into_iter()
+        .skip(1)
+        .filter(|&p| p > 1)
+        .collect()
 }
 
 /// One job at a time, focus verified before every key.
