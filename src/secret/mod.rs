@@ -270,7 +270,40 @@ pub fn scrub_environment<'a>(sources: impl Into<SecretSources<'a>>) {
     let sources = sources.into();
     for source in std::iter::once(sources.password).chain(sources.totp) {
         if let SecretSource::Env(var) = source {
+            overwrite_original_env_value(var);
             std::env::remove_var(var);
+        }
+    }
+}
+
+/// Zeroes the value of `var` where the kernel put the process's environment: `remove_var`
+/// only unlinks it from libc's table, while `/proc/<pid>/environ` (readable by the same user)
+/// keeps showing the original block. Must run before any thread exists (nothing else may
+/// read or change the environment meanwhile), which is when the CLI calls
+/// [`scrub_environment`].
+fn overwrite_original_env_value(var: &str) {
+    extern "C" {
+        static mut environ: *mut *mut libc::c_char;
+    }
+    let prefix = format!("{var}=");
+    // SAFETY: single-threaded at this point (see above); `environ` is a NULL-terminated
+    // array of NUL-terminated strings owned by the process; each string is only written
+    // within its own length (found with strlen), and only bytes after `NAME=`.
+    unsafe {
+        let mut p = environ;
+        if p.is_null() {
+            return;
+        }
+        while !(*p).is_null() {
+            let entry = *p;
+            let len = libc::strlen(entry);
+            let bytes = std::slice::from_raw_parts_mut(entry.cast::<u8>(), len);
+            if bytes.starts_with(prefix.as_bytes()) {
+                for b in &mut bytes[prefix.len()..] {
+                    *b = 0;
+                }
+            }
+            p = p.add(1);
         }
     }
 }
