@@ -80,7 +80,10 @@ pub fn repeat_after(kind: NoticeKind) -> Option<Duration> {
     const MIN: u64 = 60;
     match kind {
         // A person must fix something; telling them again changes nothing.
-        NoticeKind::LoginFailed | NoticeKind::CodeRejected | NoticeKind::SessionConflict => None,
+        NoticeKind::LoginFailed
+        | NoticeKind::CodeRejected
+        | NoticeKind::SessionConflict
+        | NoticeKind::ClockBehind => None,
         // Each push needs its own approval, but not a message per retry.
         NoticeKind::HumanApproval => Some(Duration::from_secs(5 * MIN)),
         NoticeKind::Crash => Some(Duration::from_secs(10 * MIN)),
@@ -104,6 +107,7 @@ pub fn kind_name(kind: NoticeKind) -> &'static str {
         NoticeKind::UnknownDialog => "unknown_dialog",
         NoticeKind::PasswordExpiring => "password_expiring",
         NoticeKind::SessionConflict => "session_conflict",
+        NoticeKind::ClockBehind => "clock_behind",
         NoticeKind::Recovered => "recovered",
     }
 }
@@ -120,6 +124,7 @@ fn kind_title(kind: NoticeKind) -> &'static str {
         NoticeKind::UnknownDialog => "unknown dialog",
         NoticeKind::PasswordExpiring => "IBKR password expires soon",
         NoticeKind::SessionConflict => "another session holds the account",
+        NoticeKind::ClockBehind => "the clock moved back",
         NoticeKind::Recovered => "recovered",
     }
 }

@@ -34,6 +34,8 @@ pub enum NoticeKind {
     PasswordExpiring,
     /// A competing session keeps taking ours.
     SessionConflict,
+    /// The clock is behind the last TOTP step used (it moved back): logins wait for it.
+    ClockBehind,
     /// The gateway is ready again after a problem.
     Recovered,
 }

@@ -43,6 +43,9 @@ impl Supervisor {
             );
             return;
         }
+        if self.clock_behind(now) {
+            return;
+        }
         // The failed-login budget, across restarts of everything.
         let now_s = now.unix_ms / 1000;
         self.persisted.failed_logins.retain(|&t| t + 3600 > now_s);
@@ -84,6 +87,50 @@ impl Supervisor {
         let steps = self.credential_steps();
         self.type_job(frame, steps, false, true);
         self.set_phase(Phase::LoggingIn, "typing the credentials");
+    }
+
+    /// A live login ends at a TOTP code, and the next usable code is that of a step after
+    /// the last one typed. A last step ahead of the clock means the clock moved back since:
+    /// typing the credentials now would spend a login attempt on a code that may not be typed
+    /// for a long time. Checked before anything is typed; the wait is bounded (the check runs
+    /// again at its end) and a person is told when it is longer than [`CLOCK_WAIT_TELL`].
+    fn clock_behind(&mut self, now: Now) -> bool {
+        if self.cfg.trading_mode != TradingMode::Live || !self.cfg.second_factor.is_totp() {
+            return false;
+        }
+        let plan = totp::plan(
+            now.unix_ms,
+            self.cfg.min_code_validity,
+            self.persisted.last_totp_step,
+        );
+        // One step plus the freshness margin is the longest wait of a sane clock.
+        if plan.wait <= Duration::from_secs(totp::STEP_SECS) + self.cfg.min_code_validity {
+            return false;
+        }
+        if plan.wait > CLOCK_WAIT_TELL {
+            self.push(Action::Notify {
+                kind: NoticeKind::ClockBehind,
+                severity: Severity::Warning,
+                message: format!(
+                    "The clock is {} s behind the last authenticator code ibwarden typed (it \
+                     moved back). Logins wait until it catches up; check NTP (`ibwarden check`).",
+                    plan.wait.as_secs()
+                ),
+            });
+        }
+        let wait = plan.wait.min(CLOCK_WAIT_MAX);
+        self.timers.stop(Timer::LoginDeadline);
+        self.timers.set(Timer::BackoffEnd, now.mono + wait);
+        self.set_phase(
+            Phase::Backoff {
+                then: Next::Relogin,
+            },
+            &format!(
+                "the clock moved back: the next authenticator code is {} s away",
+                plan.wait.as_secs()
+            ),
+        );
+        true
     }
 
     /// The form is filled: press `Log In`. This is what spends a login attempt, so it is

@@ -41,6 +41,12 @@ const MAX_LOGIN_RESETS: u32 = 8;
 /// How long the login frame may sit idle after a token relaunch before ibwarden types.
 const TOKEN_GRACE: Duration = Duration::from_secs(15);
 
+/// A clock behind the last TOTP step by more than this is told to a person.
+const CLOCK_WAIT_TELL: Duration = Duration::from_secs(120);
+
+/// The longest single wait for a clock that moved back; the check runs again after it.
+const CLOCK_WAIT_MAX: Duration = Duration::from_secs(600);
+
 /// After WM_DELETE_WINDOW, how long the gateway has to exit before SIGTERM.
 const CLOSE_GRACE: Duration = Duration::from_secs(15);
 

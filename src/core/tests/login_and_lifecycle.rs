@@ -631,3 +631,38 @@ fn typed_of(a: &[Action], ticket: u64) -> Option<Vec<KeyStep>> {
         _ => None,
     })
 }
+
+#[test]
+fn a_clock_behind_the_last_step_waits_before_typing_anything_and_says_so() {
+    // The last code typed was an hour ahead of this clock (it was moved back since).
+    let step_now = 1_795_507_205 / 30;
+    let mut h = H::new(
+        CoreConfig::default(),
+        Persisted {
+            last_totp_step: Some(step_now + 120),
+            ..Persisted::default()
+        },
+    );
+    let a = h.open_login_frame();
+    assert!(h.typed().is_empty(), "nothing typed: {a:?}");
+    assert!(h.sv.persisted().failed_logins.is_empty());
+    assert_eq!(notices(&h, NoticeKind::ClockBehind), 1);
+    let wait = h.sv.poll_timeout().expect("a bounded wait") - h.now.mono;
+    assert!(wait <= Duration::from_secs(600), "{wait:?}");
+    assert!(
+        h.sv.reason().contains("clock moved back"),
+        "{}",
+        h.sv.reason()
+    );
+    // An hour later the clock has caught up: the login goes ahead, with a fresh step.
+    let mut typed = false;
+    for _ in 0..12 {
+        let a = h.run_for(Duration::from_secs(600));
+        if h.typed().iter().any(|(w, _)| *w == FRAME) {
+            typed = true;
+            let _ = a;
+            break;
+        }
+    }
+    assert!(typed, "the login resumes once the clock has caught up");
+}
