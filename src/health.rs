@@ -26,8 +26,19 @@ use crate::status::{self, SharedStatus, Snapshot};
 
 /// Longest request head read (request line and headers).
 const MAX_REQUEST: usize = 8 * 1024;
-/// Connections served at once; more are closed at once (a scraper needs one).
-const MAX_CONNECTIONS: usize = 16;
+/// Connections open at once. At the limit a new connection is still taken: the oldest one
+/// that has not sent its request head yet is closed for it, so clients that hold
+/// connections open without asking (slowloris) cannot lock a monitor out.
+const MAX_CONNECTIONS: usize = 512;
+/// Connections one remote peer address may hold; past it the peer's own oldest unfinished
+/// connection is closed first. Loopback peers share the global limit only: on one host the
+/// monitor and anything else local have the same address.
+const MAX_PER_PEER: usize = 64;
+/// A connection younger than this is never closed to make room (its head may be on its
+/// way); a newcomer finding no older unfinished one is refused instead.
+const MIN_AGE: Duration = Duration::from_millis(50);
+/// Time a client gets to send its request head (a monitor sends it with the connect).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 /// Time a client gets to send its request and read the answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -89,7 +100,7 @@ pub async fn serve_listener(
     status: SharedStatus,
     opts: HealthOptions,
 ) -> io::Result<()> {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let table = Arc::new(std::sync::Mutex::new(Connections::default()));
     let opts = Arc::new(opts);
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -100,18 +111,105 @@ pub async fn serve_listener(
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            debug!(%peer, "health endpoint: too many connections; closing");
+        let admitted = match table.lock() {
+            Ok(mut t) => t.admit(peer.ip()),
+            Err(_) => return Ok(()),
+        };
+        let Some((id, cancel, head_done)) = admitted else {
+            debug!(%peer, "health endpoint: no room; closing");
             continue;
         };
         let status = status.clone();
         let opts = opts.clone();
+        let table = table.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(e) = tokio::time::timeout(IO_TIMEOUT, handle(stream, &status, &opts)).await {
-                debug!(%peer, error = %e, "health endpoint: client too slow");
+            let served = async {
+                tokio::select! {
+                    r = tokio::time::timeout(IO_TIMEOUT, handle(stream, &status, &opts, &head_done)) => {
+                        if r.is_err() {
+                            debug!(%peer, "health endpoint: client too slow");
+                        }
+                    }
+                    _ = cancel.notified() => {
+                        debug!(%peer, "health endpoint: unfinished connection closed for a new one");
+                    }
+                }
+            };
+            served.await;
+            if let Ok(mut t) = table.lock() {
+                t.remove(id);
             }
         });
+    }
+}
+
+/// The open connections, oldest first. A std mutex: held for a push or a scan, never
+/// across an await.
+#[derive(Default)]
+struct Connections {
+    next: u64,
+    open: std::collections::VecDeque<Conn>,
+}
+
+struct Conn {
+    id: u64,
+    peer: std::net::IpAddr,
+    accepted: std::time::Instant,
+    cancel: Arc<tokio::sync::Notify>,
+    /// Set once the request head arrived (then the connection is about to be answered).
+    head_done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Connections {
+    /// Takes a new connection, making room by closing the oldest unfinished one of the same
+    /// peer (past [`MAX_PER_PEER`]) or of anyone (past [`MAX_CONNECTIONS`]).
+    fn admit(
+        &mut self,
+        peer: std::net::IpAddr,
+    ) -> Option<(
+        u64,
+        Arc<tokio::sync::Notify>,
+        Arc<std::sync::atomic::AtomicBool>,
+    )> {
+        use std::sync::atomic::Ordering;
+        let now = std::time::Instant::now();
+        let victim = |c: &Conn| {
+            !c.head_done.load(Ordering::SeqCst) && now.duration_since(c.accepted) >= MIN_AGE
+        };
+        if !peer.is_loopback()
+            && self.open.iter().filter(|c| c.peer == peer).count() >= MAX_PER_PEER
+        {
+            let i = self.open.iter().position(|c| c.peer == peer && victim(c))?;
+            self.evict(i);
+        }
+        if self.open.len() >= MAX_CONNECTIONS {
+            let i = self.open.iter().position(victim)?;
+            self.evict(i);
+        }
+        self.next += 1;
+        let conn = Conn {
+            id: self.next,
+            peer,
+            accepted: now,
+            cancel: Arc::new(tokio::sync::Notify::new()),
+            head_done: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        };
+        let out = (conn.id, conn.cancel.clone(), conn.head_done.clone());
+        self.open.push_back(conn);
+        Some(out)
+    }
+
+    fn evict(&mut self, i: usize) {
+        if let Some(c) = self.open.remove(i) {
+            // `notify_one` stores a permit: the task sees it even if not yet waiting.
+            c.cancel.notify_one();
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(i) = self.open.iter().position(|c| c.id == id) {
+            self.open.remove(i);
+        }
     }
 }
 
@@ -151,22 +249,34 @@ fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-async fn handle(mut stream: TcpStream, status: &SharedStatus, opts: &HealthOptions) {
+async fn handle(
+    mut stream: TcpStream,
+    status: &SharedStatus,
+    opts: &HealthOptions,
+    head_done: &std::sync::atomic::AtomicBool,
+) {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
-    // Read the head (up to the blank line); a body is not expected and is ignored.
-    let head_complete = loop {
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
-            break true;
-        }
-        if buf.len() > MAX_REQUEST {
-            break false;
-        }
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => break !buf.is_empty() && buf.contains(&b'\n'),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+    // Read the head (up to the blank line) within HEAD_TIMEOUT; a body is not expected and
+    // is ignored.
+    let read_head = async {
+        loop {
+            if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
+                break true;
+            }
+            if buf.len() > MAX_REQUEST {
+                break false;
+            }
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break !buf.is_empty() && buf.contains(&b'\n'),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
         }
     };
+    let Ok(head_complete) = tokio::time::timeout(HEAD_TIMEOUT, read_head).await else {
+        return;
+    };
+    head_done.store(true, std::sync::atomic::Ordering::SeqCst);
     let (resp, head_only) = if !head_complete && buf.len() > MAX_REQUEST {
         (Response::text(431, "request too large\n"), false)
     } else {

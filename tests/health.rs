@@ -561,3 +561,81 @@ async fn non_loopback_listen_warns_loudly() {
         .lines()
         .any(|l| l.contains("WARN") && l.contains(&format!("127.0.0.1:{lo_port}"))));
 }
+
+/// A reconnecting slowloris: 300 connections from the monitor's own address that send half a
+/// request head and hold on, reconnecting as soon as they are closed. A monitor probing
+/// `/readyz` meanwhile must still be answered within 1 s at least 95 % of the time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_stays_answered_under_a_reconnecting_slowloris() {
+    let (addr, st) = start(HealthOptions::default()).await;
+    update(&st, |s| {
+        s.ready = true;
+        s.phase = "Ready".into();
+    });
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let holding = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut attackers = Vec::new();
+    for _ in 0..300 {
+        let stop = stop.clone();
+        let holding = holding.clone();
+        attackers.push(tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+                    continue;
+                };
+                let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\n").await;
+                holding.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // Hold the connection until the server closes it.
+                let mut b = [0u8; 64];
+                let _ = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b)).await;
+                holding.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }));
+    }
+    // The attack is in place first: all 300 hold a connection.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while holding.load(std::sync::atomic::Ordering::SeqCst) < 300 {
+        assert!(
+            Instant::now() < deadline,
+            "the attackers never all connected"
+        );
+        tokio::task::yield_now().await;
+    }
+    // Probe for 3 s: longer than the head deadline, so the attackers reconnect meanwhile.
+    let mut answered = 0;
+    let mut probes = 0;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        probes += 1;
+        let t = Instant::now();
+        let r = tokio::time::timeout(Duration::from_secs(1), async {
+            let r = raw_opt(addr, "GET /readyz HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+            r.filter(|(code, _)| *code == 200)
+        })
+        .await;
+        if matches!(r, Ok(Some(_))) && t.elapsed() <= Duration::from_secs(1) {
+            answered += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for a in attackers {
+        a.abort();
+    }
+    assert!(
+        answered * 100 >= probes * 95,
+        "{answered} of {probes} /readyz probes answered within 1 s under the slowloris"
+    );
+}
+
+/// One exchange that may fail (under attack the server may close a connection).
+async fn raw_opt(addr: SocketAddr, request: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(request.as_bytes()).await.ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.ok()?;
+    let text = String::from_utf8(out).ok()?;
+    let code = text.split(' ').nth(1)?.parse().ok()?;
+    Some((code, text))
+}
