@@ -83,7 +83,10 @@ impl Supervisor {
         self.login.codes_typed = 0;
         self.login.pushed = false;
         self.login.chose_device = false;
-        // The fill first; `Log In` only once every key of it went in (`commit_login`).
+        // The state must be durable before anything is typed (a failed save stops here,
+        // before the fill); the fill first; `Log In` only once every key of it went in
+        // (`commit_login`).
+        self.push(Action::SaveState(self.persisted.clone()));
         let steps = self.credential_steps();
         self.type_job(frame, steps, false, true);
         self.set_phase(Phase::LoggingIn, "typing the credentials");
