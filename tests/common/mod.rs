@@ -741,10 +741,16 @@ impl Record {
         }
     }
 
-    /// Every complete event written so far.
+    /// Every complete event written so far. The simulator may be in the middle of writing
+    /// a line: only lines ended by a newline are complete.
     pub fn events(&self) -> Vec<Value> {
         let text = fs::read_to_string(&self.path).unwrap_or_default();
-        text.lines()
+        let complete = match text.rfind('\n') {
+            Some(i) => &text[..=i],
+            None => "",
+        };
+        complete
+            .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
                 serde_json::from_str(l).unwrap_or_else(|e| panic!("bad record line {l:?}: {e}"))
