@@ -40,6 +40,10 @@ pub struct CoreConfig {
     pub backoff_initial: Duration,
     /// Back-off cap.
     pub backoff_max: Duration,
+    /// How long a healthy gateway gets to log out and exit after its window was closed,
+    /// before SIGTERM (a JVM killed without a clean logout can strand IBKR's session for
+    /// 15 minutes and more; peers give it at least 90 s).
+    pub stop_grace: Duration,
     /// Whether a content reader (OCR, AT-SPI) can read dialog text.
     pub content_reader: bool,
     /// First wait before logging in again after the gateway went back to its login window
@@ -81,6 +85,7 @@ impl Default for CoreConfig {
             link_lost_grace: Duration::from_secs(300),
             backoff_initial: Duration::from_secs(2),
             backoff_max: Duration::from_secs(300),
+            stop_grace: Duration::from_secs(90),
             content_reader: false,
             relogin_backoff: Duration::from_secs(60),
             pingpong_max: 5,

@@ -135,7 +135,14 @@ impl Supervisor {
             use_restart_token: !full_login,
         };
         if self.pid.is_some() {
-            self.close_gateway(now);
+            // A gateway that answers gets its time to log out; a hung one cannot log out
+            // anyway and only delays the recovery.
+            let grace = if self.is_ready() {
+                self.cfg.stop_grace
+            } else {
+                CLOSE_GRACE
+            };
+            self.close_gateway(now, grace);
             self.set_phase(Phase::Restarting { then: next }, reason);
         } else {
             self.backoff(now, reason, next);
@@ -196,9 +203,9 @@ impl Supervisor {
         }
         self.timers.clear();
         if self.pid.is_some() {
-            self.close_gateway(now);
-            self.timers
-                .set(Timer::StopDeadline, now.mono + STOP_DEADLINE);
+            self.close_gateway(now, self.cfg.stop_grace);
+            let deadline = STOP_DEADLINE.max(self.cfg.stop_grace + TERM_GRACE + STOP_MARGIN);
+            self.timers.set(Timer::StopDeadline, now.mono + deadline);
             self.set_phase(Phase::Stopping { requests }, "stopping the gateway");
         } else {
             self.set_phase(Phase::Stopped, "stopped");
@@ -207,13 +214,13 @@ impl Supervisor {
     }
 
     /// Close the gateway the way a user would: a hard-killed JVM can strand IBKR's
-    /// server-side session for a long time. Escalates on [`Timer::CloseGrace`] and
-    /// [`Timer::TermGrace`].
-    pub(super) fn close_gateway(&mut self, now: Now) {
+    /// server-side session for a long time. Escalates on [`Timer::CloseGrace`] (after
+    /// `grace`) and [`Timer::TermGrace`].
+    pub(super) fn close_gateway(&mut self, now: Now, grace: Duration) {
         match self.login.frame {
             Some(main_window) => {
                 self.push(Action::CloseGateway { main_window });
-                self.timers.set(Timer::CloseGrace, now.mono + CLOSE_GRACE);
+                self.timers.set(Timer::CloseGrace, now.mono + grace);
             }
             None => {
                 self.push(Action::TerminateGateway);

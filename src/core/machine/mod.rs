@@ -47,8 +47,12 @@ const CLOCK_WAIT_TELL: Duration = Duration::from_secs(120);
 /// The longest single wait for a clock that moved back; the check runs again after it.
 const CLOCK_WAIT_MAX: Duration = Duration::from_secs(600);
 
-/// After WM_DELETE_WINDOW, how long the gateway has to exit before SIGTERM.
+/// After WM_DELETE_WINDOW, how long a gateway that does not answer (hung, its API silent)
+/// has to exit before SIGTERM; a healthy one gets `CoreConfig::stop_grace`.
 const CLOSE_GRACE: Duration = Duration::from_secs(15);
+
+/// The stop deadline's margin over the close and SIGTERM graces.
+const STOP_MARGIN: Duration = Duration::from_secs(30);
 
 /// After SIGTERM, how long the JVM has to exit before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(10);
