@@ -12,9 +12,14 @@ fn live_login_types_credentials_then_a_fresh_code_then_waits_for_the_api() {
     assert!(has_secret(steps, SecretRef::Username) && has_secret(steps, SecretRef::Password));
     assert!(!steps.contains(&KeyStep::Key(NamedKey::Enter)), "{steps:?}");
     // Saved before any key (a state dir that cannot be written stops here), not yet counted.
-    let save = a.iter().position(|x| matches!(x, Action::SaveState(p) if p.failed_logins.is_empty()));
+    let save = a
+        .iter()
+        .position(|x| matches!(x, Action::SaveState(p) if p.failed_logins.is_empty()));
     let fill_at = a.iter().position(|x| matches!(x, Action::Type { .. }));
-    assert!(save.expect("saved first") < fill_at.expect("filled"), "{a:?}");
+    assert!(
+        save.expect("saved first") < fill_at.expect("filled"),
+        "{a:?}"
+    );
     let fill = match a.iter().find(|x| matches!(x, Action::Type { .. })) {
         Some(Action::Type { ticket, .. }) => *ticket,
         _ => panic!("the form is filled"),

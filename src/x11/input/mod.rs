@@ -54,8 +54,8 @@ use std::time::{Duration, Instant};
 use xcb::x;
 use xcb::Xid;
 
-use super::keymap::{self, char_to_keysym, keysym, KeyPos, Keymap, NotEnoughSpare};
-use super::{connect, root_of, window_from_id, ConnectError, DisplayTarget};
+use super::keymap::{self, char_to_keysym, keysym, KeyPos, Keymap};
+use super::{connect, root_of, window_from_id, DisplayTarget};
 use crate::core::types::{KeyStep, NamedKey, SecretRef};
 use crate::secret::Secret;
 
@@ -109,88 +109,9 @@ impl Default for TypingOptions {
     }
 }
 
-/// Failures while focusing or typing. Messages never contain typed text.
-#[derive(Debug, thiserror::Error)]
-pub enum InputError {
-    /// Could not open the connection.
-    #[error(transparent)]
-    Connect(#[from] ConnectError),
-    /// An X request failed (e.g. the window is gone).
-    #[error("x11 {request} failed: {detail}")]
-    Request {
-        /// The request.
-        request: &'static str,
-        /// The X error, as xcb reports it.
-        detail: String,
-    },
-    /// The window did not take the focus in time.
-    #[error(
-        "window {window:#x} did not take the focus within {waited:?} (focus is on {focus:#x})"
-    )]
-    FocusNotTaken {
-        /// Target window.
-        window: u32,
-        /// Where the focus was at the deadline (0 = none, 1 = pointer root).
-        focus: u32,
-        /// How long we waited.
-        waited: Duration,
-    },
-    /// The focus left the window before or during typing; nothing more was sent.
-    #[error(
-        "focus left window {window:#x} before step {step} (focus is on {focus:#x}); typing stopped"
-    )]
-    FocusLost {
-        /// Target window.
-        window: u32,
-        /// Index of the step that was not (fully) typed.
-        step: usize,
-        /// Where the focus was (0 = none, 1 = pointer root).
-        focus: u32,
-    },
-    /// The driver could not provide a referenced secret.
-    #[error("secret {0:?} is not available")]
-    SecretUnavailable(SecretRef),
-    /// A step contains a character that has no keysym (a control character).
-    #[error("step {step} contains a control character, which cannot be typed")]
-    Untypable {
-        /// Index of the step.
-        step: usize,
-    },
-    /// The keymap has no plain (column 0) key for a modifier we need.
-    #[error("the keymap has no {0} key")]
-    MissingModifier(&'static str),
-    /// Caps Lock is on and could not be switched off (letters would be inverted).
-    #[error("caps lock is on and could not be switched off")]
-    CapsLockStuck,
-    /// Too many distinct characters missing from the keymap.
-    #[error(transparent)]
-    NotEnoughSpare(#[from] NotEnoughSpare),
-    /// The enigo backend failed.
-    #[cfg(feature = "enigo")]
-    #[error("enigo: {0}")]
-    Enigo(String),
-}
-
-fn request_err(request: &'static str) -> impl FnOnce(xcb::Error) -> InputError {
-    move |e| InputError::Request {
-        request,
-        detail: format!("{e:?}"),
-    }
-}
-
-fn proto_err(request: &'static str) -> impl FnOnce(xcb::ProtocolError) -> InputError {
-    move |e| InputError::Request {
-        request,
-        detail: format!("{e:?}"),
-    }
-}
-
-fn conn_err(request: &'static str) -> impl FnOnce(xcb::ConnError) -> InputError {
-    move |e| InputError::Request {
-        request,
-        detail: format!("{e:?}"),
-    }
-}
+mod error;
+pub use error::InputError;
+use error::{conn_err, proto_err, request_err};
 
 /// The opt-in enigo typist. Without the `enigo` feature there is none: an empty enum, so a
 /// [`Typist`] can only hold `None` and the XTest path is the only one compiled.
@@ -263,7 +184,7 @@ impl Typist {
             InputBackend::Xtest => None,
             #[cfg(feature = "enigo")]
             InputBackend::Enigo => {
-                grant_local_user(&conn)?;
+                enigo_backend::grant_local_user(&conn)?;
                 let settings = enigo::Settings {
                     x11_display: Some(target.name.clone()),
                     linux_delay: u32::try_from(opts.key_delay.as_millis()).unwrap_or(12),
@@ -813,87 +734,7 @@ impl Typist {
         self.focused_window()?;
         Ok(())
     }
-
-    #[cfg(feature = "enigo")]
-    fn type_enigo(
-        &self,
-        enigo: &mut enigo::Enigo,
-        window: u32,
-        steps: &[KeyStep],
-        texts: &[&str],
-    ) -> Result<(), InputError> {
-        use enigo::{Direction, Key, Keyboard};
-        let e = |r: enigo::InputResult<()>| r.map_err(|e| InputError::Enigo(e.to_string()));
-        for (i, step) in steps.iter().enumerate() {
-            self.check(window, i)?;
-            match step {
-                KeyStep::Text(_) | KeyStep::Secret(_) => {
-                    let text = texts[i];
-                    let chars: Vec<char> = text.chars().collect();
-                    for (n, chunk) in chars.chunks(CHECK_EVERY).enumerate() {
-                        if n > 0 {
-                            self.check(window, i)?;
-                        }
-                        let s: zeroize::Zeroizing<String> =
-                            zeroize::Zeroizing::new(chunk.iter().collect());
-                        e(enigo.text(&s))?;
-                    }
-                }
-                KeyStep::Key(key) => {
-                    if *key == NamedKey::Enter {
-                        std::thread::sleep(self.opts.settle_delay);
-                        self.check(window, i)?;
-                    }
-                    match key {
-                        NamedKey::Tab => e(enigo.key(Key::Tab, Direction::Click))?,
-                        NamedKey::ShiftTab => {
-                            e(enigo.key(Key::Shift, Direction::Press))?;
-                            e(enigo.key(Key::Tab, Direction::Click))?;
-                            e(enigo.key(Key::Shift, Direction::Release))?;
-                        }
-                        NamedKey::Enter => e(enigo.key(Key::Return, Direction::Click))?,
-                        NamedKey::Space => e(enigo.key(Key::Space, Direction::Click))?,
-                        NamedKey::Escape => e(enigo.key(Key::Escape, Direction::Click))?,
-                        NamedKey::Up => e(enigo.key(Key::UpArrow, Direction::Click))?,
-                        NamedKey::Down => e(enigo.key(Key::DownArrow, Direction::Click))?,
-                        NamedKey::Home => e(enigo.key(Key::Home, Direction::Click))?,
-                        NamedKey::SelectAll => {
-                            e(enigo.key(Key::Control, Direction::Press))?;
-                            e(enigo.key(Key::Unicode('a'), Direction::Click))?;
-                            e(enigo.key(Key::Control, Direction::Release))?;
-                        }
-                    }
-                    if matches!(
-                        key,
-                        NamedKey::Tab | NamedKey::ShiftTab | NamedKey::SelectAll
-                    ) {
-                        std::thread::sleep(self.opts.settle_delay);
-                    }
-                }
-                KeyStep::PauseMs(ms) => std::thread::sleep(Duration::from_millis(u64::from(*ms))),
-            }
-        }
-        self.focused_window()?;
-        Ok(())
-    }
 }
 
-/// Admits local connections of our own uid without a cookie (`xhost +si:localuser:NAME`),
-/// for the enigo backend only (see the module doc).
 #[cfg(feature = "enigo")]
-fn grant_local_user(conn: &xcb::Connection) -> Result<(), InputError> {
-    let uid = nix::unistd::getuid();
-    let user = nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .ok_or(InputError::Enigo(format!("no user name for uid {uid}")))?;
-    let mut address = b"localuser\0".to_vec();
-    address.extend_from_slice(user.as_bytes());
-    conn.send_and_check_request(&x::ChangeHosts {
-        mode: x::HostMode::Insert,
-        family: x::Family::ServerInterpreted,
-        address: &address,
-    })
-    .map_err(proto_err("ChangeHosts"))
-}
+mod enigo_backend;
