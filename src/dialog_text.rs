@@ -1,9 +1,9 @@
 //! Content readers: the text of a dialog, for the kinds titles cannot tell apart.
 //!
-//! X11 shows a window's title but not its contents (`reference/ibc.md` §10.2). The OCR
+//! X11 shows a window's title but not its contents (IBC's source). The OCR
 //! reader captures the window with X `GetImage` (see [`crate::x11`]) and runs `tesseract`
 //! on the PNG. It is the default when tesseract is installed; measured at about 0.2 s per
-//! dialog (`reference/x11-java.md` §5).
+//! dialog (measured).
 //!
 //! The AT-SPI reader ([`AtspiReader`]) asks the Java accessibility bridge instead: exact
 //! texts and button names, no pixels. A peer saw the bridge deadlock the real gateway during

@@ -1,7 +1,7 @@
 //! The TWS API handshake probe: the only signal ibwarden trusts to say "the gateway is ready".
 //!
 //! A probe opens one short-lived connection to the gateway's API port and walks the same
-//! steps every API client does (`reference/tws-api.md` §1-§3):
+//! steps every API client does:
 //!
 //! 1. TCP connect (bounded by the deadline);
 //! 2. `API\0` + framed `v100..176`; the gateway answers `<serverVersion>\0<time>\0`;
@@ -43,7 +43,7 @@ pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
 /// The last server version of the plain text protocol.
 const LAST_TEXT_VERSION: u32 = 200;
 
-/// Server version from which error messages drop their version field (`tws-api.md` §2).
+/// Server version from which error messages drop their version field.
 const ERROR_TIME: u32 = 194;
 /// START_API carries the optional-capabilities field only from this server version on.
 const OPTIONAL_CAPABILITIES: u32 = 72;
@@ -54,7 +54,7 @@ const MSG_NEXT_VALID_ID: i32 = 9;
 const MSG_MANAGED_ACCOUNTS: i32 = 15;
 const MSG_CURRENT_TIME: i32 = 49;
 
-/// Notice codes that matter for readiness (`tws-api.md` §4.2).
+/// Notice codes that matter for readiness.
 const CODE_CLIENT_ID_IN_USE: i32 = 326;
 const CODE_LINK_LOST: i32 = 1100;
 const CODE_LINK_RESTORED_DATA_LOST: i32 = 1101;
@@ -127,7 +127,7 @@ pub fn decode_frames(buf: &[u8]) -> Result<(Vec<Frame>, usize), FrameError> {
 }
 
 /// Splits a payload on NUL. The payload normally ends with a NUL, which would leave an
-/// empty last element; every client drops it, and so do we (`tws-api.md` §1.4).
+/// empty last element; every client drops it, and so do we.
 fn split_fields(payload: &[u8]) -> Vec<String> {
     let body = payload.strip_suffix(&[0]).unwrap_or(payload);
     if body.is_empty() && payload.is_empty() {
@@ -173,7 +173,7 @@ pub struct Notice {
     pub message: String,
 }
 
-/// Decodes message 4 with the layout of `server_version` (`tws-api.md` §2):
+/// Decodes message 4 with the layout of `server_version`:
 /// `< 166`: `4, 2, reqId, code, msg`; `166–193`: same plus advancedOrderRejectJson;
 /// `≥ 194`: the version field is dropped: `4, reqId, code, msg, json, errorTime`.
 fn decode_notice(frame: &Frame, server_version: u32) -> Option<Notice> {
@@ -275,7 +275,7 @@ impl Session {
             Ok(Ok(s)) => s,
         };
         // Every message is written with one write() call, but also disable Nagle: a split
-        // write cost ~43 ms per request in the reference tests (tws-api.md §3.2).
+        // write cost ~43 ms per request in the reference tests.
         let _ = stream.set_nodelay(true);
         let mut conn = Conn {
             stream,
@@ -293,7 +293,7 @@ impl Session {
                 return Err(format!("no handshake reply within {timeout:?}"));
             }
             Err(ReadError::Closed) => {
-                // Possibly the gateway no longer accepts text-protocol clients (tws-api.md §7).
+                // Possibly the gateway no longer accepts text-protocol clients.
                 warn!(
                     %addr,
                     requested = %format!("v{MIN_CLIENT_VERSION}..{MAX_CLIENT_VERSION}"),
@@ -354,7 +354,7 @@ impl Session {
         }
         let accounts = accounts.unwrap_or_default();
         if accounts.is_empty() {
-            // ib_async refuses this too (tws-api.md §3.1); a logged-in gateway has one.
+            // ib_async refuses this too; a logged-in gateway has one.
             return Err("gateway sent an empty managed accounts list".into());
         }
         Ok((conn, accounts))
@@ -420,7 +420,7 @@ impl Session {
         }
         if version > i64::from(LAST_TEXT_VERSION) {
             // From 201 on, message ids are binary and more and more messages are protobuf
-            // (tws-api.md §0): we cannot read them, and the gateway ignored our maximum.
+            //: we cannot read them, and the gateway ignored our maximum.
             warn!(
                 %addr,
                 server_version = version,

@@ -1331,7 +1331,7 @@ maximum.
   device-chooser row is the 2FA dialog in runs with two devices; the Password Notice row
   includes reading the dialog with OCR (tesseract), which is the slow part there.
   Peers: IBGA finds windows by polling every 2–5 s; ibctl's UI loop ticks every 100 ms
-  (`reference/peers.md` §16); a poller's expected reaction is half its period plus its work.
+  (users' reports); a poller's expected reaction is half its period plus its work.
 - **Login floor / overhead ratio**: the floor is the simulator logging itself in with no
   input — a live-mode auto-restart token makes it walk the same delays (authenticating,
   connecting, initializing, starting) without a keystroke; the token path's fixed 0.3 s

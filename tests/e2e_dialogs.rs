@@ -170,7 +170,7 @@ const HANDOFF: &str = "Trading Login Handoff";
 
 // ------------------------------------------------------------------------------ existing session, before login
 //
-// `reference/ibc.md` §1.7: not yet logged in → primary and primaryoverride continue (first
+// IBC's source: not yet logged in → primary and primaryoverride continue (first
 // time), secondary ends this session, manual does nothing. With 2FA the gateway then shows
 // `Trading Login Handoff`, which primary confirms.
 
@@ -253,7 +253,7 @@ fn existing_session_before_login_manual_leaves_it_to_a_person() {
 // ------------------------------------------------------------------------------ existing session, after login
 //
 // IBC's scenarios 5 and 6: the dialog appears while this gateway is logged in (another
-// session re-logged in after ours took the session back, `ibc.md` §1.7). Here: ibwarden
+// session re-logged in after ours took the session back, IBC's source). Here: ibwarden
 // logs in, the session is dropped (`Re-login is required`, which ibwarden always answers),
 // the gateway is ready again, then the gateway shows `Existing session detected`.
 
@@ -773,7 +773,7 @@ fn login_error_is_answered_and_the_gateway_restarted() {
 
 #[test]
 fn unrecognized_username_or_password_stops_logging_in() {
-    // The other title IBKR uses for bad credentials (`reference/peers.md` §15).
+    // The other title IBKR uses for bad credentials (users' reports).
     let install = SimInstall::new(&Scenario::new());
     let mut w = Warden::start(&install, "paper", "");
     w.wait_ready(LOGIN);

@@ -862,7 +862,7 @@ async fn real_jvm_stops_on_sigterm_within_the_grace() {
         .await
         .expect("terminate");
     assert_eq!(outcome, Termination::Terminated);
-    // The JVM runs its shutdown hooks on SIGTERM and exits with 143 (x11-java.md §7).
+    // The JVM runs its shutdown hooks on SIGTERM and exits with 143 (measured).
     let status = wait_exit(&mut p).await;
     assert_eq!(classify_exit(status, None), ExitKind::Killed { signal: 15 });
     let log = fs::read_to_string(work.path().join("jvm.log")).expect("jvm log");

@@ -1,6 +1,6 @@
-//! `ibwarden import-ibc`, run as a user would, on the public test data (by path:
-//! ../shared/testdata): IBC's own sample config.ini and the env file of the most used IB
-//! Gateway Docker image (gnzsnz). The generated TOML must load with the real config loader,
+//! `ibwarden import-ibc`, run as a user would, on our fixtures in `tests/fixtures/ibc`: a
+//! `config.ini` with every setting IBC documents and the env file of an IBC-based IB
+//! Gateway Docker image. The generated TOML must load with the real config loader,
 //! the report must account for every setting read, and the password must reach only its
 //! chmod 600 file: never the TOML, stdout or stderr.
 
@@ -16,18 +16,18 @@ use ibwarden::secret::SecretSource;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ibwarden");
 
-fn shared(rel: &str) -> PathBuf {
+fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared")
-        .join(rel)
+        .join("tests/fixtures/ibc")
+        .join(name)
 }
 
 fn sample_ini() -> PathBuf {
-    shared("testdata/ibc/config.ini")
+    fixture("config.ini")
 }
 
-fn gnzsnz_env() -> PathBuf {
-    shared("testdata/gnzsnz/env-dist")
+fn docker_env() -> PathBuf {
+    fixture("docker.env")
 }
 
 fn import(args: &[&std::ffi::OsStr]) -> Output {
@@ -54,21 +54,15 @@ fn load(path: &Path) -> Config {
         .unwrap_or_else(|e| panic!("generated config does not load:\n{e}\n---\n{text}"))
 }
 
-/// Setting names documented in ibc.md §2 (first cell of each table row).
+/// Every setting IBC documents: the fixture lists each one once (our own list, kept with
+/// the fixture, so a setting added to IBC is added there and then must be known).
 fn documented_settings() -> BTreeSet<String> {
-    let md = fs::read_to_string(shared("reference/ibc.md")).expect("ibc.md");
-    let start = md.find("## 2. Settings").expect("§2");
-    let end = start + md[start..].find("\n## 3.").expect("§3");
-    let mut names = BTreeSet::new();
-    for line in md[start..end].lines().filter(|l| l.starts_with("| `")) {
-        let cell = line[1..].split(" | ").next().unwrap_or("");
-        for (i, part) in cell.split('`').enumerate() {
-            if i % 2 == 1 && !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()) {
-                names.insert(part.to_string());
-            }
-        }
-    }
-    names
+    let ini = fs::read_to_string(fixture("config.ini")).expect("fixture");
+    ini.lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_alphabetic()))
+        .filter_map(|l| l.split('=').next())
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -78,28 +72,28 @@ fn every_documented_setting_is_known() {
     for name in &documented {
         assert!(
             ibc_import::IBC_KEYS.contains(&name.as_str()),
-            "{name} (ibc.md §2) is not in IBC_KEYS"
+            "{name} is not in IBC_KEYS"
         );
     }
 }
 
 #[test]
-fn ibc_sample_config_converts() {
+fn ibc_config_ini_converts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("main.toml");
     let o = import(&[sample_ini().as_os_str(), "--out".as_ref(), out.as_os_str()]);
     let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
     assert!(o.status.success(), "{stderr}");
 
-    // The password (IBC's sample: demouser) is only in its private file.
+    // The password (the fixture's: Fixture-Pass-7) is only in its private file.
     let toml = fs::read_to_string(&out).expect("toml written");
     for t in [&toml, &stdout, &stderr] {
-        assert!(!t.contains("demouser"), "password leaked:\n{t}");
+        assert!(!t.contains("Fixture-Pass-7"), "password leaked:\n{t}");
     }
     let pw = dir.path().join("main.password");
     assert_eq!(
         fs::read_to_string(&pw).expect("password file"),
-        "demouser\n"
+        "Fixture-Pass-7\n"
     );
     assert_eq!(
         fs::metadata(&pw).expect("meta").permissions().mode() & 0o777,
@@ -111,12 +105,12 @@ fn ibc_sample_config_converts() {
     );
 
     let config = load(&out);
-    assert_eq!(config.account.username, "edemo");
+    assert_eq!(config.account.username, "fixtureuser");
     assert_eq!(config.account.password, SecretSource::File(pw));
     assert_eq!(config.gateway.trading_mode, TradingMode::Live);
     // IBC's manual is kept, not silently turned into ibwarden's default.
     assert_eq!(config.login.existing_session, SessionPolicy::Manual);
-    assert_eq!(config.login.ib_key_wait.as_secs(), 180);
+    assert_eq!(config.login.ib_key_wait.as_secs(), 150);
     // Live + Mobile Authenticator: the activation code IBC never had is a to-do.
     assert_eq!(
         config.account.totp,
@@ -136,7 +130,11 @@ fn ibc_sample_config_converts() {
     for p in &props {
         let needle = format!("config.ini:{}: {}", p.line, p.key);
         assert!(stderr.contains(&needle), "report lacks {needle}");
-        assert!(documented.contains(&p.key), "{} is not in ibc.md §2", p.key);
+        assert!(
+            documented.contains(&p.key),
+            "{} is not in the fixture's list",
+            p.key
+        );
         covered.insert(p.key.clone());
     }
     assert!(covered.len() >= 50, "{covered:?}");
@@ -170,7 +168,7 @@ fn ibc_sample_config_converts() {
             .as_ref()
             .map(|p| p.expose().to_string())
             .as_deref(),
-        Some("demouser")
+        Some("Fixture-Pass-7")
     );
     assert!(c
         .report
@@ -181,10 +179,10 @@ fn ibc_sample_config_converts() {
 }
 
 #[test]
-fn gnzsnz_env_file_converts() {
+fn docker_env_file_converts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("paper.toml");
-    let env = gnzsnz_env();
+    let env = docker_env();
     let o = import(&[
         "--env-file".as_ref(),
         env.as_os_str(),
@@ -194,35 +192,35 @@ fn gnzsnz_env_file_converts() {
     let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
     assert!(o.status.success(), "{stderr}");
     let toml = fs::read_to_string(&out).expect("toml");
-    for secret in ["myTwsPassword", "myVncPassword"] {
+    for secret in ["fixtureDockerPass", "fixtureVncPass"] {
         for t in [&toml, &stdout, &stderr] {
             assert!(!t.contains(secret), "{secret} leaked:\n{t}");
         }
     }
     assert_eq!(
         fs::read_to_string(dir.path().join("paper.password")).expect("pw"),
-        "myTwsPassword\n"
+        "fixtureDockerPass\n"
     );
 
     let config = load(&out);
-    assert_eq!(config.account.username, "myTwsAccountName");
+    assert_eq!(config.account.username, "fixtureDockerUser");
     assert_eq!(config.gateway.trading_mode, TradingMode::Paper);
     assert_eq!(
         config.account.totp, None,
         "paper accounts need no activation code"
     );
     assert_eq!(config.login.existing_session, SessionPolicy::Primary);
-    // AUTO_RESTART_TIME=11:59 PM in TIME_ZONE=Europe/Zurich, in New York time today.
+    // AUTO_RESTART_TIME=10:30 PM in TIME_ZONE=Asia/Tokyo, in New York time today.
     let today = jiff::Zoned::now().date();
-    let zurich = today
-        .at(23, 59, 0, 0)
-        .in_tz("Europe/Zurich")
-        .expect("zurich")
+    let tokyo = today
+        .at(22, 30, 0, 0)
+        .in_tz("Asia/Tokyo")
+        .expect("tokyo")
         .in_tz("America/New_York")
         .expect("ny")
         .time();
-    assert_eq!(config.schedule.daily_restart, Some(zurich));
-    assert!(stderr.contains("converted from Europe/Zurich"));
+    assert_eq!(config.schedule.daily_restart, Some(tokyo));
+    assert!(stderr.contains("converted from Asia/Tokyo"));
 
     // Every variable of the file is accounted for, by line.
     let vars = ibc_import::parse_env_file(
@@ -230,7 +228,7 @@ fn gnzsnz_env_file_converts() {
         &env.display().to_string(),
     )
     .expect("parses");
-    assert_eq!(vars.len(), 30, "every NAME= line of env-dist");
+    assert_eq!(vars.len(), 30, "every NAME= line of the env file");
     for v in &vars {
         let needle = format!("{}:{}: {}", env.display(), v.line, v.name);
         assert!(stderr.contains(&needle), "report lacks {needle}");
@@ -257,7 +255,7 @@ fn env_overrides_ini_and_stdout_mode_writes_no_secret() {
     assert!(o.status.success(), "{stderr}");
     for t in [&stdout, &stderr] {
         assert!(
-            !t.contains("Env-Secret-9") && !t.contains("demouser"),
+            !t.contains("Env-Secret-9") && !t.contains("Fixture-Pass-7"),
             "leak:\n{t}"
         );
     }
@@ -480,9 +478,9 @@ fn systemd_mode_writes_credentials_the_unit_loads() {
     ]);
     let stderr = text(&o.stderr);
     assert!(o.status.success(), "{stderr}");
-    assert!(!stderr.contains("demouser") && o.stdout.is_empty());
+    assert!(!stderr.contains("Fixture-Pass-7") && o.stdout.is_empty());
     let toml = fs::read_to_string(&out).expect("toml");
-    assert!(!toml.contains("demouser"));
+    assert!(!toml.contains("Fixture-Pass-7"));
     let config = load(&out);
     assert_eq!(
         config.account.password,
@@ -523,7 +521,7 @@ fn systemd_mode_writes_credentials_the_unit_loads() {
     assert_eq!(loaded, vec!["password".to_string()]);
     assert_eq!(
         fs::read_to_string(creds.join("password")).expect("cred"),
-        "demouser\n"
+        "Fixture-Pass-7\n"
     );
     let o = Command::new(BIN)
         .args(["check", "--config"])
@@ -541,5 +539,5 @@ fn systemd_mode_writes_credentials_the_unit_loads() {
         text(&o.stderr)
     );
     assert!(stdout.contains("FAIL activation code"), "{stdout}");
-    assert!(!stdout.contains("demouser"));
+    assert!(!stdout.contains("Fixture-Pass-7"));
 }

@@ -249,7 +249,7 @@ async fn duplicate_client_id_is_down_client_id_in_use() {
 async fn accept_but_silent_is_down_within_the_timeout() {
     let timeout = Duration::from_millis(300);
     // The listener never accepts: the kernel backlog completes the TCP handshake alone,
-    // exactly like a wedged gateway (tws-api.md §4.1).
+    // exactly like a wedged gateway.
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let started = Instant::now();

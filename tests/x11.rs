@@ -364,8 +364,8 @@ async fn watcher_reports_maps_titles_dialogs_and_closes() {
     let seen_ms = unix_ms();
     assert_eq!(dialog.transient_for, Some(frame.id));
     assert_eq!(dialog.pid, Some(app.pid()));
-    // Latency: the event reaches us about when Java's setVisible returns (x11-java.md §2.2
-    // measured MapNotify ≤1 ms before it).
+    // Latency: the event reaches us about when Java's setVisible returns (measured
+    // MapNotify ≤1 ms before it).
     let shown: i64 = app
         .expect_line(|l| l.starts_with("SHOWN "), "SHOWN")
         .trim_start_matches("SHOWN ")

@@ -19,7 +19,7 @@
 //! # The IBC command server
 //!
 //! Plain TCP on 127.0.0.1, newline-terminated case-insensitive commands, one reply line
-//! each (`reference/ibc.md` §5): `STOP`, `RESTART`, `EXIT`; `RECONNECTDATA`,
+//! each (IBC's source): `STOP`, `RESTART`, `EXIT`; `RECONNECTDATA`,
 //! `RECONNECTACCOUNT` and `PAUSE` are answered with an `ERROR` line (ibwarden does not type
 //! IBC's key chords into the gateway). With a token file configured, the first command
 //! must be `AUTH <token>`.

@@ -2,7 +2,7 @@
 //!
 //! A new gateway version that renames a dialog means editing [`CATALOGUE`], not code paths.
 //! Recognition happens in two stages, because X11 shows titles but not contents
-//! (`reference/ibc.md` §10.2):
+//! (IBC's source):
 //!
 //! 1. [`classify`] uses what the window watcher sees at `MapNotify`: title, whether the window
 //!    is transient for another (a dialog), and geometry.
@@ -144,7 +144,7 @@ const fn row(title: TitleMatch, shape: Shape, kind: DialogKind, needs_text: bool
 use DialogKind as K;
 use TitleMatch::{Contains, Exact};
 
-/// The catalogue, first match wins. Sources: `reference/ibc.md` §1 and §10, `peers.md` §15.
+/// The catalogue, first match wins. Sources: IBC's source, users' reports
 pub const CATALOGUE: &[Entry] = &[
     // Progress titles of the login frame (the same window changes its title).
     row(Exact("Authenticating..."), Shape::Any, K::Progress, false),
@@ -280,7 +280,7 @@ pub const CATALOGUE: &[Entry] = &[
 ];
 
 /// Windows this small (either side, in pixels) are AWT helper stubs that share the
-/// gateway's process and class (`reference/peers.md` §15): ignored, never "unknown".
+/// gateway's process and class (users' reports): ignored, never "unknown".
 pub const STUB_MAX_SIDE: u16 = 2;
 
 /// Classify a window by title and shape (stage 1).
@@ -357,7 +357,7 @@ pub fn refine(kind: DialogKind, text: &str) -> DialogKind {
 }
 
 /// Parse the wait out of `Too many failed login attempts. Please wait 53 seconds ...` or
-/// `... 4 minutes & 47 seconds ...` (IBC's regex, `ibc.md` §1.1). Returns seconds.
+/// `... 4 minutes & 47 seconds ...` (IBC's regex). Returns seconds.
 pub fn parse_lockout_wait(text: &str) -> Option<u64> {
     let t = text.to_lowercase();
     let idx = t.find("please wait")?;

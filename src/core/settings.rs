@@ -48,11 +48,11 @@ pub struct CoreConfig {
     pub content_reader: bool,
     /// First wait before logging in again after the gateway went back to its login window
     /// without an error (2FA timeout, silently dropped login); doubles up to 600 s. IBKR's
-    /// limiter punishes quick re-logins (`reference/peers.md` §16: 60/120/240/480/600 s).
+    /// limiter punishes quick re-logins (users' reports: 60/120/240/480/600 s).
     pub relogin_backoff: Duration,
     /// Ping-pong guard: this many session takeovers (a `Re-login is required` after ready, or
     /// an existing session continued) within `pingpong_window` mean another session keeps
-    /// fighting for the account (`reference/peers.md` §17.5).
+    /// fighting for the account (users' reports).
     pub pingpong_max: u32,
     /// The ping-pong guard's window.
     pub pingpong_window: Duration,

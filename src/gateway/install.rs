@@ -1,6 +1,6 @@
 //! Finding an installed IB Gateway or TWS, and the `java` to run it with.
 //!
-//! An offline install (the only kind that can be driven, `reference/ibc.md` §3.3) is a
+//! An offline install (the only kind that can be driven, IBC's source) is a
 //! directory with `jars/` and `ibgateway.vmoptions` (Gateway) or `tws.vmoptions` (TWS).
 //! Without a configured directory we look where IB's installer puts it:
 //! `~/Jts/ibgateway/<version>` (highest numeric version) or `/opt/ibgateway` for the

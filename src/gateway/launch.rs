@@ -10,7 +10,7 @@
 //!   in ibwarden's own environment can reach the JVM (`/proc/<pid>/environ`);
 //! - credentials never appear in the command: the gateway gets them typed into its window.
 //!
-//! The autorestart token (`reference/ibc.md` §3.4) is found here too, because it becomes
+//! The autorestart token (IBC's source) is found here too, because it becomes
 //! the `-Drestart=` argument.
 
 use std::ffi::{OsStr, OsString};
@@ -21,7 +21,7 @@ use tracing::warn;
 
 use super::install::Install;
 
-/// Module-access flags for Java 9+, as `ibcstart.sh` passes them (`reference/ibc.md` §3.3).
+/// Module-access flags for Java 9+, as `ibcstart.sh` passes them (IBC's source).
 /// The javafx ones name modules most JREs lack; Java 17 then only prints
 /// "WARNING: Unknown module" and starts normally (checked with OpenJDK 17), so the list is
 /// kept whole to match what real gateway builds with JavaFX expect.
@@ -330,7 +330,7 @@ fn join_os(parts: &[OsString], sep: &str) -> OsString {
     out
 }
 
-/// Result of looking for the gateway's own autorestart token (`reference/ibc.md` §3.4).
+/// Result of looking for the gateway's own autorestart token (IBC's source).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AutorestartScan {
     /// No token: the next start needs a full login.

@@ -317,7 +317,7 @@ fn open_jvm_log(path: &Path) -> Result<File, ProcessError> {
     Ok(file)
 }
 
-/// How the JVM ended (`reference/x11-java.md` §7, `reference/ibc.md` §3.5).
+/// How the JVM ended (measured, IBC's source).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExitKind {
     /// Exit code 0: a user-style close, or the nightly auto-restart exit.

@@ -330,7 +330,11 @@ pub(super) fn next_weekday(from: Date, weekday: Weekday) -> Date {
 }
 
 /// `date time` in `zone`, as civil time in the schedule zone.
-pub(super) fn to_schedule_tz(date: Date, time: Time, zone: &TimeZone) -> Option<jiff::civil::DateTime> {
+pub(super) fn to_schedule_tz(
+    date: Date,
+    time: Time,
+    zone: &TimeZone,
+) -> Option<jiff::civil::DateTime> {
     let target = TimeZone::get(SCHEDULE_TZ).ok()?;
     let zoned = date.to_datetime(time).to_zoned(zone.clone()).ok()?;
     Some(zoned.with_time_zone(target).datetime())

@@ -1,7 +1,7 @@
 //! Converting an IBC setup into an ibwarden config (`ibwarden import-ibc`).
 //!
-//! Input: IBC's `config.ini` (a Java properties file, `reference/ibc.md` §2) and/or the
-//! environment variables of the common IBC Docker images (`reference/peers.md` §3-6: gnzsnz,
+//! Input: IBC's `config.ini` (a Java properties file) and/or the
+//! environment variables of the common IBC Docker images (gnzsnz,
 //! UnusualAlpha, extrange's `IBC_<Key>`, manhinhang) and of IBC's own launcher scripts.
 //! Output: the text of an ibwarden TOML config and a [`Report`] with one entry per setting
 //! read: mapped (to which key), built into ibwarden (nothing to set), not mapped (and why),
@@ -238,7 +238,7 @@ pub fn is_secret_name(name: &str) -> bool {
         .any(|w| n.contains(w))
 }
 
-/// Every setting of IBC 3.24's `config.ini` (`reference/ibc.md` §2), plus the deprecated
+/// Every setting of IBC 3.24's `config.ini` (IBC's source), plus the deprecated
 /// ones IBC still reads.
 pub const IBC_KEYS: &[&str] = &[
     "FIX",
@@ -688,7 +688,6 @@ impl Converter<'_> {
         }
         SourceTz::Unknown
     }
-
 }
 
 mod env;

@@ -119,9 +119,7 @@ fn later_lines_and_env_override() {
 fn unknown_keys_are_listed_with_hints() {
     let c = convert(Some("tradingmode=paper\nFoo=1\n"), &[], &opts()).expect("converts");
     let e = c.report.entry("tradingmode").expect("listed");
-    assert!(
-        matches!(&e.outcome, Outcome::Unknown { hint: Some(h) } if h.contains("TradingMode"))
-    );
+    assert!(matches!(&e.outcome, Outcome::Unknown { hint: Some(h) } if h.contains("TradingMode")));
     assert!(matches!(
         c.report.entry("Foo").expect("listed").outcome,
         Outcome::Unknown { .. }

@@ -1,5 +1,5 @@
 //! The gateway's `launcher.log` as a signal: what IBKR's servers did, which window titles
-//! cannot tell (`reference/peers.md` §0.4, §9, §15).
+//! cannot tell (users' reports).
 //!
 //! Three layers, each tested on its own:
 //!

@@ -4,7 +4,7 @@
 //! server pick a free display number and write it to FD once it accepts connections, so
 //! there is no guessing, no lock-file race and no sleep. The auth file holds a fresh random
 //! MIT-MAGIC-COOKIE-1 (mode 0600, in the private state dir), so other local users cannot
-//! connect and read keystrokes. No window manager is started (x11-java.md §0: no
+//! connect and read keystrokes. No window manager is started (measured: no
 //! reparenting, no grabs, no WM lag on keymap changes).
 //!
 //! Lifetime: the child is killed when [`Xvfb`] is dropped (`kill_on_drop`) and when this

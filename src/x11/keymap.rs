@@ -2,7 +2,7 @@
 //! current core keymap, and which spare keycodes to borrow for characters the keymap lacks.
 //! No X calls here, so all of it is unit-tested without a server.
 //!
-//! Rules (measured, x11-java.md §3.2, §8.3): ASCII is always typed from the existing keymap,
+//! Rules (measured, measured): ASCII is always typed from the existing keymap,
 //! column 0 plain and column 1 with Shift, so it never needs a keymap change. Only characters
 //! missing from columns 0/1 are bound to spare keycodes (every column `NoSymbol` and not a
 //! modifier), once, before typing.
@@ -143,7 +143,7 @@ impl Keymap {
     }
 
     /// Keycodes free to borrow: every column `NoSymbol` and not in the modifier map
-    /// (x11-java.md §1: 204–207 have an empty column 0 but are modifiers). Highest first, the
+    /// (measured: 204–207 have an empty column 0 but are modifiers). Highest first, the
     /// same end xdotool uses, away from real keys.
     pub fn spare_keycodes(&self) -> Vec<u8> {
         let mut spare: Vec<u8> = self

@@ -11,8 +11,8 @@
 //!
 //! Every adapter opens its own connection: the watcher blocks in `wait_for_event`, so it
 //! cannot share one with request/reply users, and separate connections keep a typing burst
-//! from delaying window events. Measured behaviour these adapters follow:
-//! `shared/reference/x11-java.md`.
+//! from delaying window events. The measured behaviour each adapter follows is written in
+//! its module, next to the code it shapes.
 
 pub mod auth;
 pub mod display;

@@ -3,7 +3,7 @@
 //!
 //! It selects `SubstructureNotify | PropertyChange` on the root and `PropertyChange` on every
 //! top-level, then blocks in `wait_for_event`: no polling. Windows are reported on
-//! `MapNotify`, when Java has set every property (x11-java.md §2.2; `CreateNotify` comes at
+//! `MapNotify`, when Java has set every property (measured; `CreateNotify` comes at
 //! `pack()`, before `_NET_WM_PID` and the class may exist). Only *mapped* top-levels are
 //! reported, which leaves out Java's helper windows (the client leader and
 //! `sun-awt-X11-XIconWindow` are never mapped; `FocusProxy` and `Content window` are
@@ -16,7 +16,7 @@
 //! the core's job: every top-level is reported with its `_NET_WM_PID`.
 //!
 //! With a reparenting window manager (an existing desktop display) the root only sees the
-//! WM's untitled frames (x11-java.md §2.3). A mapped frame without title and pid is
+//! WM's untitled frames (measured). A mapped frame without title and pid is
 //! searched (3 levels) for the client (`WM_STATE` or `_NET_WM_PID`), which is then reported
 //! in its place, with root coordinates, and its own unmap/destroy/title events are selected.
 //!
@@ -467,7 +467,7 @@ impl State {
         };
         // No WM: the mapped top-level is the client itself. With a reparenting WM it is an
         // untitled, pid-less frame; the client is the descendant carrying WM_STATE (the
-        // XmuClientWindow rule, x11-java.md §2.3).
+        // XmuClientWindow rule, measured).
         let info = if info.pid.is_none() && info.title.is_empty() {
             match self.client_in_frame(window) {
                 Ok(Some(client)) => match self.read_info(client) {

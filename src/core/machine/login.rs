@@ -21,7 +21,7 @@ impl Supervisor {
             return;
         }
         // Never a full login inside IBKR's nightly maintenance (+ delay): peers saw a login
-        // 8 s after the reset cascade into a 35-60 minute lockout (`peers.md` §16).
+        // 8 s after the reset cascade into a 35-60 minute lockout (users' reports).
         if let Some(until) = self.cfg.schedule.as_ref().and_then(|s| {
             s.full_login_blocked_until(super::schedule::timestamp_from_unix_ms(now.unix_ms))
         }) {

@@ -3,7 +3,7 @@
 use super::*;
 
 impl Supervisor {
-    /// IBC's `ExistingSessionDetectedDialogHandler` (`reference/ibc.md` §1.7): `logged_in` is
+    /// IBC's `ExistingSessionDetectedDialogHandler` (IBC's source): `logged_in` is
     /// IBC's `LOGGED_IN`, i.e. this JVM has completed a login (the dialog then answers a
     /// re-login after another session displaced ours); `existing_seen` counts per JVM like
     /// IBC's per-run flag.

@@ -5,7 +5,7 @@
 //! of the configured time zone, so DST changes and clock steps are handled by construction.
 //!
 //! - [`Schedule`]: the configured times. [`Schedule::next_event`] is the next planned event,
-//!   [`Schedule::full_login_blocked_until`] the maintenance guard (`reference/peers.md` §9,
+//!   [`Schedule::full_login_blocked_until`] the maintenance guard (users' reports,
 //!   §16: a full login ~8 s after the nightly reset was silently dropped and cascaded into a
 //!   35–60 minute lockout), [`Schedule::is_nightly_reset_exit`] tells the gateway's own
 //!   nightly auto-restart exit (code 0) from other clean exits.

@@ -377,7 +377,7 @@ fn existing_session_answer(policy: SessionPolicy, after_login: bool, seen: u32) 
 #[test]
 fn existing_session_policies_match_ibc() {
     use SessionPolicy::*;
-    // Before login (ibc.md §1.7 scenarios 1-4).
+    // Before login (IBC's scenarios 1-4).
     assert_eq!(existing_session_answer(Manual, false, 1), None);
     assert_eq!(
         existing_session_answer(Secondary, false, 1),

@@ -13,7 +13,7 @@
 //! # Why XTest and not enigo on the typing path
 //!
 //! The design card names `enigo`. It is kept as an opt-in `InputBackend::Enigo`, compiled
-//! only with the cargo feature `enigo` (off by default), and the default is our own XTest code, because of what was measured (x11-java.md §3.4, §6, §8.4):
+//! only with the cargo feature `enigo` (off by default), and the default is our own XTest code, because of what was measured:
 //! - enigo's keysym lookup searches keymap column 0 only (`enigo/src/linux/keymap.rs`), so
 //!   every uppercase letter and shifted symbol (`@`, `!`, `"`, ...) is bound to a spare keycode
 //!   with `ChangeKeyboardMapping` per character and unbound again. Java reads the new
@@ -252,7 +252,7 @@ impl Typist {
     }
 
     /// Gives `window` (a top-level) the keyboard focus with ICCCM `WM_TAKE_FOCUS` and waits
-    /// until `GetInputFocus` confirms it (x11-java.md §3.1: `SetInputFocus` on a Java
+    /// until `GetInputFocus` confirms it (measured: `SetInputFocus` on a Java
     /// top-level does not work, `WM_TAKE_FOCUS` does). When the focus had to move, waits
     /// `settle_delay` more so Java has processed the activation before keys arrive.
     pub fn focus(&self, window: u32) -> Result<(), InputError> {
@@ -307,7 +307,7 @@ impl Typist {
             }
             // Java sometimes ignores WM_TAKE_FOCUS when two of its windows map at once
             // (activation bounces between them). Setting the focus on the window's
-            // `FocusProxy` child works then (`reference/x11-java.md` §3.1); it relies on an
+            // `FocusProxy` child works then (measured); it relies on an
             // AWT implementation detail, so it is only the fallback.
             if !proxy_tried && start.elapsed() >= Duration::from_millis(300) {
                 proxy_tried = true;

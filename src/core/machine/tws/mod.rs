@@ -2,7 +2,7 @@
 //!
 //! Since TWS 10.16 a live login opens no second-factor window: the `Login` frame's content
 //! turns into `SECOND FACTOR AUTHENTICATION` (device chooser or code entry) under the same
-//! title (`reference/ibc.md` §1.5 step 6 and §10.3; IBC polls the frame's labels every
+//! title (as IBC found; IBC polls the frame's labels every
 //! 200 ms). X11 reports nothing for that, so after the credentials of a live `Log In` are in,
 //! the machine watches the frame ([`TwsWatch`], timer [`Timer::TwsWatch`]):
 //!
@@ -19,7 +19,7 @@
 //!
 //! TWS also differs after the login: the login frame is destroyed and a separate main window
 //! (`<account> Interactive Brokers`) appears; closing it asks `Are you sure you want to exit?`
-//! (answered `Yes` only while ibwarden itself stops or restarts TWS, `ibc.md` §1.3), then
+//! (answered `Yes` only while ibwarden itself stops or restarts TWS, IBC's source), then
 //! `Shutdown progress`; `Re-login is required` brings back a new login frame (a full login).
 //!
 //! This file is a child module of `machine` so its glue can use the machine's private state;

@@ -17,7 +17,7 @@ import java.util.regex.Pattern;
 
 /**
  * The TWS API server side (text protocol, server versions up to 200), loopback only.
- * See shared/reference/tws-api.md §1, §2, §6. Listens only while logged in.
+ * The TWS API wire protocol. Listens only while logged in.
  */
 final class ApiServer {
     private final GWClient app;
