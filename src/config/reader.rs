@@ -2,8 +2,8 @@
 //! records every problem with its span instead of stopping at the first.
 //!
 //! serde's derive stops at the first error and `deny_unknown_fields` gives no position or
-//! suggestion, so the schema is read by hand here: each section has a list of known keys
-//! (`SCHEMA`), unknown ones are reported with a "did you mean", and each getter reports a
+//! suggestion, so the schema is read by hand here: each section's known keys come from the
+//! key table ([`super::keys`]), unknown ones are reported with a "did you mean", and each getter reports a
 //! wrong type or value at the value's position and returns `None` so reading goes on.
 
 use std::ops::Range;
@@ -13,88 +13,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::error::Diagnostic;
-
-/// Known sections and their keys. The single source of truth for unknown-key detection and
-/// suggestions (the builder reads exactly these).
-pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
-    (
-        "gateway",
-        &[
-            "program",
-            "install_dir",
-            "settings_dir",
-            "trading_mode",
-            "api_port",
-            "java",
-            "jvm_args",
-        ],
-    ),
-    (
-        "account",
-        &[
-            "username",
-            "password_file",
-            "password_credential",
-            "password_env",
-            "totp_file",
-            "totp_credential",
-            "totp_env",
-        ],
-    ),
-    (
-        "login",
-        &[
-            "second_factor_device",
-            "existing_session",
-            "max_failed_logins_per_hour",
-            "min_code_validity",
-            "max_code_rejections",
-            "ib_key_wait",
-            "relogin_backoff",
-            "login_timeout",
-            "content_reader",
-        ],
-    ),
-    (
-        "schedule",
-        &[
-            "timezone",
-            "daily_restart",
-            "weekly_cold_restart",
-            "maintenance_start",
-            "maintenance_delay",
-            "closedown",
-        ],
-    ),
-    ("display", &["mode", "display", "xauthority", "geometry"]),
-    (
-        "probe",
-        &[
-            "interval",
-            "timeout",
-            "client_id",
-            "failures_before_restart",
-            "link_lost_grace",
-        ],
-    ),
-    ("state", &["dir"]),
-    (
-        "control",
-        &["socket", "ibc_command_port", "ibc_command_auth_file"],
-    ),
-    ("health", &["listen"]),
-    (
-        "notify",
-        &[
-            "desktop",
-            "desktop_user",
-            "command",
-            "webhook_url_file",
-            "webhook_preset",
-            "telegram_chat_id",
-        ],
-    ),
-];
+use super::keys;
 
 /// Accumulates diagnostics while reading; knows how to resolve relative paths.
 pub(crate) struct Ctx<'s> {
@@ -133,7 +52,7 @@ impl<'s> Ctx<'s> {
     /// Checks the top level: only known sections, each a table. Returns nothing; sections are
     /// fetched with [`Ctx::section`].
     pub fn check_top_level(&mut self, root: &DeTable<'_>) {
-        let names: Vec<&str> = SCHEMA.iter().map(|(n, _)| *n).collect();
+        let names: Vec<&str> = keys::SECTIONS.to_vec();
         for (key, value) in root.iter() {
             let name: &str = key.get_ref();
             if names.contains(&name) {
@@ -169,10 +88,8 @@ impl<'s> Ctx<'s> {
         root: &'t DeTable<'i>,
         name: &'static str,
     ) -> Section<'t, 'i> {
-        let known: &[&str] = SCHEMA
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or(&[], |(_, k)| *k);
+        let known_names = keys::names_in(name);
+        let known: &[&str] = &known_names;
         let entry = root.get_key_value(name);
         let (table, span) = match entry {
             Some((k, v)) => match v.get_ref() {
@@ -422,9 +339,9 @@ pub(crate) fn resolve_path(
 
 /// Which section a key belongs to, if exactly one section has it.
 fn section_of(key: &str) -> Option<&'static str> {
-    let mut found = SCHEMA.iter().filter(|(_, keys)| keys.contains(&key));
+    let mut found = keys::sections_of(key);
     let first = found.next()?;
-    found.next().is_none().then_some(first.0)
+    found.next().is_none().then_some(first)
 }
 
 fn is_secret_key(key: &str) -> bool {

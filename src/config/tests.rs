@@ -440,21 +440,196 @@ fn example_with_every_key_uncommented_parses_to_the_defaults() {
     assert_eq!(c.notify.webhook_preset, d.notify.webhook_preset);
 }
 
+/// The example's `key = value` lines, by section: (section, key, value, commented).
+fn example_lines() -> Vec<(String, String, String, bool)> {
+    let mut section = String::new();
+    let mut out = Vec::new();
+    for line in EXAMPLE.lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_string();
+            continue;
+        }
+        let (commented, rest) = match line.strip_prefix("# ") {
+            Some(r) => (true, r),
+            None => (false, line),
+        };
+        if let Some((key, value)) = rest.split_once(" = ") {
+            if !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                out.push((
+                    section.clone(),
+                    key.to_string(),
+                    value.to_string(),
+                    commented,
+                ));
+            }
+        }
+    }
+    out
+}
+
 #[test]
-fn example_documents_every_key() {
-    for (section, keys) in reader::SCHEMA {
+fn example_documents_every_key_with_the_tables_default() {
+    let lines = example_lines();
+    for k in keys::KEYS {
+        let found: Vec<_> = lines
+            .iter()
+            .filter(|(s, n, _, _)| s == k.section && n == k.name)
+            .collect();
         assert!(
-            EXAMPLE.contains(&format!("\n[{section}]\n")),
-            "[{section}] missing from config.toml.example"
+            !found.is_empty(),
+            "{} missing from config.toml.example",
+            k.dotted()
         );
-        for key in *keys {
-            let documented = EXAMPLE
-                .lines()
-                .any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} = ")));
-            assert!(
-                documented,
-                "{section}.{key} missing from config.toml.example"
-            );
+        if let Some(default) = k.default {
+            for (_, _, value, commented) in found {
+                if *commented {
+                    assert_eq!(
+                        value,
+                        default,
+                        "{}: the example shows another default",
+                        k.dotted()
+                    );
+                }
+            }
+        }
+    }
+    for (s, n, _, _) in &lines {
+        assert!(
+            keys::get(s, n).is_some(),
+            "the example has {s}.{n}, the key table does not"
+        );
+    }
+}
+
+/// A paper config with a password (no activation code needed), what the key needs beside it, and `section.name = value` when given.
+fn with_key(k: &keys::Key, value: Option<&str>) -> String {
+    let mut sections: Vec<(String, Vec<String>)> = keys::SECTIONS
+        .iter()
+        .map(|s| (s.to_string(), Vec::new()))
+        .collect();
+    let mut set = |section: &str, line: String| {
+        if let Some((_, lines)) = sections.iter_mut().find(|(s, _)| s == section) {
+            lines.retain(|l| l.split(" = ").next() != line.split(" = ").next());
+            lines.push(line);
+        }
+    };
+    if k.dotted() == "gateway.trading_mode" {
+        set("account", "totp_file = \"t\"".into());
+    } else {
+        set("gateway", "trading_mode = \"paper\"".into());
+    }
+    if k.dotted() == "display.mode" {
+        set("display", "display = \":7\"".into());
+    }
+    set("account", "username = \"u\"".into());
+    if !k.name.starts_with("password_") || value.is_none() {
+        set("account", "password_file = \"p\"".into());
+    }
+    if k.dotted() == "notify.webhook_preset" {
+        set("notify", "webhook_url_file = \"hook\"".into());
+        set("notify", "telegram_chat_id = \"1\"".into());
+    }
+    if let Some(value) = value {
+        set(k.section, format!("{} = {value}", k.name));
+    }
+    sections
+        .into_iter()
+        .map(|(s, lines)| format!("[{s}]\n{}\n", lines.join("\n")))
+        .collect()
+}
+
+/// The config as compared: everything but where it was read from.
+fn fingerprint(c: &Config) -> String {
+    format!("{c:?}")
+}
+
+#[test]
+fn each_default_in_the_table_is_what_leaving_the_key_out_gives() {
+    let mut checked = 0;
+    for k in keys::KEYS {
+        let Some(default) = k.default else { continue };
+        let base = fingerprint(&parse(&with_key(k, None)).expect("base"));
+        let text = with_key(k, Some(default));
+        let c = parse(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", k.dotted()));
+        assert_eq!(
+            fingerprint(&c),
+            base,
+            "{} = {default} is not the default",
+            k.dotted()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 25, "{checked}");
+}
+
+#[test]
+fn each_key_is_read_its_sample_changes_the_config() {
+    for k in keys::KEYS {
+        let base = fingerprint(&parse(&with_key(k, None)).expect("base"));
+        let text = with_key(k, Some(k.sample));
+        let c = parse(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", k.dotted()));
+        assert_ne!(
+            fingerprint(&c),
+            base,
+            "{} = {} changed nothing",
+            k.dotted(),
+            k.sample
+        );
+    }
+}
+
+#[test]
+fn each_range_in_the_table_is_enforced_at_the_key() {
+    for k in keys::KEYS {
+        let outside = match k.kind {
+            keys::Kind::Int { max, .. } => format!("{}", max + 1),
+            keys::Kind::Dur { max_ms, .. } => format!("\"{}ms\"", max_ms + 1),
+            _ => continue,
+        };
+        let text = with_key(k, Some(&outside));
+        let msg = match parse(&text) {
+            Ok(_) => panic!("{} = {outside} accepted", k.dotted()),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            msg.contains(&format!("`{}`", k.dotted())),
+            "{}: {msg}",
+            k.dotted()
+        );
+        assert!(
+            msg.contains("must be between") || msg.contains("between"),
+            "{msg}"
+        );
+    }
+}
+
+/// A SIGHUP names exactly the restart-only keys, from the table.
+#[test]
+fn a_reload_names_exactly_the_restart_only_keys() {
+    for k in keys::KEYS {
+        let base = parse(&with_key(k, None)).expect("base");
+        let text = with_key(k, Some(k.sample));
+        let new = parse(&text).expect("sample parses");
+        let reload = crate::driver::apply_reload(&base, new, false);
+        let named = reload
+            .restart_needed
+            .iter()
+            .any(|n| *n == k.dotted() || *n == k.section);
+        match k.reload {
+            keys::Reload::Restart => {
+                assert!(
+                    named,
+                    "{} is restart-only; the reload said {:?}",
+                    k.dotted(),
+                    reload.restart_needed
+                )
+            }
+            keys::Reload::Live => assert!(
+                reload.restart_needed.is_empty(),
+                "{} is applied live; the reload said {:?}",
+                k.dotted(),
+                reload.restart_needed
+            ),
         }
     }
 }

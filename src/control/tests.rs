@@ -1,6 +1,7 @@
 //! Unit tests of the parent module.
 
 use super::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[test]
 fn request_wire_format() {

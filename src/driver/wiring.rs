@@ -62,6 +62,7 @@ pub fn core_config(cfg: &Config, content_reader: bool) -> CoreConfig {
         probe_interval: cfg.probe.interval,
         failures_before_restart: cfg.probe.failures_before_restart,
         link_lost_grace: cfg.probe.link_lost_grace,
+        stop_grace: cfg.gateway.stop_grace,
         content_reader,
         seed: std::process::id() as u64 ^ real::unix_ms(),
         schedule: Some(schedule(&cfg.schedule)),
