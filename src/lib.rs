@@ -35,7 +35,6 @@
 //! thing (Xvfb, a JVM, sockets).
 #![warn(clippy::unwrap_used)]
 
-mod compat;
 pub mod config;
 pub mod control;
 pub mod core;

@@ -395,12 +395,7 @@ fn live() -> CoreConfig {
 }
 
 /// Runs `script` against the loop; returns the loop's exit code and what it asked for.
-async fn run<F, Fut>(
-    cfg: CoreConfig,
-    persisted: Persisted,
-    unix0_ms: u64,
-    script: F,
-) -> (i32, Vec<(u64, Action)>)
+async fn run<F, Fut>(cfg: CoreConfig, unix0_ms: u64, script: F) -> (i32, Vec<(u64, Action)>)
 where
     F: FnOnce(Scenario) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -415,7 +410,7 @@ where
         start,
         unix0_ms,
     };
-    let mut core = Supervisor::new(cfg, persisted);
+    let mut core = Supervisor::new(cfg, Persisted::default());
     let scenario = Scenario {
         shared: shared.clone(),
         tx,
@@ -494,6 +489,15 @@ impl Scenario {
     }
 }
 
+/// When the first action matching `pred` was asked for (virtual ms).
+fn first(a: &[(u64, Action)], pred: impl Fn(&Action) -> bool) -> Option<u64> {
+    a.iter().find(|(_, x)| pred(x)).map(|(t, _)| *t)
+}
+
+fn count(a: &[(u64, Action)], pred: impl Fn(&Action) -> bool) -> usize {
+    a.iter().filter(|(_, x)| pred(x)).count()
+}
+
 /// Transitions into ready (not every status line while ready).
 fn readies(a: &[(u64, Action)]) -> usize {
     transitions(a)
@@ -544,20 +548,23 @@ fn login_presses(a: &[(u64, Action)]) -> Vec<u64> {
 
 const MIN: Duration = Duration::from_secs(60);
 
+/// 2026-12-01 10:00 America/New_York: far from any maintenance window.
+const TEN_AM: u64 = 1_796_137_200_000;
+
+#[test]
+fn ten_am_is_ten_am() {
+    assert_eq!(TEN_AM, ny_unix_ms(10, 0, 0));
+}
+
 #[tokio::test(start_paused = true)]
 async fn paper_login_reaches_ready_and_tells_systemd_once() {
-    let (code, a) = run(
-        paper(),
-        Persisted::default(),
-        ny_unix_ms(10, 0, 0),
-        |s| async move {
-            s.ready(1, MIN).await;
-            // Probes keep passing for ten minutes: still one READY=1.
-            s.idle(10 * MIN).await;
-            assert!(s.count(|a| *a == Action::Probe) >= 15);
-            s.send(Input::Stop);
-        },
-    )
+    let (code, a) = run(paper(), TEN_AM, |s| async move {
+        s.ready(1, MIN).await;
+        // Probes keep passing for ten minutes: still one READY=1.
+        s.idle(10 * MIN).await;
+        assert!(s.count(|a| *a == Action::Probe) >= 15);
+        s.send(Input::Stop);
+    })
     .await;
     assert_eq!(code, 0);
     assert_eq!(sd_readies(&a), 1, "READY=1 exactly once");
@@ -572,15 +579,10 @@ async fn paper_login_reaches_ready_and_tells_systemd_once() {
 
 #[tokio::test(start_paused = true)]
 async fn live_login_saves_the_code_step_before_typing_it() {
-    let (code, a) = run(
-        live(),
-        Persisted::default(),
-        ny_unix_ms(10, 0, 5),
-        |s| async move {
-            s.ready(1, 2 * MIN).await;
-            s.send(Input::Stop);
-        },
-    )
+    let (code, a) = run(live(), ny_unix_ms(10, 0, 5), |s| async move {
+        s.ready(1, 2 * MIN).await;
+        s.send(Input::Stop);
+    })
     .await;
     assert_eq!(code, 0);
     let typed_at = a
@@ -626,21 +628,16 @@ async fn live_login_saves_the_code_step_before_typing_it() {
 
 #[tokio::test(start_paused = true)]
 async fn a_crash_is_reported_and_the_gateway_relaunched_to_ready() {
-    let (code, a) = run(
-        paper(),
-        Persisted::default(),
-        ny_unix_ms(10, 0, 0),
-        |s| async move {
-            s.ready(1, MIN).await;
-            s.jvm_exits(
-                Some(134),
-                None,
-                Some("/var/lib/ibwarden/hs_err_pid5001.log"),
-            );
-            s.ready(2, 2 * MIN).await;
-            s.send(Input::Stop);
-        },
-    )
+    let (code, a) = run(paper(), TEN_AM, |s| async move {
+        s.ready(1, MIN).await;
+        s.jvm_exits(
+            Some(134),
+            None,
+            Some("/var/lib/ibwarden/hs_err_pid5001.log"),
+        );
+        s.ready(2, 2 * MIN).await;
+        s.send(Input::Stop);
+    })
     .await;
     assert_eq!(code, 0);
     assert_eq!(launches(&a).len(), 2);
@@ -652,35 +649,30 @@ async fn a_crash_is_reported_and_the_gateway_relaunched_to_ready() {
 
 #[tokio::test(start_paused = true)]
 async fn a_hung_gateway_is_killed_after_the_probe_budget_and_relaunched() {
-    let (code, a) = run(
-        paper(),
-        Persisted::default(),
-        ny_unix_ms(10, 0, 0),
-        |s| async move {
-            s.ready(1, MIN).await;
-            let hung_at = s.now_ms();
-            s.knobs(|k| k.hung = true);
-            s.until("kill", 5 * MIN, |a| {
-                a.iter().any(|(_, x)| *x == Action::KillGateway)
-            })
-            .await;
-            let killed_at = lock(&s.shared)
-                .actions
-                .iter()
-                .find(|(_, x)| *x == Action::KillGateway)
-                .map(|(t, _)| *t)
-                .expect("kill");
-            // Three probe intervals of 30 s, not the first failure.
-            assert!(
-                killed_at - hung_at >= 60_000,
-                "killed after {} ms",
-                killed_at - hung_at
-            );
-            s.knobs(|k| k.hung = false);
-            s.ready(2, 3 * MIN).await;
-            s.send(Input::Stop);
-        },
-    )
+    let (code, a) = run(paper(), TEN_AM, |s| async move {
+        s.ready(1, MIN).await;
+        let hung_at = s.now_ms();
+        s.knobs(|k| k.hung = true);
+        s.until("kill", 5 * MIN, |a| {
+            a.iter().any(|(_, x)| *x == Action::KillGateway)
+        })
+        .await;
+        let killed_at = lock(&s.shared)
+            .actions
+            .iter()
+            .find(|(_, x)| *x == Action::KillGateway)
+            .map(|(t, _)| *t)
+            .expect("kill");
+        // Three probe intervals of 30 s, not the first failure.
+        assert!(
+            killed_at - hung_at >= 60_000,
+            "killed after {} ms",
+            killed_at - hung_at
+        );
+        s.knobs(|k| k.hung = false);
+        s.ready(2, 3 * MIN).await;
+        s.send(Input::Stop);
+    })
     .await;
     assert_eq!(code, 0);
     assert_eq!(launches(&a).len(), 2);
@@ -688,21 +680,16 @@ async fn a_hung_gateway_is_killed_after_the_probe_budget_and_relaunched() {
 
 #[tokio::test(start_paused = true)]
 async fn nightly_restart_relaunches_with_the_token_and_types_nothing() {
-    let (code, a) = run(
-        paper(),
-        Persisted::default(),
-        ny_unix_ms(23, 40, 0),
-        |s| async move {
-            s.knobs(|k| k.token_valid = true);
-            s.ready(1, MIN).await;
-            // 23:45:30: the gateway's own nightly restart exits 0 after writing its token.
-            s.idle(Duration::from_secs(5 * 60 + 30) - Duration::from_millis(s.now_ms()))
-                .await;
-            s.jvm_exits(Some(0), None, None);
-            s.ready(2, 2 * MIN).await;
-            s.send(Input::Stop);
-        },
-    )
+    let (code, a) = run(paper(), ny_unix_ms(23, 40, 0), |s| async move {
+        s.knobs(|k| k.token_valid = true);
+        s.ready(1, MIN).await;
+        // 23:45:30: the gateway's own nightly restart exits 0 after writing its token.
+        s.idle(Duration::from_secs(5 * 60 + 30) - Duration::from_millis(s.now_ms()))
+            .await;
+        s.jvm_exits(Some(0), None, None);
+        s.ready(2, 2 * MIN).await;
+        s.send(Input::Stop);
+    })
     .await;
     assert_eq!(code, 0);
     let l = launches(&a);
@@ -718,7 +705,7 @@ async fn nightly_restart_relaunches_with_the_token_and_types_nothing() {
 #[tokio::test(start_paused = true)]
 async fn an_expired_token_inside_maintenance_waits_for_the_window_to_end() {
     let t0 = ny_unix_ms(23, 40, 0);
-    let (code, a) = run(paper(), Persisted::default(), t0, |s| async move {
+    let (code, a) = run(paper(), t0, |s| async move {
         s.knobs(|k| k.token_valid = false);
         s.ready(1, MIN).await;
         s.idle(Duration::from_secs(5 * 60 + 30) - Duration::from_millis(s.now_ms()))
@@ -748,41 +735,36 @@ async fn an_expired_token_inside_maintenance_waits_for_the_window_to_end() {
 
 #[tokio::test(start_paused = true)]
 async fn a_reload_applies_the_probe_interval_and_says_ready_again() {
-    let (code, a) = run(
-        paper(),
-        Persisted::default(),
-        ny_unix_ms(10, 0, 0),
-        |s| async move {
-            s.ready(1, MIN).await;
-            s.idle(MIN).await;
-            let before = s.count(|a| *a == Action::Probe);
-            s.idle(5 * MIN).await;
-            let slow = s.count(|a| *a == Action::Probe) - before;
-            s.knobs(|k| {
-                k.next_reload = Some(Ok(CoreConfig {
-                    probe_interval: Duration::from_secs(5),
-                    ..paper()
-                }))
-            });
-            s.reload();
-            s.idle(Duration::from_secs(1)).await;
-            let before = s.count(|a| *a == Action::Probe);
-            s.idle(5 * MIN).await;
-            let fast = s.count(|a| *a == Action::Probe) - before;
-            assert!((9..=11).contains(&slow), "every 30 s: {slow} in 5 min");
-            assert!((55..=61).contains(&fast), "every 5 s: {fast} in 5 min");
-            // A refused reload keeps the running config and still ends with READY=1.
-            let sd = sd_readies(&lock(&s.shared).actions);
-            s.knobs(|k| k.next_reload = Some(Err(())));
-            s.reload();
-            s.until("READY after refused reload", MIN, |a| sd_readies(a) > sd)
-                .await;
-            let before = s.count(|a| *a == Action::Probe);
-            s.idle(MIN).await;
-            assert!(s.count(|a| *a == Action::Probe) - before >= 11);
-            s.send(Input::Stop);
-        },
-    )
+    let (code, a) = run(paper(), TEN_AM, |s| async move {
+        s.ready(1, MIN).await;
+        s.idle(MIN).await;
+        let before = s.count(|a| *a == Action::Probe);
+        s.idle(5 * MIN).await;
+        let slow = s.count(|a| *a == Action::Probe) - before;
+        s.knobs(|k| {
+            k.next_reload = Some(Ok(CoreConfig {
+                probe_interval: Duration::from_secs(5),
+                ..paper()
+            }))
+        });
+        s.reload();
+        s.idle(Duration::from_secs(1)).await;
+        let before = s.count(|a| *a == Action::Probe);
+        s.idle(5 * MIN).await;
+        let fast = s.count(|a| *a == Action::Probe) - before;
+        assert!((9..=11).contains(&slow), "every 30 s: {slow} in 5 min");
+        assert!((55..=61).contains(&fast), "every 5 s: {fast} in 5 min");
+        // A refused reload keeps the running config and still ends with READY=1.
+        let sd = sd_readies(&lock(&s.shared).actions);
+        s.knobs(|k| k.next_reload = Some(Err(())));
+        s.reload();
+        s.until("READY after refused reload", MIN, |a| sd_readies(a) > sd)
+            .await;
+        let before = s.count(|a| *a == Action::Probe);
+        s.idle(MIN).await;
+        assert!(s.count(|a| *a == Action::Probe) - before >= 11);
+        s.send(Input::Stop);
+    })
     .await;
     assert_eq!(code, 0);
     assert_eq!(launches(&a).len(), 1, "a reload restarts nothing");
@@ -791,7 +773,7 @@ async fn a_reload_applies_the_probe_interval_and_says_ready_again() {
 #[tokio::test(start_paused = true)]
 async fn a_reloaded_schedule_moves_the_maintenance_guard() {
     let t0 = ny_unix_ms(22, 0, 0);
-    let (code, a) = run(paper(), Persisted::default(), t0, |s| async move {
+    let (code, a) = run(paper(), t0, |s| async move {
         s.knobs(|k| k.token_valid = false);
         s.ready(1, MIN).await;
         // Maintenance moved to 22:05 with a 10-minute delay.
@@ -832,15 +814,10 @@ async fn a_reloaded_schedule_moves_the_maintenance_guard() {
 
 #[tokio::test(start_paused = true)]
 async fn stop_closes_the_gateway_through_its_window_and_exits_0() {
-    let (code, a) = run(
-        paper(),
-        Persisted::default(),
-        ny_unix_ms(10, 0, 0),
-        |s| async move {
-            s.ready(1, MIN).await;
-            s.send(Input::Stop);
-        },
-    )
+    let (code, a) = run(paper(), TEN_AM, |s| async move {
+        s.ready(1, MIN).await;
+        s.send(Input::Stop);
+    })
     .await;
     assert_eq!(code, 0);
     assert!(a
@@ -854,42 +831,29 @@ async fn stop_closes_the_gateway_through_its_window_and_exits_0() {
 #[tokio::test(start_paused = true)]
 async fn a_double_signal_still_closes_through_the_window_and_a_third_kills() {
     // Ctrl-C plus the demo's SIGTERM: two requests, a graceful close.
-    let (code, a) = run(
-        paper(),
-        Persisted::default(),
-        ny_unix_ms(10, 0, 0),
-        |s| async move {
-            s.ready(1, MIN).await;
-            s.send(Input::Stop);
-            s.send(Input::Stop);
-        },
-    )
+    let (code, a) = run(paper(), TEN_AM, |s| async move {
+        s.ready(1, MIN).await;
+        s.send(Input::Stop);
+        s.send(Input::Stop);
+    })
     .await;
     assert_eq!(code, 0);
-    assert!(!a.iter().any(|(_, x)| *x == Action::KillGateway));
-    assert!(!a.iter().any(|(_, x)| *x == Action::TerminateGateway));
+    assert!(count(&a, |x| *x == Action::KillGateway) == 0);
+    assert!(count(&a, |x| *x == Action::TerminateGateway) == 0);
 
     // A gateway that takes its time logging out: the third request kills it.
-    let (code, a) = run(
-        paper(),
-        Persisted::default(),
-        ny_unix_ms(10, 0, 0),
-        |s| async move {
-            s.knobs(|k| k.ignore_close = true);
-            s.ready(1, MIN).await;
-            s.send(Input::Stop);
-            s.send(Input::Stop);
-            s.idle(Duration::from_secs(10)).await;
-            assert_eq!(s.count(|a| *a == Action::KillGateway), 0);
-            s.send(Input::Stop);
-        },
-    )
+    let (code, a) = run(paper(), TEN_AM, |s| async move {
+        s.knobs(|k| k.ignore_close = true);
+        s.ready(1, MIN).await;
+        s.send(Input::Stop);
+        s.send(Input::Stop);
+        s.idle(Duration::from_secs(10)).await;
+        assert_eq!(s.count(|a| *a == Action::KillGateway), 0);
+        s.send(Input::Stop);
+    })
     .await;
     assert_eq!(code, 0);
-    assert_eq!(
-        a.iter().filter(|(_, x)| *x == Action::KillGateway).count(),
-        1
-    );
+    assert_eq!(count(&a, |x| *x == Action::KillGateway), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -898,24 +862,15 @@ async fn a_slow_logout_gets_stop_grace_then_sigterm() {
         stop_grace: Duration::from_secs(90),
         ..paper()
     };
-    let (code, a) = run(
-        cfg,
-        Persisted::default(),
-        ny_unix_ms(10, 0, 0),
-        |s| async move {
-            s.knobs(|k| k.ignore_close = true);
-            s.ready(1, MIN).await;
-            s.send(Input::Stop);
-        },
-    )
+    let (code, a) = run(cfg, TEN_AM, |s| async move {
+        s.knobs(|k| k.ignore_close = true);
+        s.ready(1, MIN).await;
+        s.send(Input::Stop);
+    })
     .await;
     assert_eq!(code, 0);
     let at = |want: &Action| a.iter().find(|(_, x)| x == want).map(|(t, _)| *t);
-    let close = a
-        .iter()
-        .find(|(_, x)| matches!(x, Action::CloseGateway { .. }))
-        .map(|(t, _)| *t)
-        .expect("closed first");
+    let close = first(&a, |x| matches!(x, Action::CloseGateway { .. })).expect("closed first");
     let term = at(&Action::TerminateGateway).expect("then SIGTERM");
     assert!(
         term - close >= 90_000,
@@ -927,28 +882,15 @@ async fn a_slow_logout_gets_stop_grace_then_sigterm() {
 
 #[tokio::test(start_paused = true)]
 async fn a_frozen_gateway_is_killed_at_the_stop_deadline() {
-    let (code, a) = run(
-        paper(),
-        Persisted::default(),
-        ny_unix_ms(10, 0, 0),
-        |s| async move {
-            s.ready(1, MIN).await;
-            s.knobs(|k| k.hung = true);
-            s.send(Input::Stop);
-        },
-    )
+    let (code, a) = run(paper(), TEN_AM, |s| async move {
+        s.ready(1, MIN).await;
+        s.knobs(|k| k.hung = true);
+        s.send(Input::Stop);
+    })
     .await;
     assert_eq!(code, 0);
-    let kill = a
-        .iter()
-        .find(|(_, x)| *x == Action::KillGateway)
-        .map(|(t, _)| *t)
-        .expect("killed");
-    let close = a
-        .iter()
-        .find(|(_, x)| matches!(x, Action::CloseGateway { .. }))
-        .map(|(t, _)| *t)
-        .expect("closed first");
+    let kill = first(&a, |x| *x == Action::KillGateway).expect("killed");
+    let close = first(&a, |x| matches!(x, Action::CloseGateway { .. })).expect("closed first");
     assert!(a.iter().any(|(_, x)| *x == Action::TerminateGateway));
     assert!(
         kill - close <= 200_000,
@@ -959,14 +901,9 @@ async fn a_frozen_gateway_is_killed_at_the_stop_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn a_state_that_cannot_be_saved_stops_before_any_login_is_pressed() {
-    let (code, a) = run(
-        paper(),
-        Persisted::default(),
-        ny_unix_ms(10, 0, 0),
-        |s| async move {
-            s.knobs(|k| k.disk_full = true);
-        },
-    )
+    let (code, a) = run(paper(), TEN_AM, |s| async move {
+        s.knobs(|k| k.disk_full = true);
+    })
     .await;
     assert_eq!(code, 1);
     assert!(login_presses(&a).is_empty(), "nothing pressed: {a:#?}");

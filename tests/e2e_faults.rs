@@ -96,6 +96,15 @@ impl Census {
     }
 }
 
+/// The invariants every fault test ends with (no lockout, no secret anywhere), then a clean
+/// stop and the census: never two JVMs at once.
+fn finish(mut w: Warden, install: &SimInstall, census: Census) {
+    assert_account_safe(install);
+    assert_no_secret(&w, install);
+    w.stop_and_wait(Duration::from_secs(60));
+    census.assert_never_two();
+}
+
 /// The simulator's server-side memory: (failed logins in a row, lockout end in ms).
 fn sim_server_state(install: &SimInstall) -> (u32, u64) {
     let text = fs::read_to_string(install.settings_dir.join("sim-server-state.properties"))
@@ -232,10 +241,7 @@ fn sigkill_of_the_jvm_while_typing_credentials_relaunches_once() {
     assert_eq!(ok.len(), 1, "{ok:?}");
     assert_eq!(ok[0]["password"], TEST_PASSWORD);
     assert!(w.log().contains("jvm was killed"), "{}", w.log_tail(30));
-    assert_account_safe(&install);
-    assert_no_secret(&w, &install);
-    w.stop_and_wait(Duration::from_secs(60));
-    census.assert_never_two();
+    finish(w, &install, census);
 }
 
 #[test]
@@ -260,9 +266,7 @@ fn a_short_sigstop_below_the_probe_budget_is_not_a_restart() {
         "restarted after a short freeze:\n{}",
         w.log_tail(30)
     );
-    assert_account_safe(&install);
-    w.stop_and_wait(Duration::from_secs(60));
-    census.assert_never_two();
+    finish(w, &install, census);
 }
 
 #[test]
@@ -282,10 +286,7 @@ fn sigstop_during_login_hits_the_login_deadline_and_recovers_when_continued() {
     assert!(ready.contains("STATUS=ready"), "{ready}");
     let pids = jvm_pids(&install);
     assert_eq!(pids.len(), 2, "{pids:?}");
-    assert_account_safe(&install);
-    assert_no_secret(&w, &install);
-    w.stop_and_wait(Duration::from_secs(60));
-    census.assert_never_two();
+    finish(w, &install, census);
 }
 
 #[test]
@@ -303,10 +304,7 @@ fn xvfb_killed_during_login_brings_back_display_and_login() {
         "a new display: {}",
         w.log_tail(30)
     );
-    assert_account_safe(&install);
-    assert_no_secret(&w, &install);
-    w.stop_and_wait(Duration::from_secs(60));
-    census.assert_never_two();
+    finish(w, &install, census);
 }
 
 #[test]
@@ -327,10 +325,7 @@ fn sigkill_of_ibwarden_mid_login_then_a_new_start_keeps_one_jvm() {
         displays.len() <= 1,
         "one Xvfb for this instance: {displays:?}"
     );
-    assert_account_safe(&install);
-    assert_no_secret(&w, &install);
-    w.stop_and_wait(Duration::from_secs(60));
-    census.assert_never_two();
+    finish(w, &install, census);
 }
 
 // ------------------------------------------------------------------------------ dialogs
@@ -391,9 +386,7 @@ fn a_storm_of_50_tips_of_the_day_in_a_second_is_answered_and_stays_ready() {
             && e["window"] != "Warning"
     });
     assert_eq!(stray, 0, "keys outside the dialogs");
-    assert_account_safe(&install);
-    w.stop_and_wait(Duration::from_secs(60));
-    census.assert_never_two();
+    finish(w, &install, census);
 }
 
 #[test]
@@ -451,10 +444,7 @@ fn competing_session_ping_pong_trips_the_guard_without_spending_logins() {
     let attempts = count_ev(&install, |e| is_ev(e, "login_attempt"));
     assert_eq!(attempts, 1, "one credential login");
     assert_eq!(jvm_pids(&install).len(), 1);
-    assert_account_safe(&install);
-    assert_no_secret(&w, &install);
-    w.stop_and_wait(Duration::from_secs(60));
-    census.assert_never_two();
+    finish(w, &install, census);
 }
 
 // ------------------------------------------------------------------------------ codes, clock
@@ -526,9 +516,7 @@ fn wrong_code_every_time_halts_after_max_rejections_and_recovers_after_a_fix() {
     );
     w.wait_ready(LIVE_LOGIN);
     assert_eq!(jvm_pids(&install).len(), 2);
-    assert_account_safe(&install);
-    w.stop_and_wait(Duration::from_secs(60));
-    census.assert_never_two();
+    finish(w, &install, census);
 }
 
 #[test]
@@ -587,10 +575,7 @@ fn clock_40s_fast_never_locks_and_says_why_codes_fail() {
         "{clock}"
     );
     assert!(!text.contains(TEST_PASSWORD) && !text.contains(TEST_TOTP_SECRET));
-    assert_account_safe(&install);
-    assert_no_secret(&w, &install);
-    w.stop_and_wait(Duration::from_secs(60));
-    census.assert_never_two();
+    finish(w, &install, census);
 }
 
 // ------------------------------------------------------------------------------ state dir
@@ -701,9 +686,7 @@ fn read_only_state_dir_stops_cleanly_and_recovers_when_writable() {
             undo.borrow_mut().take();
         },
     );
-    assert_no_secret(&w, &install);
-    w.stop_and_wait(Duration::from_secs(60));
-    census.assert_never_two();
+    finish(w, &install, census);
 }
 
 /// A tiny tmpfs mounted over a directory; unmounted on drop.
@@ -757,9 +740,7 @@ fn full_state_dir_stops_cleanly_and_recovers_when_space_returns() {
             fs::remove_file(&filler).expect("remove filler");
         },
     );
-    assert_no_secret(&w, &install);
-    w.stop_and_wait(Duration::from_secs(60));
-    census.assert_never_two();
+    finish(w, &install, census);
 }
 
 fn w_state_probe(filler: &Path) -> std::io::Result<()> {
@@ -810,10 +791,7 @@ fn secret_file_deleted_while_running_keeps_the_loaded_secret_and_a_restart_names
     warden::write_secret(&pw_file, TEST_PASSWORD);
     w.restart_process();
     w.wait_ready_again(LOGIN);
-    assert_account_safe(&install);
-    assert_no_secret(&w, &install);
-    w.stop_and_wait(Duration::from_secs(60));
-    census.assert_never_two();
+    finish(w, &install, census);
 }
 
 #[test]
@@ -856,10 +834,7 @@ fn a_broken_config_on_reload_is_refused_and_the_gateway_stays_up() {
     kill(ibw, Signal::SIGHUP).expect("SIGHUP");
     w.wait_log("configuration reloaded", Duration::from_secs(10));
     assert_eq!(jvm_pids(&install).len(), 1);
-    assert_account_safe(&install);
-    assert_no_secret(&w, &install);
-    w.stop_and_wait(Duration::from_secs(60));
-    census.assert_never_two();
+    finish(w, &install, census);
 }
 
 // ------------------------------------------------------------------------------ core replay

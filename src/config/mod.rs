@@ -403,5 +403,17 @@ pub fn default_api_port(program: Program, mode: TradingMode) -> u16 {
     }
 }
 
+impl<'a> From<&'a Config> for crate::secret::SecretSources<'a> {
+    fn from(config: &'a Config) -> Self {
+        crate::secret::SecretSources {
+            username: &config.account.username,
+            password: &config.account.password,
+            totp: config.account.totp.as_ref(),
+            trading_mode: config.gateway.trading_mode,
+            second_factor: &config.login.second_factor,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
