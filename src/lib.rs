@@ -34,6 +34,7 @@
 //! in the core and is unit-tested with virtual time; adapters are tested against the real
 //! thing (Xvfb, a JVM, sockets).
 #![warn(clippy::unwrap_used)]
+#![warn(unreachable_pub)]
 
 pub mod config;
 pub mod control;

@@ -369,6 +369,17 @@ fn deb_builds_installs_and_works() {
         page.contains("NAME") && page.contains("import-ibc"),
         "{page}"
     );
+    // The config file's page: every key, generated from the key table.
+    let out = run(Command::new("man").args(["-P", "cat", "5", "ibwarden.toml"]));
+    assert!(
+        out.status.success(),
+        "man 5 ibwarden.toml: {}",
+        text(&out.stderr)
+    );
+    let page = text(&out.stdout);
+    for key in ["trading_mode", "stop_grace", "max_failed_logins", "probe"] {
+        assert!(page.contains(key), "man 5 ibwarden.toml lacks {key}");
+    }
     let out = run(Command::new("man").args(["-P", "cat", "ibwarden-import-ibc"]));
     assert!(
         out.status.success(),
@@ -387,6 +398,7 @@ fn deb_builds_installs_and_works() {
         ("/usr/share/zsh/vendor-completions/_ibwarden", 0o644),
         ("/usr/share/fish/vendor_completions.d/ibwarden.fish", 0o644),
         ("/usr/share/man/man1/ibwarden.1.gz", 0o644),
+        ("/usr/share/man/man5/ibwarden.toml.5.gz", 0o644),
         ("/usr/bin/ibwarden", 0o755),
     ] {
         let meta = fs::metadata(path).unwrap_or_else(|e| panic!("{path}: {e}"));

@@ -16,7 +16,8 @@ use clap_complete::Shell;
 /// `ibwarden generate` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Man pages: ibwarden.1 on stdout, or every page (one per subcommand) into --out DIR.
+    /// Man pages: ibwarden.1 on stdout, or every page (one per subcommand, and the config
+    /// file's ibwarden.toml.5) into --out DIR.
     Man {
         /// Directory to write the pages to (created if missing).
         #[arg(long, value_name = "DIR")]
@@ -50,6 +51,12 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             clap_mangen::generate_to(cli, &dir)
                 .with_context(|| format!("cannot write man pages to {}", dir.display()))?;
+            let page = dir.join("ibwarden.toml.5");
+            std::fs::write(
+                &page,
+                ibwarden::config::reference_man(env!("CARGO_PKG_VERSION")),
+            )
+            .with_context(|| format!("cannot write {}", page.display()))?;
         }
         Command::Completions { shell, out: None } => {
             let mut cli = cli;

@@ -74,7 +74,7 @@ impl fmt::Display for Diagnostic {
 }
 
 /// 1-based (line, column) of a byte offset; columns count characters, not bytes.
-pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
+pub(super) fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(source.len());
     // Step back to a char boundary so slicing cannot panic on a bad span.
     let mut offset = offset;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// What a key holds, with the range the builder enforces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Str,
     Path,
     Bool,
@@ -40,7 +40,7 @@ pub enum Kind {
 
 /// When a changed value takes effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reload {
+pub(crate) enum Reload {
     /// A SIGHUP applies it to the running process.
     Live,
     /// It keeps its running value until ibwarden restarts (named in the reload's log line
@@ -50,7 +50,7 @@ pub enum Reload {
 
 /// One key of the config file.
 #[derive(Clone, Copy, Debug)]
-pub struct Key {
+pub(crate) struct Key {
     pub section: &'static str,
     pub name: &'static str,
     pub kind: Kind,
@@ -65,12 +65,12 @@ pub struct Key {
 
 impl Key {
     /// `section.name`.
-    pub fn dotted(&self) -> String {
+    pub(crate) fn dotted(&self) -> String {
         format!("{}.{}", self.section, self.name)
     }
 
     /// The type and range, for people.
-    pub fn type_text(&self) -> String {
+    pub(crate) fn type_text(&self) -> String {
         match self.kind {
             Kind::Str => "string".into(),
             Kind::Path => "path".into(),
@@ -115,14 +115,14 @@ macro_rules! key {
 }
 
 /// The sections, in file order.
-pub const SECTIONS: &[&str] = &[
+pub(crate) const SECTIONS: &[&str] = &[
     "gateway", "account", "login", "schedule", "display", "probe", "state", "control", "health",
     "notify",
 ];
 
 /// Every key. Adding one here makes the reader accept it; the tests then require it in
 /// `config.toml.example`, a default that parses, and a builder that reads it.
-pub const KEYS: &[Key] = &[
+pub(crate) const KEYS: &[Key] = &[
     // [gateway]
     key!("gateway", "program", Choice(&["gateway", "tws"]), Some("\"gateway\""), Restart, "\"tws\"",
         "IB Gateway or Trader Workstation."),
@@ -236,12 +236,12 @@ pub const KEYS: &[Key] = &[
 ];
 
 /// The key `section.name` (the builder only asks for keys in the table).
-pub fn get(section: &str, name: &str) -> Option<&'static Key> {
+pub(crate) fn get(section: &str, name: &str) -> Option<&'static Key> {
     KEYS.iter().find(|k| k.section == section && k.name == name)
 }
 
 /// The names of a section's keys.
-pub fn names_in(section: &str) -> Vec<&'static str> {
+pub(crate) fn names_in(section: &str) -> Vec<&'static str> {
     KEYS.iter()
         .filter(|k| k.section == section)
         .map(|k| k.name)
@@ -249,37 +249,101 @@ pub fn names_in(section: &str) -> Vec<&'static str> {
 }
 
 /// The sections a key name belongs to (for "did you mean [section]").
-pub fn sections_of(name: &str) -> impl Iterator<Item = &'static str> + '_ {
+pub(crate) fn sections_of(name: &str) -> impl Iterator<Item = &'static str> + '_ {
     KEYS.iter()
         .filter(move |k| k.name == name)
         .map(|k| k.section)
 }
 
-/// The reference of every key, as plain text (`ibwarden keys`, the man page).
-pub fn reference() -> String {
-    let mut out = String::new();
+/// When a key's change takes effect, in words.
+fn reload_text(k: &Key) -> &'static str {
+    match k.reload {
+        Live => "is applied by a reload (SIGHUP)",
+        Restart => "needs a restart of ibwarden",
+    }
+}
+
+/// The reference of every key as the man page `ibwarden.toml(5)` (roff), generated from this
+/// table so it cannot drift from what the reader accepts.
+pub(crate) fn reference_man(version: &str) -> String {
+    fn esc(s: &str) -> String {
+        // roff: a backslash starts an escape, a leading dot or quote a request.
+        let s = s.replace('\\', "\\e").replace('-', "\\-");
+        if s.starts_with('.') || s.starts_with('\'') {
+            format!("\\&{s}")
+        } else {
+            s
+        }
+    }
+    let mut out = format!(
+        ".TH IBWARDEN.TOML 5 \"\" \"ibwarden {}\" \"File Formats\"\n",
+        esc(version)
+    );
+    out.push_str(
+        ".SH NAME\nibwarden.toml \\- configuration of ibwarden\n\
+         .SH DESCRIPTION\n\
+         ibwarden reads one TOML file (default \\fI/etc/ibwarden/config.toml\\fR, or \\fB\\-\\-config\\fR). \
+         Unknown keys, wrong types and values out of range are errors that name the file, \
+         line and key. \\fBibwarden check\\fR validates a file without starting anything; \
+         a SIGHUP re-reads it and applies what can change at runtime.\n\
+         Secrets (password, activation code) are never values in this file: it names files, \
+         systemd credentials or environment variables that hold them.\n",
+    );
     for section in SECTIONS {
-        out.push_str(&format!("[{section}]\n"));
+        out.push_str(&format!(".SH [{section}]\n"));
         for k in KEYS.iter().filter(|k| k.section == *section) {
-            let default = k.default.unwrap_or("(none)");
-            let reload = match k.reload {
-                Live => "applied by a reload",
-                Restart => "needs a restart of ibwarden",
-            };
+            out.push_str(&format!(".TP\n.B {}\n", esc(k.name)));
+            out.push_str(&format!("{}\n", esc(k.doc)));
             out.push_str(&format!(
-                "  {} = {default}\n      {}; {reload}.\n      {}\n",
-                k.name,
-                k.type_text(),
-                k.doc
+                ".br\nType: {}. Default: {}. Example: {}. A change {}.\n",
+                esc(&k.type_text()),
+                esc(k.default.unwrap_or("none")),
+                esc(k.sample),
+                reload_text(k)
             ));
         }
     }
+    out.push_str(
+        ".SH FILES\n\
+         .TP\n/etc/ibwarden/NAME.toml\nThe config of the systemd unit ibwarden@NAME.service.\n\
+         .TP\n/etc/ibwarden/config.toml, ~/.config/ibwarden/config.toml\nThe default file of \
+         \\fB\\-\\-config\\fR for root and for other users.\n\
+         .TP\n/usr/share/doc/ibwarden/config.toml.example\nEvery key with its default and a comment.\n\
+         .SH SEE ALSO\n\\fBibwarden\\fR(1), \\fBibwarden\\-check\\fR(1)\n",
+    );
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_man_page_documents_every_key_in_valid_roff() {
+        let page = reference_man("1.2.3");
+        for k in KEYS {
+            let heading = format!(".SH [{}]", k.section);
+            let at = page.find(&heading).expect(&heading);
+            let section = &page[at + heading.len()..];
+            let section = &section[..section.find(".SH ").unwrap_or(section.len())];
+            let entry = format!(".B {}\n", k.name.replace('-', "\\-"));
+            assert!(
+                section.contains(&entry),
+                "{} missing from its section",
+                k.dotted()
+            );
+        }
+        // Every line that starts with a dot is one of the requests we emit: a doc sentence
+        // starting with "." would otherwise be eaten by roff as an unknown request.
+        for line in page.lines().filter(|l| l.starts_with('.')) {
+            let request = line.split_whitespace().next().unwrap_or("");
+            assert!(
+                [".TH", ".SH", ".TP", ".B", ".br"].contains(&request),
+                "stray roff request: {line}"
+            );
+        }
+        assert!(page.contains("ibwarden 1.2.3"));
+    }
 
     #[test]
     fn table_is_consistent() {

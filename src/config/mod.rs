@@ -19,9 +19,14 @@
 
 mod build;
 mod error;
-pub mod keys;
+pub(crate) mod keys;
+
+/// The man page `ibwarden.toml(5)`: every key, generated from the key table.
+pub fn reference_man(version: &str) -> String {
+    keys::reference_man(version)
+}
 mod reader;
-pub mod units;
+pub(crate) mod units;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

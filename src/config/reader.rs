@@ -39,19 +39,19 @@ pub(crate) struct Section<'t, 'i> {
 type Val<'t, 'i> = &'t Spanned<DeValue<'i>>;
 
 impl<'s> Ctx<'s> {
-    pub fn error(&mut self, span: Range<usize>, key: Option<String>, message: String) {
+    pub(super) fn error(&mut self, span: Range<usize>, key: Option<String>, message: String) {
         let d = Diagnostic::at(self.source, &self.path, span, key, message);
         self.errors.push(d);
     }
 
-    pub fn warn(&mut self, span: Range<usize>, key: Option<String>, message: String) {
+    pub(super) fn warn(&mut self, span: Range<usize>, key: Option<String>, message: String) {
         let d = Diagnostic::at(self.source, &self.path, span, key, message);
         self.warnings.push(d);
     }
 
     /// Checks the top level: only known sections, each a table. Returns nothing; sections are
     /// fetched with [`Ctx::section`].
-    pub fn check_top_level(&mut self, root: &DeTable<'_>) {
+    pub(super) fn check_top_level(&mut self, root: &DeTable<'_>) {
         let names: Vec<&str> = keys::SECTIONS.to_vec();
         for (key, value) in root.iter() {
             let name: &str = key.get_ref();
@@ -83,7 +83,7 @@ impl<'s> Ctx<'s> {
     }
 
     /// Fetches a section and reports its unknown keys.
-    pub fn section<'t, 'i>(
+    pub(super) fn section<'t, 'i>(
         &mut self,
         root: &'t DeTable<'i>,
         name: &'static str,
@@ -133,7 +133,7 @@ impl<'s> Ctx<'s> {
     }
 
     /// Reports a missing required key at the section header (or the file start).
-    pub fn missing(&mut self, sec: &Section<'_, '_>, key: &str, hint: &str) {
+    pub(super) fn missing(&mut self, sec: &Section<'_, '_>, key: &str, hint: &str) {
         let where_ = if sec.table.is_some() {
             String::new()
         } else {
@@ -147,7 +147,7 @@ impl<'s> Ctx<'s> {
     }
 
     /// A string value.
-    pub fn string(&mut self, sec: &Section<'_, '_>, key: &str) -> Option<Spanned<String>> {
+    pub(super) fn string(&mut self, sec: &Section<'_, '_>, key: &str) -> Option<Spanned<String>> {
         self.string_as(sec, key, "a string")
     }
 
@@ -169,7 +169,7 @@ impl<'s> Ctx<'s> {
     }
 
     /// A boolean value.
-    pub fn boolean(&mut self, sec: &Section<'_, '_>, key: &str) -> Option<bool> {
+    pub(super) fn boolean(&mut self, sec: &Section<'_, '_>, key: &str) -> Option<bool> {
         let v = sec.raw(key)?;
         match v.get_ref() {
             DeValue::Boolean(b) => Some(*b),
@@ -181,7 +181,13 @@ impl<'s> Ctx<'s> {
     }
 
     /// An integer in `min..=max`.
-    pub fn integer(&mut self, sec: &Section<'_, '_>, key: &str, min: i64, max: i64) -> Option<i64> {
+    pub(super) fn integer(
+        &mut self,
+        sec: &Section<'_, '_>,
+        key: &str,
+        min: i64,
+        max: i64,
+    ) -> Option<i64> {
         let v = sec.raw(key)?;
         let DeValue::Integer(i) = v.get_ref() else {
             self.type_error(sec, key, v, "an integer");
@@ -202,7 +208,7 @@ impl<'s> Ctx<'s> {
 
     /// A string parsed by `parse`, whose error message is reported at the value. `expected`
     /// describes the value for a type error (`a duration like "8s"`).
-    pub fn parsed<T>(
+    pub(super) fn parsed<T>(
         &mut self,
         sec: &Section<'_, '_>,
         key: &str,
@@ -220,7 +226,7 @@ impl<'s> Ctx<'s> {
     }
 
     /// One of a fixed set of strings.
-    pub fn choice<T: Copy>(
+    pub(super) fn choice<T: Copy>(
         &mut self,
         sec: &Section<'_, '_>,
         key: &str,
@@ -245,7 +251,7 @@ impl<'s> Ctx<'s> {
     }
 
     /// A list of strings.
-    pub fn string_list(&mut self, sec: &Section<'_, '_>, key: &str) -> Option<Vec<String>> {
+    pub(super) fn string_list(&mut self, sec: &Section<'_, '_>, key: &str) -> Option<Vec<String>> {
         let v = sec.raw(key)?;
         let DeValue::Array(items) = v.get_ref() else {
             self.type_error(sec, key, v, "a list of strings");
@@ -274,7 +280,7 @@ impl<'s> Ctx<'s> {
 
     /// A path; relative paths are resolved against the config file's directory and a
     /// leading `~/` against `$HOME`.
-    pub fn path(&mut self, sec: &Section<'_, '_>, key: &str) -> Option<Spanned<PathBuf>> {
+    pub(super) fn path(&mut self, sec: &Section<'_, '_>, key: &str) -> Option<Spanned<PathBuf>> {
         let s = self.string(sec, key)?;
         if s.get_ref().is_empty() {
             self.error(s.span(), Some(sec.key(key)), "path is empty".into());
@@ -292,22 +298,22 @@ impl<'s> Ctx<'s> {
 
 impl Section<'_, '_> {
     /// The raw value of a key, if present.
-    pub fn raw(&self, key: &str) -> Option<Val<'_, '_>> {
+    pub(super) fn raw(&self, key: &str) -> Option<Val<'_, '_>> {
         self.table?.get(key)
     }
 
     /// True if the key is present.
-    pub fn has(&self, key: &str) -> bool {
+    pub(super) fn has(&self, key: &str) -> bool {
         self.raw(key).is_some()
     }
 
     /// Span of a key's value, or the section header.
-    pub fn span_of(&self, key: &str) -> Range<usize> {
+    pub(super) fn span_of(&self, key: &str) -> Range<usize> {
         self.raw(key).map_or(self.span.clone(), |v| v.span())
     }
 
     /// `section.key`.
-    pub fn key(&self, key: &str) -> String {
+    pub(super) fn key(&self, key: &str) -> String {
         format!("{}.{key}", self.name)
     }
 }

@@ -11,7 +11,7 @@ use jiff::civil::{Time, Weekday};
 
 /// Parses `8s`, `5m`, `1h30m`, `250ms`, `2d`: one or more `<number><unit>` groups with units
 /// `d`, `h`, `m`, `s`, `ms` in decreasing order, each at most once.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     const HINT: &str = "expected a duration like \"8s\", \"5m\" or \"1h30m\"";
     let s = text.trim();
     if s.is_empty() {
@@ -68,7 +68,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Formats a duration the way the config writes it (`1h30m`, `8s`, `250ms`, `0s`).
-pub fn format_duration(d: Duration) -> String {
+pub(crate) fn format_duration(d: Duration) -> String {
     let mut ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     if ms == 0 {
         return "0s".into();
@@ -90,7 +90,7 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 /// Parses `HH:MM` (24-hour, `H:MM` accepted) into a time of day.
-pub fn parse_time_of_day(text: &str) -> Result<Time, String> {
+pub(crate) fn parse_time_of_day(text: &str) -> Result<Time, String> {
     let bad =
         || format!("{text:?} is not a time of day; expected 24-hour \"HH:MM\" like \"23:45\"");
     let (h, m) = text.trim().split_once(':').ok_or_else(bad)?;
@@ -114,7 +114,7 @@ pub fn parse_time_of_day(text: &str) -> Result<Time, String> {
 pub use crate::core::schedule::WeekdayTime;
 
 /// Parses `Sun 01:30` (English day names, 3 letters or full, any case).
-pub fn parse_weekday_time(text: &str) -> Result<WeekdayTime, String> {
+pub(crate) fn parse_weekday_time(text: &str) -> Result<WeekdayTime, String> {
     let mut parts = text.split_whitespace();
     let (Some(day), Some(time), None) = (parts.next(), parts.next(), parts.next()) else {
         return Err(format!(
@@ -165,7 +165,7 @@ impl fmt::Display for Geometry {
 
 /// Parses `1280x1024x24`. The gateway's windows need at least 800x600; depths are the ones
 /// Xvfb supports.
-pub fn parse_geometry(text: &str) -> Result<Geometry, String> {
+pub(crate) fn parse_geometry(text: &str) -> Result<Geometry, String> {
     let bad =
         || format!("{text:?} is not a geometry; expected WIDTHxHEIGHTxDEPTH like \"1280x1024x24\"");
     let parts: Vec<&str> = text.trim().split('x').collect();

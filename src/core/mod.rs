@@ -12,12 +12,12 @@
 
 pub mod dialog;
 pub mod domain;
-pub mod machine;
-pub mod messages;
-pub mod notice;
+pub(crate) mod machine;
+pub(crate) mod messages;
+pub(crate) mod notice;
 pub mod schedule;
-pub mod settings;
-pub mod timer;
+pub(crate) mod settings;
+pub(crate) mod timer;
 pub mod types;
 
 pub use domain::*;

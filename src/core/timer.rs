@@ -4,7 +4,7 @@ use std::time::Instant;
 
 /// Every deadline the core may ask to be woken for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// The JVM must map its login frame by then.
     LaunchDeadline,
     /// The whole login (frame shown → API ready) must finish by then.
@@ -60,33 +60,33 @@ impl Timer {
 
 /// One optional deadline per [`Timer`].
 #[derive(Debug, Default, Clone)]
-pub struct TimerTable {
+pub(crate) struct TimerTable {
     slots: [Option<Instant>; 14],
 }
 
 impl TimerTable {
     /// Arm (or re-arm) a timer.
-    pub fn set(&mut self, timer: Timer, at: Instant) {
+    pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
         self.slots[timer.index()] = Some(at);
     }
 
     /// Disarm a timer.
-    pub fn stop(&mut self, timer: Timer) {
+    pub(crate) fn stop(&mut self, timer: Timer) {
         self.slots[timer.index()] = None;
     }
 
     /// The deadline of a timer, if armed.
-    pub fn get(&self, timer: Timer) -> Option<Instant> {
+    pub(crate) fn get(&self, timer: Timer) -> Option<Instant> {
         self.slots[timer.index()]
     }
 
     /// The earliest armed deadline.
-    pub fn next(&self) -> Option<Instant> {
+    pub(crate) fn next(&self) -> Option<Instant> {
         self.slots.iter().flatten().min().copied()
     }
 
     /// Disarm and return every timer that has expired at `now`, in declaration order.
-    pub fn take_expired(&mut self, now: Instant) -> Vec<Timer> {
+    pub(crate) fn take_expired(&mut self, now: Instant) -> Vec<Timer> {
         let mut out = Vec::new();
         for t in Timer::ALL {
             if let Some(at) = self.slots[t.index()] {
@@ -100,7 +100,7 @@ impl TimerTable {
     }
 
     /// Disarm everything.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.slots = Default::default();
     }
 }

@@ -607,7 +607,7 @@ mod desktop;
 pub use desktop::*;
 mod command;
 #[allow(unused_imports)]
-pub use command::*;
+pub(crate) use command::*;
 mod webhook;
 #[allow(unused_imports)]
 pub use webhook::*;

@@ -28,7 +28,7 @@ use zeroize::Zeroize;
 use crate::core::domain::{SecondFactor, TradingMode};
 use crate::totp::{ActivationCode, ActivationCodeError};
 
-pub mod value;
+pub(crate) mod value;
 
 pub use value::Secret;
 

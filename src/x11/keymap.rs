@@ -10,36 +10,36 @@
 use std::collections::BTreeMap;
 
 /// The X `NoSymbol` keysym.
-pub const NO_SYMBOL: u32 = 0;
+pub(crate) const NO_SYMBOL: u32 = 0;
 
 /// Keysyms used for named keys and modifiers (X11 keysymdef.h).
-pub mod keysym {
+pub(crate) mod keysym {
     /// Tab.
-    pub const TAB: u32 = 0xff09;
+    pub(crate) const TAB: u32 = 0xff09;
     /// Return.
-    pub const RETURN: u32 = 0xff0d;
+    pub(crate) const RETURN: u32 = 0xff0d;
     /// Escape.
-    pub const ESCAPE: u32 = 0xff1b;
+    pub(crate) const ESCAPE: u32 = 0xff1b;
     /// Home.
-    pub const HOME: u32 = 0xff50;
+    pub(crate) const HOME: u32 = 0xff50;
     /// Up arrow.
-    pub const UP: u32 = 0xff52;
+    pub(crate) const UP: u32 = 0xff52;
     /// Down arrow.
-    pub const DOWN: u32 = 0xff54;
+    pub(crate) const DOWN: u32 = 0xff54;
     /// Left Shift.
-    pub const SHIFT_L: u32 = 0xffe1;
+    pub(crate) const SHIFT_L: u32 = 0xffe1;
     /// Right Shift.
-    pub const SHIFT_R: u32 = 0xffe2;
+    pub(crate) const SHIFT_R: u32 = 0xffe2;
     /// Left Control.
-    pub const CONTROL_L: u32 = 0xffe3;
+    pub(crate) const CONTROL_L: u32 = 0xffe3;
     /// Right Control.
-    pub const CONTROL_R: u32 = 0xffe4;
+    pub(crate) const CONTROL_R: u32 = 0xffe4;
     /// Caps Lock.
-    pub const CAPS_LOCK: u32 = 0xffe5;
+    pub(crate) const CAPS_LOCK: u32 = 0xffe5;
     /// Space.
-    pub const SPACE: u32 = 0x20;
+    pub(crate) const SPACE: u32 = 0x20;
     /// Latin small a (for Ctrl+A).
-    pub const A: u32 = 0x61;
+    pub(crate) const A: u32 = 0x61;
 }
 
 /// The keysym that produces `c`, or `None` for characters that cannot be typed (controls).
@@ -47,7 +47,7 @@ pub mod keysym {
 /// Printable ASCII and Latin-1 (U+00A0..U+00FF) keysyms equal the code point; every other
 /// character uses the Unicode keysym range `0x01000000 | codepoint`, which Xlib (and so Java)
 /// translates back to the character.
-pub fn char_to_keysym(c: char) -> Option<u32> {
+pub(crate) fn char_to_keysym(c: char) -> Option<u32> {
     let cp = u32::from(c);
     match cp {
         0x20..=0x7e | 0xa0..=0xff => Some(cp),
@@ -58,7 +58,7 @@ pub fn char_to_keysym(c: char) -> Option<u32> {
 
 /// Where a keysym lives in the keymap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KeyPos {
+pub(crate) struct KeyPos {
     /// The keycode to press.
     pub keycode: u8,
     /// Whether Shift must be held (keysym in column 1).
@@ -68,7 +68,7 @@ pub struct KeyPos {
 /// A snapshot of the server's core keyboard mapping (`GetKeyboardMapping`) and modifier
 /// keycodes (`GetModifierMapping`).
 #[derive(Clone, Debug)]
-pub struct Keymap {
+pub(crate) struct Keymap {
     min_keycode: u8,
     per_keycode: usize,
     keysyms: Vec<u32>,
@@ -78,7 +78,7 @@ pub struct Keymap {
 impl Keymap {
     /// Builds the snapshot from the replies: `keysyms` has `per_keycode` entries for each
     /// keycode starting at `min_keycode`.
-    pub fn new(
+    pub(crate) fn new(
         min_keycode: u8,
         per_keycode: usize,
         keysyms: Vec<u32>,
@@ -102,14 +102,14 @@ impl Keymap {
     }
 
     /// Keysyms per keycode, as the server reported.
-    pub fn per_keycode(&self) -> usize {
+    pub(crate) fn per_keycode(&self) -> usize {
         self.per_keycode
     }
 
     /// Where `keysym` is: column 0 on any keycode first (no Shift), then column 1 (Shift).
     /// Columns 2+ (other groups, AltGr) are not used: they need modifier state we do not
     /// control reliably.
-    pub fn find(&self, keysym: u32) -> Option<KeyPos> {
+    pub(crate) fn find(&self, keysym: u32) -> Option<KeyPos> {
         if keysym == NO_SYMBOL {
             return None;
         }
@@ -145,7 +145,7 @@ impl Keymap {
     /// Keycodes free to borrow: every column `NoSymbol` and not in the modifier map
     /// (measured: 204–207 have an empty column 0 but are modifiers). Highest first, the
     /// same end xdotool uses, away from real keys.
-    pub fn spare_keycodes(&self) -> Vec<u8> {
+    pub(crate) fn spare_keycodes(&self) -> Vec<u8> {
         let mut spare: Vec<u8> = self
             .rows()
             .filter(|(kc, row)| {
@@ -158,7 +158,7 @@ impl Keymap {
     }
 
     /// Binds each keysym in `missing` (deduplicated) to a spare keycode.
-    pub fn assign_spares(&self, missing: &[u32]) -> Result<Vec<(u8, u32)>, NotEnoughSpare> {
+    pub(crate) fn assign_spares(&self, missing: &[u32]) -> Result<Vec<(u8, u32)>, NotEnoughSpare> {
         let mut unique: Vec<u32> = Vec::new();
         for ks in missing {
             if !unique.contains(ks) {
@@ -188,7 +188,7 @@ pub struct NotEnoughSpare {
 
 /// How to type each keysym of a text: positions in the keymap, plus the temporary bindings.
 #[derive(Clone, Debug, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Keysym → where to press it (after the temporary bindings are in place).
     pub positions: BTreeMap<u32, KeyPos>,
     /// Temporary bindings `(spare keycode, keysym)` to install before typing.
@@ -198,7 +198,7 @@ pub struct Plan {
 /// Plans typing of `keysyms` with `keymap`: existing positions for what the keymap has,
 /// spare keycodes for the rest. A temporary binding puts the keysym in columns 0 and 1, so
 /// it types the same with or without Shift.
-pub fn plan(keymap: &Keymap, keysyms: &[u32]) -> Result<Plan, NotEnoughSpare> {
+pub(crate) fn plan(keymap: &Keymap, keysyms: &[u32]) -> Result<Plan, NotEnoughSpare> {
     let mut positions = BTreeMap::new();
     let mut missing = Vec::new();
     for &ks in keysyms {

@@ -14,12 +14,12 @@
 //! from delaying window events. The measured behaviour each adapter follows is written in
 //! its module, next to the code it shapes.
 
-pub mod auth;
-pub mod display;
-pub mod input;
-pub mod keymap;
+pub(crate) mod auth;
+pub(crate) mod display;
+pub(crate) mod input;
+pub(crate) mod keymap;
 pub mod screenshot;
-pub mod watcher;
+pub(crate) mod watcher;
 
 use std::ffi::{c_char, c_int, CString};
 use std::path::PathBuf;

@@ -64,7 +64,7 @@ const XTEST_KEY_PRESS: u8 = 2;
 const XTEST_KEY_RELEASE: u8 = 3;
 
 /// Characters typed between two focus checks inside one text.
-pub const CHECK_EVERY: usize = 8;
+pub(crate) const CHECK_EVERY: usize = 8;
 
 /// Which mechanism sends the key events.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
