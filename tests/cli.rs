@@ -243,6 +243,15 @@ fn check_passes_on_a_complete_setup() {
         assert!(line.starts_with("ok   "), "{line}\n{}", both(&out));
     }
     assert!(text.contains("valid base32, 160-bit key"), "{text}");
+    // The memory line reads the install's -Xmx (this machine has far more than 1.1 GiB).
+    let memory = lines
+        .iter()
+        .find(|l| l[5..].starts_with("memory:"))
+        .unwrap_or_else(|| panic!("no memory line\n{text}"));
+    assert!(
+        memory.contains("needs about 1.1 GiB (-Xmx 768 MiB + 400 MiB native)"),
+        "{memory}"
+    );
     assert!(
         text.contains(&env.path("bin/Xvfb").display().to_string()),
         "{text}"

@@ -3,7 +3,7 @@
 //!
 //! Checks: the config (every error); the secret files (password, activation code, webhook
 //! URL, IBC command token: present, private, non-empty); the activation code (valid
-//! base32); the gateway install; java; Xvfb (with `display.mode = "xvfb"`); the state
+//! base32); the gateway install; java; memory for the JVM's heap; Xvfb (with `display.mode = "xvfb"`); the state
 //! directory; and the system clock.
 //!
 //! The clock: TOTP codes depend on the time, and a drifting clock is the most common cause
@@ -173,6 +173,24 @@ fn gateway_program(p: Program) -> install::Program {
     }
 }
 
+/// Memory for the JVM's heap and native overhead (a warning: the estimate is rough, and
+/// memory that is short now may be free later).
+fn check_memory(report: &mut Report, jvm_options: &[String]) {
+    use ibwarden::gateway::memory;
+    match memory::Available::read() {
+        Some(available) => {
+            let verdict = memory::assess(jvm_options.iter().map(String::as_str), &available);
+            let status = if verdict.enough() {
+                Status::Ok
+            } else {
+                Status::Warn
+            };
+            report.line(status, "memory", verdict);
+        }
+        None => report.line(Status::Warn, "memory", "cannot read the machine's memory"),
+    }
+}
+
 fn check_install(report: &mut Report, config: &Config) {
     let g = &config.gateway;
     let program = gateway_program(g.program);
@@ -192,6 +210,7 @@ fn check_install(report: &mut Report, config: &Config) {
         home,
         path_env: path_env.clone(),
     };
+    let mut jvm_options = Vec::new();
     let install_dir = match install::discover(&query) {
         Ok(found) => {
             report.line(
@@ -199,6 +218,9 @@ fn check_install(report: &mut Report, config: &Config) {
                 "install",
                 format!("{} ({})", found.dir.display(), found.vmoptions.display()),
             );
+            if let Ok(inputs) = ibwarden::gateway::read_inputs(&found) {
+                jvm_options = inputs.vm_options;
+            }
             Some(found.dir)
         }
         Err(e) => {
@@ -206,6 +228,9 @@ fn check_install(report: &mut Report, config: &Config) {
             None
         }
     };
+    // The config's jvm_args come after the .vmoptions file's on the command line.
+    jvm_options.extend(g.jvm_args.iter().cloned());
+    check_memory(report, &jvm_options);
     // Without an install only a configured java or java on PATH can be found.
     let dir = install_dir.clone().unwrap_or_default();
     match install::find_java(&dir, configured_java.as_deref(), path_env.as_deref()) {

@@ -146,6 +146,20 @@ pub struct Reload {
 }
 
 /// Applies a re-read config over the running one (pure: tested per section).
+/// A JVM that cannot get its heap freezes or is OOM-killed mid-login; say so at the start
+/// (`ibwarden check` shows the same line).
+fn warn_if_memory_is_short(vm_options: &[String], jvm_args: &[String]) {
+    use crate::gateway::memory;
+    let Some(available) = memory::Available::read() else {
+        return;
+    };
+    let options = vm_options.iter().chain(jvm_args).map(String::as_str);
+    let verdict = memory::assess(options, &available);
+    if !verdict.enough() {
+        tracing::warn!(memory = %verdict, "the gateway may run out of memory");
+    }
+}
+
 pub fn apply_reload(running: &Config, new: Config, content_reader: bool) -> Reload {
     let restart_needed = restart_only_changes(running, &new);
     let mut config = new;
@@ -281,6 +295,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     };
     let inputs = launch::read_inputs(&install).context("cannot read the gateway install")?;
     info!(install = %install.dir.display(), java = %install.java.display(), "gateway install found");
+    warn_if_memory_is_short(&inputs.vm_options, &cfg.gateway.jvm_args);
     let (reader, atspi_bus) = content_reader(&cfg, &state_dir);
     let dir = state_dir.clone();
     let loaded = tokio::task::spawn_blocking(move || PersistedState::load(&dir))

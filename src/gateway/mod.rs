@@ -1,10 +1,11 @@
 //! Everything about the gateway as a program on this machine: where it is installed
-//! ([`install`]), the JVM command line that starts it ([`launch`]), and the process from
-//! spawn to exit ([`process`]). These are adapters: they find, start, watch and stop; the
+//! ([`install`]), the JVM command line that starts it ([`launch`]), whether the machine has
+//! the memory for it ([`memory`]), and the process from spawn to exit ([`process`]). These are adapters: they find, start, watch and stop; the
 //! core decides when.
 
 pub mod install;
 pub mod launch;
+pub mod memory;
 pub mod process;
 
 pub use install::{discover, Install, InstallError, InstallQuery, JavaSource, Program};
