@@ -68,8 +68,15 @@ impl ContentReader {
 }
 
 fn ocr(bin: &Path, png: &[u8]) -> Option<String> {
+    run_tesseract(bin, png, &["--psm", "6"])
+}
+
+/// Runs `tesseract stdin stdout ARGS` on `png` with a deadline; its stdout if it succeeded.
+/// One thread for OCR (the box has two cores and the loop must keep one).
+pub(crate) fn run_tesseract(bin: &Path, png: &[u8], args: &[&str]) -> Option<String> {
     let mut child = Command::new(bin)
-        .args(["stdin", "stdout", "--psm", "6"])
+        .args(["stdin", "stdout"])
+        .args(args)
         .env("OMP_THREAD_LIMIT", "1")
         .env_remove("NOTIFY_SOCKET")
         .stdin(Stdio::piped())

@@ -13,6 +13,8 @@
 //! - [`ibc_import`]: converting an IBC `config.ini` / Docker env into an ibwarden config.
 //! - [`probe`]: the TWS API handshake used as the only readiness signal.
 //! - [`procfs`]: `/proc/<pid>/stat` parsed once: parent, state, start time, ancestry.
+//! - [`screen`]: the screen model: text fields, password masks, toggles and OCR words read
+//!   from a window's pixels, and the check of a form before it is submitted.
 //! - [`sdnotify`]: systemd's notify protocol.
 //! - [`control`]: the control socket (`status`, `restart`, `stop`, ...) and the IBC-compatible
 //!   command server.
@@ -49,6 +51,7 @@ pub mod logging;
 pub mod notify;
 pub mod probe;
 pub mod procfs;
+pub mod screen;
 pub mod sdnotify;
 pub mod secret;
 pub mod state;

@@ -107,6 +107,27 @@ pub fn capture_painted(
     }
 }
 
+/// A capture of a window that has stopped changing: captures every 40 ms until two in a row
+/// are identical (Swing repaints a field some milliseconds after the key event that changed
+/// it), up to `timeout`; then the last one. The caret's blink (every 500 ms) cannot keep two
+/// captures 40 ms apart from agreeing for long.
+pub fn capture_settled(
+    target: &DisplayTarget,
+    window: Option<u32>,
+    timeout: Duration,
+) -> Result<Image, ScreenshotError> {
+    let start = Instant::now();
+    let mut last = capture_painted(target, window, timeout)?;
+    loop {
+        std::thread::sleep(Duration::from_millis(40));
+        let next = capture(target, window)?;
+        if next == last || start.elapsed() >= timeout {
+            return Ok(next);
+        }
+        last = next;
+    }
+}
+
 /// PNG of `window` (its own contents, size of the window; only the on-screen part if it
 /// extends beyond the screen) or of the whole screen (`None`).
 pub fn screenshot(target: &DisplayTarget, window: Option<u32>) -> Result<Vec<u8>, ScreenshotError> {

@@ -126,7 +126,18 @@ public final class GWClient {
         existingSessionLeft = es.equals("once") ? 1 : es.equals("always") ? Integer.MAX_VALUE : 0;
         sc.oneOf("existing_session_style", "continue", "continue", "reconnect");
         sc.oneOf("default_mode", "live", "live", "paper");
+        look = sc.oneOf("look", "metal", "metal", "nimbus", "flat");
+        focusReturn = sc.oneOf("focus_return", "same", "same", "other");
+        thiefAfterChars = sc.integer("focus_thief_after_chars", -1);
     }
+
+    /** The Swing look (`look`): windows are drawn by Metal, Nimbus or a flat theme. */
+    final String look;
+    /** After a dialog steals the focus: `same` (Java restores it) or `other` component. */
+    final String focusReturn;
+    /** Characters of password after which a modeless dialog takes the focus (once). */
+    final int thiefAfterChars;
+    boolean thiefShown;
 
     public static void main(String[] args) {
         run(args, false);
@@ -222,6 +233,7 @@ public final class GWClient {
         Control.start(this);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> rec.event("jvm_shutdown"), "SimShutdown"));
         EventQueue.invokeLater(() -> {
+            Ui.installLook(look);
             Ui.installInputRecorder();
             always(sc.dbl("startup_delay_s", 3), () -> {
                 if (restartDir != null) {
@@ -281,8 +293,25 @@ public final class GWClient {
         (paperDefault ? paper : live).setSelected(true);
         user = new JTextField(18);
         user.setName("username");
+        user.setText(sc.str("prefill_username", ""));
         pass = new JPasswordField(18);
         pass.setName("password");
+        if (thiefAfterChars >= 0) {
+            pass.getDocument().addDocumentListener(new javax.swing.event.DocumentListener() {
+                public void insertUpdate(javax.swing.event.DocumentEvent e) {
+                    if (!thiefShown && pass.getPassword().length >= thiefAfterChars) {
+                        thiefShown = true;
+                        SwingUtilities.invokeLater(GWClient.this::focusThief);
+                    }
+                }
+
+                public void removeUpdate(javax.swing.event.DocumentEvent e) {
+                }
+
+                public void changedUpdate(javax.swing.event.DocumentEvent e) {
+                }
+            });
+        }
         loginButton = Ui.button(paperDefault ? "Paper Log In" : "Log In", this::onLogIn);
         for (JToggleButton t : new JToggleButton[] {ibApi, fix, live, paper}) {
             t.addItemListener(e -> {
@@ -876,6 +905,22 @@ public final class GWClient {
         if (s >= 0) {
             after(s, r);
         }
+    }
+
+    /**
+     * A modeless notice that takes the focus while the password is typed (as real gateways'
+     * bulletins do). With `focus_return = other` the focus comes back on `IB API` instead of
+     * the password field when it closes.
+     */
+    void focusThief() {
+        rec.event("focus_thief", "after_chars", pass.getPassword().length);
+        if (focusReturn.equals("other")) {
+            ibApi.requestFocusInWindow();
+        }
+        Ui.show(Ui.dialog(frame, "Tip of the Day",
+                new Component[] {Ui.textArea("Did you know? Market data subscriptions are managed in "
+                        + "the Client Portal.")},
+                new String[] {"Close"}, 0, null, b -> { }));
     }
 
     void showTip() {

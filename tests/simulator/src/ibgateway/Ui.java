@@ -304,6 +304,38 @@ final class Ui {
     }
 
     /** Records keys, focus changes and window activations of the whole application. */
+    /**
+     * The look and feel: `metal` (Swing's default), `nimbus`, or `flat` (Metal with flat,
+     * light fields and buttons and a thin focus ring, as recent gateways draw their login).
+     */
+    static void installLook(String look) {
+        try {
+            if (look.equals("nimbus")) {
+                javax.swing.UIManager.setLookAndFeel("javax.swing.plaf.nimbus.NimbusLookAndFeel");
+            } else if (look.equals("flat")) {
+                java.awt.Color line = new java.awt.Color(0xc4, 0xc8, 0xcc);
+                java.awt.Color face = new java.awt.Color(0xf4, 0xf5, 0xf7);
+                javax.swing.border.Border field = BorderFactory.createCompoundBorder(
+                        BorderFactory.createLineBorder(line, 1), BorderFactory.createEmptyBorder(3, 6, 3, 6));
+                javax.swing.UIManager.put("TextField.border", field);
+                javax.swing.UIManager.put("PasswordField.border", field);
+                javax.swing.UIManager.put("Button.background", face);
+                javax.swing.UIManager.put("Button.gradient", null);
+                javax.swing.UIManager.put("ToggleButton.gradient", null);
+                javax.swing.UIManager.put("Button.border", BorderFactory.createCompoundBorder(
+                        BorderFactory.createLineBorder(line, 1), BorderFactory.createEmptyBorder(4, 12, 4, 12)));
+                javax.swing.UIManager.put("ToggleButton.border", BorderFactory.createCompoundBorder(
+                        BorderFactory.createLineBorder(line, 1), BorderFactory.createEmptyBorder(4, 12, 4, 12)));
+                javax.swing.UIManager.put("ToggleButton.select", new java.awt.Color(0xcf, 0xe0, 0xf5));
+                javax.swing.UIManager.put("Panel.background", java.awt.Color.WHITE);
+                javax.swing.UIManager.put("OptionPane.background", java.awt.Color.WHITE);
+            }
+        } catch (Exception e) {
+            throw new IllegalStateException("look " + look + ": " + e);
+        }
+        app.rec.event("look", "name", look);
+    }
+
     static void installInputRecorder() {
         Toolkit.getDefaultToolkit().addAWTEventListener(ev -> {
             if (ev instanceof KeyEvent) {

@@ -1,0 +1,258 @@
+//! Does a form hold what it must before it is submitted? A [`Model`] of the window against
+//! what ibwarden meant to type. Any [`Verdict::Differs`] forbids the press; a
+//! [`Verdict::Unseen`] means the model could not tell (no OCR, an unknown look), which the
+//! core treats as the blind path it had before seeing.
+//!
+//! Verdicts never carry the secret or its length: "the password field does not hold as many
+//! characters as the password" is as precise as a log line may be.
+
+use super::{Field, Model, Rect};
+use crate::core::TradingMode;
+use crate::x11::screenshot::Image;
+
+/// Whether a form may be submitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every check passed.
+    Matches,
+    /// Something is wrong: do not submit. Why, without secrets.
+    Differs(String),
+    /// The model could not check something (and nothing it checked was wrong). Why.
+    Unseen(String),
+}
+
+/// Case-folded, trimmed, whitespace collapsed, `-` and `_` equal to a space: how labels,
+/// titles and list rows are compared.
+pub fn normalise(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '-' | '_' | '\u{2010}'..='\u{2015}' => ' ',
+            c => c,
+        })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// `text` with the characters OCR confuses folded together, spaces and underscores dropped
+/// (OCR reads `_` as a space or not at all): how a field's OCR'd content is compared with
+/// what was typed. `rn` reads as `m`, `vv` as `w`.
+pub fn ocr_fold(text: &str) -> String {
+    let lower = text.to_lowercase().replace("rn", "m").replace("vv", "w");
+    lower
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '_')
+        .map(|c| match c {
+            '0' | 'o' => 'o',
+            '1' | 'l' | 'i' | '|' | '!' => 'l',
+            '5' | 's' => 's',
+            '8' | 'b' => 'b',
+            c => c,
+        })
+        .collect()
+}
+
+/// What the login form must hold.
+#[derive(Clone, Copy, Debug)]
+pub struct LoginForm<'a> {
+    /// The username, exactly.
+    pub username: &'a str,
+    /// The password's length in characters (the mask shows one glyph per character).
+    pub password_chars: usize,
+    /// The trading mode toggle.
+    pub mode: TradingMode,
+}
+
+/// Reads a field's text (OCR of its interior); `None` when it cannot.
+pub trait FieldReader {
+    /// The text inside `field` of `img`; `digits`: only digits are expected.
+    fn read(&self, img: &Image, field: &Field, digits: bool) -> Option<String>;
+}
+
+impl FieldReader for super::ocr::Ocr {
+    fn read(&self, img: &Image, field: &Field, digits: bool) -> Option<String> {
+        self.line_in(img, field.rect, &field.caret, digits)
+    }
+}
+
+/// No OCR: reads nothing.
+pub struct NoReader;
+
+impl FieldReader for NoReader {
+    fn read(&self, _: &Image, _: &Field, _: bool) -> Option<String> {
+        None
+    }
+}
+
+/// Collects the outcome of several checks: any difference wins over anything unseen.
+#[derive(Default)]
+struct Tally {
+    differs: Vec<String>,
+    unseen: Vec<String>,
+}
+
+impl Tally {
+    fn verdict(self) -> Verdict {
+        if !self.differs.is_empty() {
+            Verdict::Differs(self.differs.join("; "))
+        } else if !self.unseen.is_empty() {
+            Verdict::Unseen(self.unseen.join("; "))
+        } else {
+            Verdict::Matches
+        }
+    }
+}
+
+/// The login frame's username and password fields: by their labels when OCR read them,
+/// else the first two fields from the top (the order every gateway version has shown).
+fn login_fields(model: &Model) -> Option<(&super::Field, &super::Field)> {
+    if let (Some(u), Some(p)) = (
+        model.field_labelled("username"),
+        model.field_labelled("password"),
+    ) {
+        return Some((u, p));
+    }
+    match model.fields.as_slice() {
+        [u, p, ..] => Some((u, p)),
+        _ => None,
+    }
+}
+
+/// Checks the login form of `img` (modelled as `model`) against `want`.
+pub fn check_login(
+    img: &Image,
+    model: &Model,
+    reader: &dyn FieldReader,
+    want: &LoginForm,
+) -> Verdict {
+    let mut t = Tally::default();
+    let Some((user, pass)) = login_fields(model) else {
+        return Verdict::Unseen(format!(
+            "no username and password fields found ({} text fields)",
+            model.fields.len()
+        ));
+    };
+    match pass.mask_count {
+        Some(n) if n == want.password_chars => {}
+        Some(_) => t
+            .differs
+            .push("the password field does not hold as many characters as the password".into()),
+        None => t
+            .unseen
+            .push("the password field's mask could not be counted".into()),
+    }
+    if user.is_empty() {
+        t.differs.push("the username field is empty".into());
+    } else {
+        match reader.read(img, user, false) {
+            Some(text) if ocr_fold(&text) == ocr_fold(want.username) => {}
+            Some(_) => t
+                .differs
+                .push("the username field holds something other than the username".into()),
+            None => t.unseen.push("the username field could not be read".into()),
+        }
+    }
+    match selected_mode(img, model) {
+        Some(m) if m == want.mode => {}
+        Some(m) => t
+            .differs
+            .push(format!("the trading mode toggle shows {}", m.as_str())),
+        None => t
+            .unseen
+            .push("the trading mode toggle could not be read".into()),
+    }
+    t.verdict()
+}
+
+/// Checks that the second-factor dialog's code field holds `code` (and nothing else).
+pub fn check_code(img: &Image, model: &Model, reader: &dyn FieldReader, code: &str) -> Verdict {
+    let field = match model.fields.as_slice() {
+        [f] => f,
+        [] => return Verdict::Unseen("no code field found".into()),
+        many => match many.iter().find(|f| !f.is_empty()) {
+            Some(f) => f,
+            None => return Verdict::Differs("every field is empty".into()),
+        },
+    };
+    if field.is_empty() {
+        return Verdict::Differs("the code field is empty".into());
+    }
+    match reader.read(img, field, true) {
+        Some(text) if text.replace(' ', "") == code => Verdict::Matches,
+        Some(_) => Verdict::Differs("the code field holds something other than the code".into()),
+        None => Verdict::Unseen("the code field could not be read".into()),
+    }
+}
+
+/// The mode a pair of `Live …`/`Paper …` toggles shows: the selected one is drawn darker
+/// than its twin (Metal, Nimbus and flat looks alike). `None` if the words were not read or
+/// the two look the same.
+pub fn selected_mode(img: &Image, model: &Model) -> Option<TradingMode> {
+    // OCR often loses the first letters of light text on a dark face: `Live` reads `ive`
+    // or `ve`, so the live toggle is the short word ending in "ve" on the paper toggle's row.
+    let paper = model
+        .words
+        .iter()
+        .find(|w| normalise(&w.text).trim_matches(|c: char| !c.is_alphanumeric()) == "paper")?
+        .rect;
+    let live = model
+        .words
+        .iter()
+        .find(|w| {
+            let t = normalise(&w.text);
+            let t = t.trim_matches(|c: char| !c.is_alphanumeric());
+            t.len() <= 4 && t.ends_with("ve") && paper.same_row(&w.rect)
+        })?
+        .rect;
+    let (l, p) = (background(img, live)?, background(img, paper)?);
+    // A clear difference only: two unselected toggles differ by antialiasing noise.
+    if l.abs_diff(p) < 8 {
+        return None;
+    }
+    Some(if l < p {
+        TradingMode::Live
+    } else {
+        TradingMode::Paper
+    })
+}
+
+/// The median luma of the pixels in a band just around a word's box (the face it is drawn
+/// on, not its ink).
+fn background(img: &Image, r: Rect) -> Option<u8> {
+    let mut v: Vec<u8> = Vec::new();
+    let (x0, x1) = (r.x.saturating_sub(3), (r.x + r.w + 3).min(img.width - 1));
+    for y in [r.y.saturating_sub(3), (r.y + r.h + 2).min(img.height - 1)] {
+        for x in x0..=x1 {
+            v.push(super::luma(img, x, y));
+        }
+    }
+    v.sort_unstable();
+    v.get(v.len() / 2).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalising_ignores_case_spacing_and_dashes() {
+        assert_eq!(normalise("  IB   Key "), "ib key");
+        assert_eq!(
+            normalise("Mobile-Authenticator  App"),
+            "mobile authenticator app"
+        );
+        assert_eq!(normalise("IBKR-Gateway"), normalise("IBKR Gateway"));
+    }
+
+    #[test]
+    fn ocr_folding_forgives_confusions_but_not_missing_characters() {
+        assert_eq!(ocr_fold("dem0_trader"), ocr_fold("demo_trader"));
+        assert_eq!(ocr_fold("fixtureuser"), ocr_fold("flxtureuser"));
+        assert_eq!(ocr_fold("demo trader"), ocr_fold("demo_trader"));
+        assert_ne!(ocr_fold("demo_trade"), ocr_fold("demo_trader"));
+        assert_ne!(ocr_fold("demodemo_trader"), ocr_fold("demo_trader"));
+        assert_ne!(ocr_fold(""), ocr_fold("x"));
+    }
+}

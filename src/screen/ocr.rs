@@ -1,0 +1,156 @@
+//! Words and their boxes, read by tesseract (`tsv` output), and the crops fed to it.
+//!
+//! A whole window is read once per model (`--psm 11`: sparse text, as a dialog's labels and
+//! buttons are); a field's content is read from a crop of its interior scaled ×3 with a white
+//! margin (`--psm 7`: one line), where tesseract is far more accurate than on 12 px text.
+
+use std::path::Path;
+
+use super::Rect;
+use crate::x11::screenshot::Image;
+
+/// One word tesseract read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Word {
+    /// The text.
+    pub text: String,
+    /// Its box, in the pixels of the image read.
+    pub rect: Rect,
+    /// tesseract's confidence, 0-100.
+    pub confidence: u8,
+    /// Words of one line share this (block, paragraph, line).
+    pub line: (u32, u32, u32),
+}
+
+/// Parses tesseract's TSV: level 5 rows are words (`level page_num block_num par_num
+/// line_num word_num left top width height conf text`). Rows that do not parse are skipped.
+pub fn parse_tsv(tsv: &str) -> Vec<Word> {
+    let mut words = Vec::new();
+    for row in tsv.lines().skip(1) {
+        let cols: Vec<&str> = row.split('\t').collect();
+        if cols.len() < 12 || cols[0] != "5" {
+            continue;
+        }
+        let num = |i: usize| cols[i].trim().parse::<u32>().ok();
+        let (Some(block), Some(par), Some(line)) = (num(2), num(3), num(4)) else {
+            continue;
+        };
+        let (Some(x), Some(y), Some(w), Some(h)) = (num(6), num(7), num(8), num(9)) else {
+            continue;
+        };
+        let confidence = cols[10].trim().parse::<f32>().unwrap_or(-1.0);
+        let text = cols[11].trim();
+        if text.is_empty() || confidence < 0.0 {
+            continue;
+        }
+        words.push(Word {
+            text: text.to_string(),
+            rect: Rect { x, y, w, h },
+            confidence: confidence.clamp(0.0, 100.0) as u8,
+            line: (block, par, line),
+        });
+    }
+    words
+}
+
+/// Words of one line joined by spaces, lines in reading order.
+pub fn lines(words: &[Word]) -> Vec<String> {
+    let mut out: Vec<((u32, u32, u32), String)> = Vec::new();
+    for w in words {
+        match out.iter_mut().find(|(k, _)| *k == w.line) {
+            Some((_, text)) => {
+                text.push(' ');
+                text.push_str(&w.text);
+            }
+            None => out.push((w.line, w.text.clone())),
+        }
+    }
+    out.into_iter().map(|(_, t)| t).collect()
+}
+
+/// `rect` of `img`, scaled by `scale` (nearest neighbour) inside a white margin, with the
+/// columns in `blank` left white.
+pub fn crop_scaled(img: &Image, rect: Rect, scale: u32, margin: u32, blank: &[u32]) -> Image {
+    let (w, h) = (rect.w * scale + 2 * margin, rect.h * scale + 2 * margin);
+    let mut rgb = vec![255u8; (w * h * 3) as usize];
+    for y in 0..rect.h * scale {
+        for x in 0..rect.w * scale {
+            let (sx, sy) = (rect.x + x / scale, rect.y + y / scale);
+            if sx >= img.width || sy >= img.height || blank.contains(&sx) {
+                continue;
+            }
+            let src = ((sy * img.width + sx) * 3) as usize;
+            let dst = (((y + margin) * w + x + margin) * 3) as usize;
+            if let (Some(s), Some(d)) = (img.rgb.get(src..src + 3), rgb.get_mut(dst..dst + 3)) {
+                d.copy_from_slice(s);
+            }
+        }
+    }
+    Image {
+        width: w,
+        height: h,
+        rgb,
+    }
+}
+
+/// tesseract at a path.
+#[derive(Clone, Debug)]
+pub struct Ocr {
+    bin: std::path::PathBuf,
+}
+
+impl Ocr {
+    /// tesseract from PATH, if installed.
+    pub fn find() -> Option<Ocr> {
+        crate::dialog_text::find_on_path("tesseract").map(|bin| Ocr { bin })
+    }
+
+    /// tesseract at `bin`.
+    pub fn at(bin: &Path) -> Ocr {
+        Ocr {
+            bin: bin.to_path_buf(),
+        }
+    }
+
+    /// Every word of `img` with its box. `None` if tesseract failed. The window is read
+    /// at twice its size: at 1:1 tesseract loses light text on a selected (dark) toggle.
+    pub fn words(&self, img: &Image) -> Option<Vec<Word>> {
+        let whole = Rect {
+            x: 0,
+            y: 0,
+            w: img.width,
+            h: img.height,
+        };
+        let png = crop_scaled(img, whole, 2, 0, &[]).to_png().ok()?;
+        let tsv = crate::dialog_text::run_tesseract(&self.bin, &png, &["--psm", "11", "tsv"])?;
+        let mut words = parse_tsv(&tsv);
+        for w in &mut words {
+            w.rect = Rect {
+                x: w.rect.x / 2,
+                y: w.rect.y / 2,
+                w: w.rect.w.div_ceil(2),
+                h: w.rect.h.div_ceil(2),
+            };
+        }
+        Some(words)
+    }
+
+    /// The one line of text inside `rect` (a field's interior; `blank`: caret columns),
+    /// or `None`.
+    pub fn line_in(
+        &self,
+        img: &Image,
+        rect: Rect,
+        blank: &[u32],
+        digits_only: bool,
+    ) -> Option<String> {
+        let crop = crop_scaled(img, rect, 3, 12, blank);
+        let png = crop.to_png().ok()?;
+        let mut args = vec!["--psm", "7"];
+        if digits_only {
+            args.extend(["-c", "tessedit_char_whitelist=0123456789"]);
+        }
+        let text = crate::dialog_text::run_tesseract(&self.bin, &png, &args)?;
+        Some(text.trim().to_string())
+    }
+}

@@ -1,0 +1,202 @@
+//! The screen model against what the simulator really draws under Xvfb, in each of the three
+//! looks (Metal, Nimbus, flat): the login form is read as typed, and every way it can be
+//! wrong (short password, missing or extra username characters, the other mode) is seen.
+//!
+//! `IBWARDEN_WRITE_FIXTURES=DIR` also writes the captures as PNGs (how the fixtures of
+//! `src/screen/tests.rs` were made).
+mod common;
+
+use std::time::Duration;
+
+use common::{is_ev, Scenario, Session, STEP_TIMEOUT};
+use ibwarden::core::TradingMode;
+use ibwarden::screen::form::{check_code, check_login, selected_mode, LoginForm, Verdict};
+use ibwarden::screen::ocr::Ocr;
+use ibwarden::screen::Model;
+use ibwarden::x11::screenshot::{capture_settled, Image};
+use ibwarden::x11::DisplayTarget;
+
+const LOOKS: [&str; 3] = ["metal", "nimbus", "flat"];
+const USER: &str = "fixtureuser";
+const PASSWORD: &str = "Secret-pw!";
+
+fn ocr() -> Ocr {
+    common::require_tool("tesseract", "tesseract-ocr");
+    Ocr::find().expect("tesseract on PATH")
+}
+
+fn target(s: &Session) -> DisplayTarget {
+    DisplayTarget {
+        name: s.xvfb.display.clone(),
+        xauthority: Some(s.xvfb.xauthority.clone()),
+    }
+}
+
+/// The login frame of a simulator in `look`, after `fill` typed into it.
+fn login_after(
+    name: &str,
+    look: &str,
+    extra: &[(&str, &str)],
+    fill: impl FnOnce(&mut Session),
+) -> Image {
+    let mut sc = Scenario::new().set("look", look);
+    for (k, v) in extra {
+        sc = sc.set(k, v);
+    }
+    let mut s = Session::start(&sc);
+    s.rec.wait_for("initial focus", STEP_TIMEOUT, |v| {
+        is_ev(v, "focus") && v["field"] == "username"
+    });
+    let win = s.focus(&s.install.login_title());
+    fill(&mut s);
+    let img = capture_settled(&target(&s), Some(win.id), Duration::from_secs(2)).expect("capture");
+    if let Some(dir) = std::env::var_os("IBWARDEN_WRITE_FIXTURES") {
+        let name = format!("{name}-{look}.png");
+        std::fs::write(
+            std::path::Path::new(&dir).join(name),
+            img.to_png().expect("png"),
+        )
+        .expect("write fixture");
+    }
+    img
+}
+
+/// Types `text` and waits until the simulator received its last character.
+fn type_and_wait(s: &mut Session, text: &str) {
+    s.x.type_text(text);
+    let last = text.chars().last().expect("text").to_string();
+    s.rec.wait_for("typed", STEP_TIMEOUT, |v| {
+        is_ev(v, "key") && v["char"] == last.as_str()
+    });
+}
+
+fn fill(user: &'static str, password: &'static str) -> impl FnOnce(&mut Session) {
+    move |s| {
+        if !user.is_empty() {
+            type_and_wait(s, user);
+        }
+        s.move_focus("Tab", "password");
+        if !password.is_empty() {
+            type_and_wait(s, password);
+        }
+    }
+}
+
+fn verdict(img: &Image, mode: TradingMode) -> Verdict {
+    let ocr = ocr();
+    let mut model = Model::build(img);
+    model.words = ocr.words(img).expect("ocr words");
+    let want = LoginForm {
+        username: USER,
+        password_chars: PASSWORD.chars().count(),
+        mode,
+    };
+    check_login(img, &model, &ocr, &want)
+}
+
+#[test]
+fn every_look_reads_the_login_form_as_typed() {
+    for look in LOOKS {
+        let img = login_after("login", look, &[], fill(USER, PASSWORD));
+        assert_eq!(verdict(&img, TradingMode::Live), Verdict::Matches, "{look}");
+        // The same pixels against the other mode: the toggle is seen.
+        assert!(
+            matches!(verdict(&img, TradingMode::Paper), Verdict::Differs(w) if w.contains("mode")),
+            "{look}"
+        );
+    }
+}
+
+#[test]
+fn a_short_password_is_seen_in_every_look() {
+    for look in LOOKS {
+        let img = login_after("short-password", look, &[], fill(USER, "Secr"));
+        match verdict(&img, TradingMode::Live) {
+            Verdict::Differs(why) => {
+                assert!(why.contains("password field"), "{look}: {why}");
+                // Neither the password nor its length is in the verdict.
+                assert!(!why.contains("Secr") && !why.contains('4') && !why.contains("10"));
+            }
+            other => panic!("{look}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn an_empty_or_wrong_username_is_seen() {
+    for look in LOOKS {
+        let empty = login_after("empty-user", look, &[], fill("", PASSWORD));
+        assert!(
+            matches!(verdict(&empty, TradingMode::Live), Verdict::Differs(w) if w.contains("username field is empty")),
+            "{look}"
+        );
+        let short = login_after("short-user", look, &[], fill("fixtureuse", PASSWORD));
+        assert!(
+            matches!(verdict(&short, TradingMode::Live), Verdict::Differs(w) if w.contains("username")),
+            "{look}"
+        );
+    }
+}
+
+#[test]
+fn a_prefilled_username_with_ours_appended_is_seen() {
+    let img = login_after(
+        "prefilled",
+        "metal",
+        &[("prefill_username", "olduser")],
+        fill(USER, PASSWORD),
+    );
+    assert!(matches!(
+        verdict(&img, TradingMode::Live),
+        Verdict::Differs(w) if w.contains("username")
+    ));
+}
+
+#[test]
+fn the_paper_toggle_is_seen_in_every_look() {
+    for look in LOOKS {
+        let img = login_after("paper", look, &[], |s| {
+            s.move_focus("shift+Tab", "Paper Trading");
+            s.x.key("space");
+            s.rec.wait_for("paper selected", STEP_TIMEOUT, |v| {
+                is_ev(v, "toggle") && v["name"] == "Paper Trading"
+            });
+        });
+        let ocr = ocr();
+        let mut model = Model::build(&img);
+        model.words = ocr.words(&img).expect("ocr");
+        assert_eq!(
+            selected_mode(&img, &model),
+            Some(TradingMode::Paper),
+            "{look}"
+        );
+    }
+}
+
+#[test]
+fn the_code_field_is_read_in_every_look() {
+    for look in LOOKS {
+        let mut s = Session::start(&Scenario::new().set("look", look));
+        s.type_login(common::TEST_USER, common::TEST_PASSWORD);
+        let title = s.install.twofa_title();
+        s.rec.wait_window(&title, STEP_TIMEOUT);
+        let win = s.focus(&title);
+        type_and_wait(&mut s, "123456");
+        let img =
+            capture_settled(&target(&s), Some(win.id), Duration::from_secs(2)).expect("capture");
+        let ocr = ocr();
+        let model = Model::build(&img);
+        assert_eq!(
+            check_code(&img, &model, &ocr, "123456"),
+            Verdict::Matches,
+            "{look}"
+        );
+        assert!(
+            matches!(
+                check_code(&img, &model, &ocr, "123457"),
+                Verdict::Differs(_)
+            ),
+            "{look}"
+        );
+    }
+}
