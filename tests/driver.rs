@@ -11,8 +11,8 @@ use std::time::Duration;
 use ibwarden::control::{ControlReply, ControlRequest};
 use ibwarden::core::schedule::{Schedule, WeekdayTime};
 use ibwarden::core::{
-    Action, CoreConfig, Input, KeyStep, NamedKey, Now, Persisted, ProbeOutcome, SecretRef,
-    Supervisor, TradingMode, TypeResult, WindowInfo,
+    Action, CoreConfig, FormTargets, FormVerdict, Input, KeyStep, NamedKey, Now, Persisted,
+    ProbeOutcome, SecretRef, Supervisor, TradingMode, TypeResult, WindowInfo,
 };
 use ibwarden::driver::{drive, Event, World};
 use jiff::civil::{Date, Time, Weekday};
@@ -200,6 +200,14 @@ impl World for FakeWorld {
                 if with_token && token_valid {
                     self.log_in(generation, Duration::from_secs(3));
                 }
+            }
+            // The fake display shows what was typed: every form check sees it right.
+            Action::CheckForm { ticket, .. } => {
+                let _ = self.tx.send(Event::Input(Input::FormChecked {
+                    ticket,
+                    verdict: FormVerdict::Matches,
+                    targets: FormTargets::default(),
+                }));
             }
             Action::Type {
                 ticket,

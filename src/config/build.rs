@@ -307,6 +307,17 @@ pub(super) fn build(
                 ],
             )
             .unwrap_or(SessionPolicy::Primary),
+        verify_form: ctx
+            .choice(
+                &l,
+                "verify_form",
+                &[
+                    ("auto", VerifyForm::Auto),
+                    ("required", VerifyForm::Required),
+                    ("off", VerifyForm::Off),
+                ],
+            )
+            .unwrap_or(VerifyForm::Auto),
         max_failed_logins_per_hour: (int_key_or_default(ctx, &l, "max_failed_logins_per_hour")
             as u32),
         min_code_validity: dur_key(ctx, &l, "min_code_validity"),

@@ -160,6 +160,8 @@ pub(crate) const KEYS: &[Key] = &[
         "The device to pick when IBKR asks; anything but the authenticator app means a person approves."),
     key!("login", "existing_session", Choice(&["primary", "primaryoverride", "secondary", "manual"]), Some("\"primary\""), Live, "\"secondary\"",
         "What to do when the account is logged in elsewhere (IBC's ExistingSessionDetectedAction)."),
+    key!("login", "verify_form", Choice(&["auto", "required", "off"]), Some("\"auto\""), Live, "\"required\"",
+        "Look at a filled form before pressing Log In or OK: auto (when the screen can be read), required, off."),
     key!("login", "max_failed_logins_per_hour", Int { min: 1, max: 20 }, Some("3"), Live, "5",
         "Failed logins within an hour before ibwarden stops and notifies (counted across restarts)."),
     key!("login", "min_code_validity", Dur { min_ms: secs(1), max_ms: secs(25) }, Some("\"8s\""), Live, "\"12s\"",

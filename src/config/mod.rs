@@ -42,7 +42,7 @@ pub use units::{Geometry, WeekdayTime};
 use crate::secret::SecretSource;
 use reader::Ctx;
 
-pub use crate::core::domain::{Program, SecondFactor, SessionPolicy, TradingMode};
+pub use crate::core::domain::{Program, SecondFactor, SessionPolicy, TradingMode, VerifyForm};
 
 /// Which `java` runs the gateway.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,6 +129,8 @@ pub struct LoginConfig {
     pub second_factor: SecondFactor,
     /// Answer to "existing session detected".
     pub existing_session: SessionPolicy,
+    /// Whether a filled form is seen before it is submitted (`verify_form`).
+    pub verify_form: VerifyForm,
     /// Stop trying and call a person after this many failed logins in an hour.
     pub max_failed_logins_per_hour: u32,
     /// A code with less than this left is not typed; the next one is awaited.

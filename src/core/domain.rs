@@ -91,6 +91,29 @@ impl SessionPolicy {
     }
 }
 
+/// Whether a filled form must be seen before it is submitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VerifyForm {
+    /// Seen when a screen model can be built; when it cannot (no OCR, an unknown look) an
+    /// uninterrupted fill is submitted as typed.
+    Auto,
+    /// Never submitted unseen: a form the model cannot read means a relaunch and a notice.
+    Required,
+    /// Submitted as typed (the blind path; for measuring what seeing costs).
+    Off,
+}
+
+impl VerifyForm {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyForm::Auto => "auto",
+            VerifyForm::Required => "required",
+            VerifyForm::Off => "off",
+        }
+    }
+}
+
 /// The second-factor device picked in the gateway's device chooser.
 ///
 /// What ibwarden does after the choice depends on the kind, never on a substring of a name:

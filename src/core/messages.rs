@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use super::notice::{NoticeKind, Severity};
 use super::settings::{CoreConfig, Persisted};
-use super::types::{KeyStep, LauncherEvent, ProbeOutcome, WindowInfo};
+use super::types::{
+    FormCheck, FormTargets, FormVerdict, KeyStep, LauncherEvent, ProbeOutcome, WindowInfo,
+};
 
 /// The current time, monotonic and wall-clock, as read by the driver.
 #[derive(Clone, Copy, Debug)]
@@ -79,6 +81,15 @@ pub enum Input {
         /// How it went.
         result: TypeResult,
     },
+    /// The screen model's view of a filled form ([`Action::CheckForm`]).
+    FormChecked {
+        /// The ticket of the [`Action::CheckForm`].
+        ticket: u64,
+        /// What it saw.
+        verdict: FormVerdict,
+        /// Where the form's parts are (for a refill by target).
+        targets: FormTargets,
+    },
     /// Text read from a window by the content reader (`None`: could not read).
     WindowText {
         /// The window.
@@ -138,6 +149,17 @@ pub enum Action {
         window: u32,
         /// What to type.
         steps: Vec<KeyStep>,
+    },
+    /// Look at a filled form (focus and raise the window, capture it once it stopped
+    /// changing, build the screen model) and compare it with what was typed; answer with
+    /// [`Input::FormChecked`]. Runs after the typing before it, never beside it.
+    CheckForm {
+        /// Correlates the answer.
+        ticket: u64,
+        /// The window holding the form.
+        window: u32,
+        /// The form and what it must hold.
+        form: FormCheck,
     },
     /// Read the window's text; answer with [`Input::WindowText`].
     ReadText {

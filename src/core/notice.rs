@@ -38,4 +38,6 @@ pub enum NoticeKind {
     ClockBehind,
     /// The gateway is ready again after a problem.
     Recovered,
+    /// A filled form could not be seen and `login.verify_form = "required"`.
+    FormUnseen,
 }

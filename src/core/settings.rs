@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::domain::{Program, SecondFactor, SessionPolicy, TradingMode};
+use super::domain::{Program, SecondFactor, SessionPolicy, TradingMode, VerifyForm};
 
 /// What the core needs from the configuration (plain values, no IO).
 #[derive(Clone, Debug)]
@@ -16,6 +16,8 @@ pub struct CoreConfig {
     pub second_factor: SecondFactor,
     /// Existing-session policy.
     pub existing_session: SessionPolicy,
+    /// Whether a filled form is seen before it is submitted.
+    pub verify_form: VerifyForm,
     /// At most this many failed logins per rolling hour, across restarts.
     pub max_failed_logins_per_hour: u32,
     /// A TOTP code with less validity left than this is not typed.
@@ -72,6 +74,7 @@ impl Default for CoreConfig {
             trading_mode: TradingMode::Live,
             second_factor: SecondFactor::AuthenticatorApp,
             existing_session: SessionPolicy::Primary,
+            verify_form: VerifyForm::Auto,
             max_failed_logins_per_hour: 3,
             min_code_validity: Duration::from_secs(8),
             max_code_rejections: 2,

@@ -77,6 +77,14 @@ pub enum KeyStep {
     Key(NamedKey),
     /// A pause, in milliseconds (after a combo selection, before Enter, ...).
     PauseMs(u32),
+    /// A left click at a point of the window (window coordinates): focusing a field or
+    /// pressing a toggle found by the screen model.
+    Click {
+        /// Column.
+        x: u32,
+        /// Row.
+        y: u32,
+    },
 }
 
 impl fmt::Debug for KeyStep {
@@ -86,6 +94,7 @@ impl fmt::Debug for KeyStep {
             KeyStep::Secret(r) => write!(f, "Secret({r:?})"),
             KeyStep::Key(k) => write!(f, "Key({k:?})"),
             KeyStep::PauseMs(ms) => write!(f, "PauseMs({ms})"),
+            KeyStep::Click { x, y } => write!(f, "Click({x}, {y})"),
         }
     }
 }
@@ -168,4 +177,47 @@ pub enum SecondFactorOutcome {
     Failed,
     /// `Second factor authentication timed out`.
     TimedOut,
+}
+
+/// A form ibwarden filled and must see before it submits it (the press that spends a login
+/// attempt or a code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FormCheck {
+    /// The login frame: username, password (as a mask), the trading mode toggle.
+    Login {
+        /// The mode the toggle must show.
+        mode: super::domain::TradingMode,
+    },
+    /// The second-factor dialog's code field.
+    Code {
+        /// The TOTP step whose code must be in it.
+        step: u64,
+    },
+}
+
+/// What the screen model saw in a filled form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FormVerdict {
+    /// It holds what was typed.
+    Matches,
+    /// It does not (why, without secrets): never submit it.
+    Differs(String),
+    /// The model could not tell (no OCR, an unknown look): why.
+    Unseen(String),
+}
+
+/// Where the screen model found a form's parts, in window coordinates: what a refill by
+/// target clicks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FormTargets {
+    /// The username field.
+    pub username: Option<(u32, u32)>,
+    /// The password field.
+    pub password: Option<(u32, u32)>,
+    /// The `Live Trading` toggle.
+    pub live: Option<(u32, u32)>,
+    /// The `Paper Trading` toggle.
+    pub paper: Option<(u32, u32)>,
+    /// The code field.
+    pub code: Option<(u32, u32)>,
 }

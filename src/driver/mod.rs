@@ -22,6 +22,7 @@ use crate::core::{Action, Input, Now, Supervisor};
 
 pub(crate) mod real;
 mod screen;
+mod seeing;
 mod wiring;
 
 pub use wiring::{apply_reload, core_config, exit, run, schedule, Reload, RunOptions};

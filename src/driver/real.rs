@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::screen::{self, current_secrets, Screen, SecretSlot, TypeJob};
+use super::screen::{self, current_secrets, Job, Screen, SecretSlot, TypeJob};
 use super::{Event, World};
 use crate::config::Config;
 use crate::control::{self, ControlCommand, ControlReply, ControlRequest};
@@ -374,16 +374,35 @@ impl World for RealWorld {
             } => {
                 debug!(ticket, window, ?steps, "typing");
                 let sent = self.screen.as_ref().map(|s| {
-                    s.jobs.send(TypeJob {
+                    s.jobs.send(Job::Type(TypeJob {
                         ticket,
                         window,
                         steps,
-                    })
+                    }))
                 });
                 if !matches!(sent, Some(Ok(()))) {
                     return Some(Input::Typed {
                         ticket,
                         result: TypeResult::Failed("no display".into()),
+                    });
+                }
+            }
+            Action::CheckForm {
+                ticket,
+                window,
+                form,
+            } => {
+                let job = super::seeing::CheckJob {
+                    ticket,
+                    window,
+                    form,
+                };
+                let sent = self.screen.as_ref().map(|s| s.jobs.send(Job::Check(job)));
+                if !matches!(sent, Some(Ok(()))) {
+                    return Some(Input::FormChecked {
+                        ticket,
+                        verdict: crate::core::FormVerdict::Unseen("no display".into()),
+                        targets: Default::default(),
                     });
                 }
             }

@@ -37,6 +37,14 @@ pub(super) fn current_secrets(slot: &SecretSlot) -> Arc<Secrets> {
     }
 }
 
+/// Work for the typist thread, in order: typing, and looking at what was typed.
+pub(super) enum Job {
+    /// Keys.
+    Type(TypeJob),
+    /// A form check (after the keys before it).
+    Check(super::seeing::CheckJob),
+}
+
 /// A keyboard job for the typist thread.
 pub(super) struct TypeJob {
     pub(super) ticket: u64,
@@ -50,7 +58,7 @@ pub(crate) struct Screen {
     pub(super) xvfb: Option<Xvfb>,
     _watcher: Watcher,
     pub(super) typist: Arc<Typist>,
-    pub(super) jobs: std::sync::mpsc::Sender<TypeJob>,
+    pub(super) jobs: std::sync::mpsc::Sender<Job>,
 }
 
 impl std::fmt::Debug for Screen {
@@ -119,11 +127,12 @@ pub(super) async fn start(
             }
         }
     });
-    let (jobs, job_rx) = std::sync::mpsc::channel::<TypeJob>();
+    let (jobs, job_rx) = std::sync::mpsc::channel::<Job>();
     let t = typist.clone();
+    let display = target.clone();
     std::thread::Builder::new()
         .name("typist".into())
-        .spawn(move || typist_thread(t, secrets, job_rx, tx, human))
+        .spawn(move || typist_thread(t, display, secrets, job_rx, tx, human))
         .context("cannot start the typist thread")?;
     Ok(Screen {
         target,
@@ -143,16 +152,35 @@ fn ancestry(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// One job at a time, focus verified before every key.
+/// One job at a time, focus verified before every key; a form check sees the keys before it.
 fn typist_thread(
     typist: Arc<Typist>,
+    target: DisplayTarget,
     slot: SecretSlot,
-    jobs: std::sync::mpsc::Receiver<TypeJob>,
+    jobs: std::sync::mpsc::Receiver<Job>,
     tx: mpsc::UnboundedSender<Event<Msg>>,
     human: Arc<AtomicBool>,
 ) {
+    // tesseract reads the text of forms; without it only the pixels are judged.
+    let ocr = crate::screen::ocr::Ocr::find();
     while let Ok(job) = jobs.recv() {
         let secrets = current_secrets(&slot);
+        let job = match job {
+            Job::Type(j) => j,
+            Job::Check(c) => {
+                let (verdict, targets) =
+                    super::seeing::check(&typist, &target, ocr.as_ref(), &secrets, &c);
+                let checked = Input::FormChecked {
+                    ticket: c.ticket,
+                    verdict,
+                    targets,
+                };
+                if tx.send(Event::Input(checked)).is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
         let resolve = |r: SecretRef| -> Option<Secret> {
             match r {
                 SecretRef::Username => Some(Secret::new(secrets.username.clone())),

@@ -53,6 +53,7 @@ pub fn core_config(cfg: &Config, content_reader: bool) -> CoreConfig {
         trading_mode: cfg.gateway.trading_mode,
         second_factor: cfg.login.second_factor.clone(),
         existing_session: cfg.login.existing_session,
+        verify_form: cfg.login.verify_form,
         max_failed_logins_per_hour: cfg.login.max_failed_logins_per_hour,
         min_code_validity: cfg.login.min_code_validity,
         max_code_rejections: cfg.login.max_code_rejections,

@@ -87,9 +87,10 @@ pub fn repeat_after(kind: NoticeKind) -> Option<Duration> {
         // Each push needs its own approval, but not a message per retry.
         NoticeKind::HumanApproval => Some(Duration::from_secs(5 * MIN)),
         NoticeKind::Crash => Some(Duration::from_secs(10 * MIN)),
-        NoticeKind::LockoutGuard | NoticeKind::RestartLoop | NoticeKind::UnknownDialog => {
-            Some(Duration::from_secs(60 * MIN))
-        }
+        NoticeKind::LockoutGuard
+        | NoticeKind::RestartLoop
+        | NoticeKind::UnknownDialog
+        | NoticeKind::FormUnseen => Some(Duration::from_secs(60 * MIN)),
         NoticeKind::PasswordExpiring => Some(Duration::from_secs(24 * 60 * MIN)),
         NoticeKind::Recovered => None,
     }
@@ -109,6 +110,7 @@ pub fn kind_name(kind: NoticeKind) -> &'static str {
         NoticeKind::SessionConflict => "session_conflict",
         NoticeKind::ClockBehind => "clock_behind",
         NoticeKind::Recovered => "recovered",
+        NoticeKind::FormUnseen => "form_unseen",
     }
 }
 
@@ -126,6 +128,7 @@ fn kind_title(kind: NoticeKind) -> &'static str {
         NoticeKind::SessionConflict => "another session holds the account",
         NoticeKind::ClockBehind => "the clock moved back",
         NoticeKind::Recovered => "recovered",
+        NoticeKind::FormUnseen => "the login form cannot be read",
     }
 }
 

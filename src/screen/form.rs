@@ -190,22 +190,8 @@ pub fn check_code(img: &Image, model: &Model, reader: &dyn FieldReader, code: &s
 /// than its twin (Metal, Nimbus and flat looks alike). `None` if the words were not read or
 /// the two look the same.
 pub fn selected_mode(img: &Image, model: &Model) -> Option<TradingMode> {
-    // OCR often loses the first letters of light text on a dark face: `Live` reads `ive`
-    // or `ve`, so the live toggle is the short word ending in "ve" on the paper toggle's row.
-    let paper = model
-        .words
-        .iter()
-        .find(|w| normalise(&w.text).trim_matches(|c: char| !c.is_alphanumeric()) == "paper")?
-        .rect;
-    let live = model
-        .words
-        .iter()
-        .find(|w| {
-            let t = normalise(&w.text);
-            let t = t.trim_matches(|c: char| !c.is_alphanumeric());
-            t.len() <= 4 && t.ends_with("ve") && paper.same_row(&w.rect)
-        })?
-        .rect;
+    let (live, paper) = toggle_words(model);
+    let (live, paper) = (live?, paper?);
     let (l, p) = (background(img, live)?, background(img, paper)?);
     // A clear difference only: two unselected toggles differ by antialiasing noise.
     if l.abs_diff(p) < 8 {
@@ -216,6 +202,34 @@ pub fn selected_mode(img: &Image, model: &Model) -> Option<TradingMode> {
     } else {
         TradingMode::Paper
     })
+}
+
+/// The boxes of the `Live …` and `Paper …` toggles' first words. OCR often loses the first
+/// letters of light text on a dark face (`Live` reads `ive` or `ve`), so the live toggle is
+/// the short word ending in "ve" on the paper toggle's row.
+pub fn toggle_words(model: &Model) -> (Option<Rect>, Option<Rect>) {
+    let clean = |t: &str| {
+        normalise(t)
+            .trim_matches(|c: char| !c.is_alphanumeric())
+            .to_string()
+    };
+    let Some(paper) = model
+        .words
+        .iter()
+        .find(|w| clean(&w.text) == "paper")
+        .map(|w| w.rect)
+    else {
+        return (None, None);
+    };
+    let live = model
+        .words
+        .iter()
+        .find(|w| {
+            let t = clean(&w.text);
+            t.len() <= 4 && t.ends_with("ve") && paper.same_row(&w.rect)
+        })
+        .map(|w| w.rect);
+    (live, Some(paper))
 }
 
 /// The median luma of the pixels in a band just around a word's box (the face it is drawn

@@ -235,9 +235,9 @@ fn closed_sides(img: &Image, x0: u32, x1: u32, y: u32, h: u32) -> bool {
 }
 
 /// Connected shapes of ink (8-connected) inside `rect`, left to right, and the caret's
-/// columns. The caret is a bar at most 2 px wide, at least half the interior tall, that
-/// reaches below the baseline of the other ink (a letter's stem ends on it); it is removed
-/// first, since it often touches the last glyph.
+/// columns. The caret is a bar at most 2 px wide, at least half the interior tall, and
+/// taller than any other stroke (it spans ascent and descent); it is removed first, since it
+/// often touches the last glyph.
 fn glyphs(img: &Image, rect: Rect) -> (Vec<Rect>, Vec<u32>) {
     let (w, h) = (rect.w as usize, rect.h as usize);
     let threshold = LIGHT.saturating_sub(INK_DELTA);
@@ -259,18 +259,6 @@ fn glyphs(img: &Image, rect: Rect) -> (Vec<Rect>, Vec<u32>) {
         })
         .collect();
     let tall: Vec<bool> = runs.iter().map(|r| r.0 * 2 >= h).collect();
-    // The baseline: the most common lowest ink row of the other columns.
-    let mut bottoms = vec![0usize; h];
-    for (x, r) in runs.iter().enumerate() {
-        if r.0 > 0 && !tall[x] {
-            if let Some(b) = (0..h).rev().find(|&y| ink[y * w + x]) {
-                bottoms[b] += 1;
-            }
-        }
-    }
-    let baseline = (0..h)
-        .max_by_key(|&y| bottoms[y])
-        .filter(|&y| bottoms[y] > 0);
     let mut caret = Vec::new();
     let mut x = 0;
     while x < w {
@@ -282,9 +270,15 @@ fn glyphs(img: &Image, rect: Rect) -> (Vec<Rect>, Vec<u32>) {
         while x < w && tall[x] {
             x += 1;
         }
-        // A bar reaching below the text's baseline (a stem ends on it), or alone.
-        let below = baseline.is_none_or(|b| (start..x).any(|cx| runs[cx].2 > b));
-        if x - start <= 2 && below {
+        // Taller than every other stroke by 2 px: the caret spans ascent and descent, a
+        // letter's or digit's stem only the ascent.
+        let bar = (start..x).map(|cx| runs[cx].0).max().unwrap_or(0);
+        let others = (0..w)
+            .filter(|cx| !(start..x).contains(cx))
+            .map(|cx| runs[cx].0)
+            .max()
+            .unwrap_or(0);
+        if x - start <= 2 && bar >= others + 2 {
             for cx in start..x {
                 caret.push(rect.x + cx as u32);
                 for y in 0..h {

@@ -1,7 +1,7 @@
 //! Words and their boxes, read by tesseract (`tsv` output), and the crops fed to it.
 //!
 //! A whole window is read once per model (`--psm 11`: sparse text, as a dialog's labels and
-//! buttons are); a field's content is read from a crop of its interior scaled ×3 with a white
+//! buttons are); a field's content is read from a crop of its interior scaled ×2 (bilinear) with a white
 //! margin (`--psm 7`: one line), where tesseract is far more accurate than on 12 px text.
 
 use std::path::Path;
@@ -68,21 +68,50 @@ pub fn lines(words: &[Word]) -> Vec<String> {
     out.into_iter().map(|(_, t)| t).collect()
 }
 
-/// `rect` of `img`, scaled by `scale` (nearest neighbour) inside a white margin, with the
+/// `rect` of `img`, scaled by `scale` (bilinear: tesseract misreads the blocky digits a
+/// nearest-neighbour upscale makes of antialiased text) inside a white margin, with the
 /// columns in `blank` left white.
 pub fn crop_scaled(img: &Image, rect: Rect, scale: u32, margin: u32, blank: &[u32]) -> Image {
+    scaled(img, rect, scale, margin, blank, true)
+}
+
+/// Like [`crop_scaled`], nearest neighbour when `smooth` is false (better for a whole
+/// window's labels and buttons, measured on the three looks).
+fn scaled(img: &Image, rect: Rect, scale: u32, margin: u32, blank: &[u32], smooth: bool) -> Image {
     let (w, h) = (rect.w * scale + 2 * margin, rect.h * scale + 2 * margin);
     let mut rgb = vec![255u8; (w * h * 3) as usize];
+    let px = |x: u32, y: u32, c: usize| -> f32 {
+        let (x, y) = (x.min(img.width - 1), y.min(img.height - 1));
+        if blank.contains(&x) {
+            return 255.0;
+        }
+        img.rgb
+            .get(((y * img.width + x) * 3) as usize + c)
+            .map_or(255.0, |v| f32::from(*v))
+    };
     for y in 0..rect.h * scale {
         for x in 0..rect.w * scale {
-            let (sx, sy) = (rect.x + x / scale, rect.y + y / scale);
-            if sx >= img.width || sy >= img.height || blank.contains(&sx) {
-                continue;
-            }
-            let src = ((sy * img.width + sx) * 3) as usize;
+            // The source point of this pixel's centre, between four source pixels.
+            let (fx, fy) = if smooth {
+                (
+                    ((x as f32 + 0.5) / scale as f32 - 0.5).max(0.0),
+                    ((y as f32 + 0.5) / scale as f32 - 0.5).max(0.0),
+                )
+            } else {
+                ((x / scale) as f32, (y / scale) as f32)
+            };
+            let (x0, y0) = (fx as u32, fy as u32);
+            let (ax, ay) = (fx - x0 as f32, fy - y0 as f32);
+            let (sx, sy) = (rect.x + x0, rect.y + y0);
+            let x1 = (sx + 1).min(rect.x + rect.w - 1);
+            let y1 = (sy + 1).min(rect.y + rect.h - 1);
             let dst = (((y + margin) * w + x + margin) * 3) as usize;
-            if let (Some(s), Some(d)) = (img.rgb.get(src..src + 3), rgb.get_mut(dst..dst + 3)) {
-                d.copy_from_slice(s);
+            for c in 0..3 {
+                let top = px(sx, sy, c) * (1.0 - ax) + px(x1, sy, c) * ax;
+                let bottom = px(sx, y1, c) * (1.0 - ax) + px(x1, y1, c) * ax;
+                if let Some(d) = rgb.get_mut(dst + c) {
+                    *d = (top * (1.0 - ay) + bottom * ay).round() as u8;
+                }
             }
         }
     }
@@ -121,7 +150,7 @@ impl Ocr {
             w: img.width,
             h: img.height,
         };
-        let png = crop_scaled(img, whole, 2, 0, &[]).to_png().ok()?;
+        let png = scaled(img, whole, 2, 0, &[], false).to_png().ok()?;
         let tsv = crate::dialog_text::run_tesseract(&self.bin, &png, &["--psm", "11", "tsv"])?;
         let mut words = parse_tsv(&tsv);
         for w in &mut words {
@@ -144,7 +173,7 @@ impl Ocr {
         blank: &[u32],
         digits_only: bool,
     ) -> Option<String> {
-        let crop = crop_scaled(img, rect, 3, 12, blank);
+        let crop = crop_scaled(img, rect, 2, 12, blank);
         let png = crop.to_png().ok()?;
         let mut args = vec!["--psm", "7"];
         if digits_only {

@@ -88,7 +88,13 @@ impl Supervisor {
         // (`commit_login`).
         self.push(Action::SaveState(self.persisted.clone()));
         let steps = self.credential_steps();
-        self.type_job(frame, steps, false, true);
+        self.type_form(
+            frame,
+            steps,
+            FormCheck::Login {
+                mode: self.cfg.trading_mode,
+            },
+        );
         self.set_phase(Phase::LoggingIn, "typing the credentials");
     }
 
@@ -138,7 +144,7 @@ impl Supervisor {
 
     /// The form is filled: press `Log In`. This is what spends a login attempt, so it is
     /// counted (and saved) first: a crash between the two still counts it.
-    fn commit_login(&mut self, now: Now, frame: u32) {
+    pub(super) fn commit_login(&mut self, now: Now, frame: u32) {
         self.persisted.failed_logins.push(now.unix_ms / 1000);
         self.push(Action::SaveState(self.persisted.clone()));
         self.stats.logins += 1;
@@ -152,13 +158,19 @@ impl Supervisor {
 
     /// The fill did not go in whole: nothing was submitted, nothing is counted. The form's
     /// state is unknown, so it is never completed blind: a fresh JVM gets a fresh form.
-    fn fill_failed(&mut self, now: Now, why: &str) {
+    pub(super) fn fill_failed(&mut self, now: Now, why: &str) {
         self.push(Action::Screenshot {
             window: None,
             reason: "input-failed",
         });
         tracing::warn!(why, "the login form was not filled; not pressing Log In");
         self.restart(now, &format!("login form not filled ({why})"), false);
+    }
+
+    fn login_form(&self) -> FormCheck {
+        FormCheck::Login {
+            mode: self.cfg.trading_mode,
+        }
     }
 
     /// Keys for the login frame, from its focus order (`tests/simulator/README.md`): focus
@@ -250,16 +262,16 @@ impl Supervisor {
         self.push(Action::SaveState(self.persisted.clone()));
         self.login.codes_typed += 1;
         self.login.code_dialog = None;
-        self.type_into(
+        // The code first; its OK once the field was seen to hold it (`seeing`).
+        self.type_form(
             dialog,
             vec![
                 KeyStep::Key(NamedKey::SelectAll),
                 KeyStep::Secret(SecretRef::TotpCode { step }),
-                KeyStep::PauseMs(150),
-                KeyStep::Key(NamedKey::Enter),
             ],
+            FormCheck::Code { step },
         );
-        self.status_line("authenticator code sent");
+        self.status_line("authenticator code typed");
     }
 
     pub(super) fn ib_key_wait(&mut self, now: Now) {
@@ -383,10 +395,21 @@ impl Supervisor {
     }
 
     pub(super) fn type_with(&mut self, window: u32, steps: Vec<KeyStep>, reread: bool) {
-        self.type_job(window, steps, reread, false);
+        self.type_job(window, steps, reread, None);
     }
 
-    fn type_job(&mut self, window: u32, steps: Vec<KeyStep>, reread: bool, fill: bool) {
+    /// Keys that fill `form` (no submit): a check of the form follows them.
+    pub(super) fn type_form(&mut self, window: u32, steps: Vec<KeyStep>, form: FormCheck) {
+        self.type_job(window, steps, false, Some(form));
+    }
+
+    fn type_job(
+        &mut self,
+        window: u32,
+        steps: Vec<KeyStep>,
+        reread: bool,
+        form: Option<FormCheck>,
+    ) {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         self.pending.insert(
@@ -396,7 +419,11 @@ impl Supervisor {
                 steps: steps.clone(),
                 tries: 1,
                 reread,
-                fill,
+                fill: matches!(form, Some(FormCheck::Login { .. })),
+                code: match form {
+                    Some(FormCheck::Code { step }) => Some(step),
+                    _ => None,
+                },
             },
         );
         if self.human {
@@ -439,7 +466,7 @@ impl Supervisor {
         }
         if p.fill {
             match result {
-                TypeResult::Done => self.commit_login(now, p.window),
+                TypeResult::Done => self.check_form(now, p.window, self.login_form(), false),
                 TypeResult::FocusLost if p.tries < 6 && self.windows.contains_key(&p.window) => {
                     // Nothing of the fill was sent: the same keys are still right.
                     tracing::warn!(window = p.window, tries = p.tries, "focus lost; retrying");
@@ -452,6 +479,13 @@ impl Supervisor {
                         .set(Timer::RetryInput, now.mono + Duration::from_millis(300));
                 }
                 TypeResult::FocusLost => self.fill_failed(now, "the window never had the focus"),
+                // Some keys went in, the focus moved: the form is unknown. Look at it (once
+                // the window is back in front): a refill by target or a relaunch follows,
+                // never Log In with partial content.
+                TypeResult::Interrupted if self.windows.contains_key(&p.window) => {
+                    tracing::warn!(window = p.window, "typing interrupted; looking at the form");
+                    self.check_form(now, p.window, self.login_form(), true)
+                }
                 TypeResult::Interrupted => {
                     self.fill_failed(now, "another window took the focus while typing")
                 }
@@ -460,6 +494,10 @@ impl Supervisor {
             return;
         }
         match result {
+            TypeResult::Done if p.code.is_some() => {
+                let step = p.code.unwrap_or_default();
+                self.check_form(now, p.window, FormCheck::Code { step }, false);
+            }
             TypeResult::Done => {
                 if p.reread {
                     if let Some(w) = self.windows.get_mut(&p.window) {

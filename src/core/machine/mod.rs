@@ -19,7 +19,9 @@ use super::dialog::{self, Answer, DialogKind};
 use super::domain::{Program, SecondFactor, SessionPolicy, TradingMode};
 use super::schedule::{self, ScheduledEvent, Scheduler};
 use super::timer::{Timer, TimerTable};
-use super::types::{KeyStep, LauncherEvent, NamedKey, ProbeOutcome, SecretRef, WindowInfo};
+use super::types::{
+    FormCheck, KeyStep, LauncherEvent, NamedKey, ProbeOutcome, SecretRef, WindowInfo,
+};
 use crate::totp;
 
 use super::messages::{Action, Input, Now, TypeResult};
@@ -29,6 +31,7 @@ use super::settings::{CoreConfig, Persisted, Stats};
 mod lifecycle;
 mod login;
 mod probing;
+mod seeing;
 mod session;
 // TWS's in-frame second factor and exit path.
 mod tws;
@@ -140,6 +143,10 @@ struct Login {
     token_login: bool,
     /// TWS: watching the `Login` frame for the in-frame second factor.
     tws: tws::TwsWatch,
+    /// A check of a filled form in flight.
+    check: Option<seeing::Checking>,
+    /// Refills by target since the last matching check.
+    refills: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -160,8 +167,10 @@ struct PendingType {
     /// Read the window's text again once the keys are in (it changes in place).
     reread: bool,
     /// The login form's fill (mode, username, password; no Enter): its `Log In` press, the
-    /// commit that spends a login attempt, follows only a complete fill.
+    /// commit that spends a login attempt, follows only a complete fill that was seen.
     fill: bool,
+    /// The code field's fill (no Enter) with this TOTP step: its `OK` follows a check.
+    code: Option<u64>,
 }
 
 /// A session dialog held back by the ping-pong guard.
@@ -393,6 +402,11 @@ impl Supervisor {
             Input::Unmapped(id) | Input::Destroyed(id) => self.on_gone(id),
             Input::TitleChanged { id, title } => self.on_title(now, id, title),
             Input::Typed { ticket, result } => self.on_typed(now, ticket, result),
+            Input::FormChecked {
+                ticket,
+                verdict,
+                targets,
+            } => self.on_form_checked(now, ticket, verdict, targets),
             Input::WindowText { window, text } => self.on_text(now, window, text),
             Input::Probe(outcome) => self.on_probe(now, outcome),
             Input::DisplayLost => {

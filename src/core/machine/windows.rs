@@ -23,6 +23,8 @@ impl Supervisor {
             tracing::debug!(window = info.id, title = %info.title, "stub window ignored");
             return;
         }
+        // A check of a filled form that saw the screen before this window came is stale.
+        self.void_check();
         let (kind, needs_text) = dialog::classify(&info.title, info.transient_for.is_some());
         tracing::debug!(window = info.id, title = %info.title, ?kind, "window mapped");
         let id = info.id;

@@ -14,6 +14,10 @@ struct H {
     sv: Supervisor,
     now: Now,
     log: Vec<Action>,
+    /// What a form check sees, answered at once (`None`: the test answers it).
+    sees: Option<FormVerdict>,
+    /// Where the form's parts are, in the answer.
+    targets: FormTargets,
 }
 
 impl H {
@@ -26,6 +30,14 @@ impl H {
                 unix_ms: 1_795_507_205_000,
             },
             log: Vec::new(),
+            sees: Some(FormVerdict::Matches),
+            targets: FormTargets {
+                username: Some((300, 180)),
+                password: Some((300, 210)),
+                live: Some((250, 150)),
+                paper: Some((370, 150)),
+                code: Some((200, 120)),
+            },
         }
     }
 
@@ -44,6 +56,14 @@ impl H {
         while let Some(a) = self.sv.poll_action() {
             if a == Action::StartDisplay {
                 self.sv.handle(self.now, Input::DisplayReady);
+            }
+            if let (Action::CheckForm { ticket, .. }, Some(verdict)) = (&a, &self.sees) {
+                let checked = Input::FormChecked {
+                    ticket: *ticket,
+                    verdict: verdict.clone(),
+                    targets: self.targets,
+                };
+                self.sv.handle(self.now, checked);
             }
             out.push(a);
         }

@@ -62,6 +62,11 @@ impl Typist {
                     }
                 }
                 KeyStep::PauseMs(ms) => std::thread::sleep(Duration::from_millis(u64::from(*ms))),
+                // Clicks go through our own XTest path whatever the key backend.
+                KeyStep::Click { x, y } => {
+                    self.click(window, *x, *y)?;
+                    std::thread::sleep(self.opts.settle_delay);
+                }
             }
         }
         self.focused_window()?;

@@ -62,6 +62,9 @@ use crate::secret::Secret;
 /// XTest `FakeInput` event types (core protocol event codes).
 const XTEST_KEY_PRESS: u8 = 2;
 const XTEST_KEY_RELEASE: u8 = 3;
+const XTEST_BUTTON_PRESS: u8 = 4;
+const XTEST_BUTTON_RELEASE: u8 = 5;
+const XTEST_MOTION: u8 = 6;
 
 /// Characters typed between two focus checks inside one text.
 pub(crate) const CHECK_EVERY: usize = 8;
@@ -255,6 +258,18 @@ impl Typist {
     /// until `GetInputFocus` confirms it (measured: `SetInputFocus` on a Java
     /// top-level does not work, `WM_TAKE_FOCUS` does). When the focus had to move, waits
     /// `settle_delay` more so Java has processed the activation before keys arrive.
+    /// Raises `window` above its siblings (a dialog that took the focus may cover the form
+    /// that is about to be captured). Without a window manager the server does it; with one
+    /// the request is a hint it usually follows.
+    pub fn raise(&self, window: u32) -> Result<(), InputError> {
+        self.conn
+            .send_and_check_request(&x::ConfigureWindow {
+                window: window_from_id(window),
+                value_list: &[x::ConfigWindow::StackMode(x::StackMode::Above)],
+            })
+            .map_err(proto_err("ConfigureWindow(raise)"))
+    }
+
     pub fn focus(&self, window: u32) -> Result<(), InputError> {
         let _busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
         self.focus_locked(window)
@@ -609,6 +624,43 @@ impl Typist {
         Ok(())
     }
 
+    /// Moves the pointer to `(x, y)` of `window` and clicks button 1 (XTest). The point is
+    /// translated to root coordinates by the server, so a window manager's frame or a moved
+    /// window changes nothing.
+    fn click(&self, window: u32, x: u32, y: u32) -> Result<(), InputError> {
+        let root = self.root;
+        let at = self
+            .conn
+            .wait_for_reply(self.conn.send_request(&x::TranslateCoordinates {
+                src_window: window_from_id(window),
+                dst_window: root,
+                src_x: i16::try_from(x).unwrap_or(i16::MAX),
+                src_y: i16::try_from(y).unwrap_or(i16::MAX),
+            }))
+            .map_err(request_err("TranslateCoordinates"))?;
+        self.conn.send_request(&xcb::xtest::FakeInput {
+            r#type: XTEST_MOTION,
+            detail: 0,
+            time: x::CURRENT_TIME,
+            root,
+            root_x: at.dst_x(),
+            root_y: at.dst_y(),
+            deviceid: 0,
+        });
+        for kind in [XTEST_BUTTON_PRESS, XTEST_BUTTON_RELEASE] {
+            self.conn.send_request(&xcb::xtest::FakeInput {
+                r#type: kind,
+                detail: 1,
+                time: x::CURRENT_TIME,
+                root: x::Window::none(),
+                root_x: 0,
+                root_y: 0,
+                deviceid: 0,
+            });
+        }
+        self.conn.flush().map_err(conn_err("FakeInput"))
+    }
+
     fn fake(&self, press: bool, keycode: u8) {
         self.conn.send_request(&xcb::xtest::FakeInput {
             r#type: if press {
@@ -728,6 +780,11 @@ impl Typist {
                     }
                 }
                 KeyStep::PauseMs(ms) => std::thread::sleep(Duration::from_millis(u64::from(*ms))),
+                KeyStep::Click { x, y } => {
+                    tracing::debug!(window, step = i, x, y, "click");
+                    self.click(window, *x, *y)?;
+                    std::thread::sleep(self.opts.settle_delay);
+                }
             }
         }
         // One round trip: every fake event has reached the server when we return.

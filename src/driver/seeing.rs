@@ -1,0 +1,139 @@
+//! The driver's side of "see before you press": [`Action::CheckForm`] on the typist thread
+//! (after the typing it checks, never beside it). Focus and raise the window, capture it
+//! once it stopped changing, build the screen model, read it with OCR when tesseract is
+//! installed, and compare it with what was typed; the secrets are read from the slot here
+//! and never leave this function (the verdict names no secret and no length).
+//!
+//! [`Action::CheckForm`]: crate::core::Action::CheckForm
+
+use std::time::{Duration, Instant};
+
+use tracing::debug;
+
+use crate::core::{FormCheck, FormTargets, FormVerdict};
+use crate::screen::form::{self, FieldReader, LoginForm, NoReader, Verdict};
+use crate::screen::ocr::Ocr;
+use crate::screen::Model;
+use crate::secret::Secrets;
+use crate::x11::input::Typist;
+use crate::x11::screenshot::{capture_settled, Image};
+use crate::x11::DisplayTarget;
+
+/// How long a window may keep changing before it is captured anyway.
+const SETTLE: Duration = Duration::from_millis(1500);
+
+/// A form check for the typist thread.
+pub(super) struct CheckJob {
+    pub(super) ticket: u64,
+    pub(super) window: u32,
+    pub(super) form: FormCheck,
+}
+
+/// Looks at the form; never fails (a failure to see is a [`FormVerdict::Unseen`]).
+pub(super) fn check(
+    typist: &Typist,
+    target: &DisplayTarget,
+    ocr: Option<&Ocr>,
+    secrets: &Secrets,
+    job: &CheckJob,
+) -> (FormVerdict, FormTargets) {
+    let started = Instant::now();
+    // The window in front, with the focus: a dialog that took the focus may cover it.
+    if let Err(e) = typist
+        .focus(job.window)
+        .and_then(|()| typist.raise(job.window))
+    {
+        return (
+            FormVerdict::Unseen(format!("the window could not be brought forward: {e}")),
+            FormTargets::default(),
+        );
+    }
+    let img = match capture_settled(target, Some(job.window), SETTLE) {
+        Ok(img) => img,
+        Err(e) => {
+            return (
+                FormVerdict::Unseen(format!("the window could not be captured: {e}")),
+                FormTargets::default(),
+            )
+        }
+    };
+    let (verdict, targets) = judge(&img, ocr, secrets, job.form);
+    debug!(
+        ticket = job.ticket,
+        ?verdict,
+        ms = started.elapsed().as_millis() as u64,
+        "form checked"
+    );
+    (verdict, targets)
+}
+
+/// The pure part: the model of `img` against the form.
+pub(crate) fn judge(
+    img: &Image,
+    ocr: Option<&Ocr>,
+    secrets: &Secrets,
+    form: FormCheck,
+) -> (FormVerdict, FormTargets) {
+    let mut model = Model::build(img);
+    let reader: &dyn FieldReader = match ocr {
+        Some(o) => o,
+        None => &NoReader,
+    };
+    let verdict = match form {
+        FormCheck::Login { mode } => {
+            if let Some(words) = ocr.and_then(|o| o.words(img)) {
+                model.words = words;
+            }
+            let want = LoginForm {
+                username: &secrets.username,
+                password_chars: secrets.password.expose().chars().count(),
+                mode,
+            };
+            form::check_login(img, &model, reader, &want)
+        }
+        FormCheck::Code { step } => match &secrets.totp {
+            Some(code) => {
+                let code = code.code_at_step(step);
+                form::check_code(img, &model, reader, code.expose())
+            }
+            None => Verdict::Unseen("no activation code loaded".into()),
+        },
+    };
+    (convert(verdict), targets(&model, form))
+}
+
+fn convert(v: Verdict) -> FormVerdict {
+    match v {
+        Verdict::Matches => FormVerdict::Matches,
+        Verdict::Differs(w) => FormVerdict::Differs(w),
+        Verdict::Unseen(w) => FormVerdict::Unseen(w),
+    }
+}
+
+/// Where to click for a refill: the fields' centres, the toggles' words.
+fn targets(model: &Model, form: FormCheck) -> FormTargets {
+    let centre = |f: &crate::screen::Field| f.rect.centre();
+    match form {
+        FormCheck::Login { .. } => {
+            let (user, pass) = match (
+                model.field_labelled("username"),
+                model.field_labelled("password"),
+            ) {
+                (Some(u), Some(p)) => (Some(u), Some(p)),
+                _ => (model.fields.first(), model.fields.get(1)),
+            };
+            let (live, paper) = form::toggle_words(model);
+            FormTargets {
+                username: user.map(centre),
+                password: pass.map(centre),
+                live: live.map(|r| r.centre()),
+                paper: paper.map(|r| r.centre()),
+                code: None,
+            }
+        }
+        FormCheck::Code { .. } => FormTargets {
+            code: model.fields.first().map(centre),
+            ..FormTargets::default()
+        },
+    }
+}
