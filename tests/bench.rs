@@ -301,6 +301,8 @@ struct RunCfg<'a> {
     mode: &'a str,
     probe: &'a str,
     verbose: bool,
+    /// `login.verify_form` (`auto`: see before pressing; `off`: the blind path).
+    verify: &'a str,
 }
 
 impl Runner {
@@ -322,6 +324,9 @@ username = "{user}"
 password_file = "password"
 totp_file = "totp"
 
+[login]
+verify_form = "{verify}"
+
 [state]
 dir = "{state}"
 
@@ -338,6 +343,7 @@ desktop = false
             user = install.scenario.username(),
             state = state_dir.display(),
             probe = cfg.probe,
+            verify = cfg.verify,
         );
         fs::write(dir.path().join("config.toml"), config).expect("config");
         warden::write_secret(&dir.path().join("password"), install.scenario.password());
@@ -595,6 +601,10 @@ struct LoginRun {
 }
 
 fn login_run(k: &Knobs, sc: Scenario, mode: &str, dialog_run: bool) -> LoginRun {
+    login_run_with(k, sc, mode, dialog_run, "auto")
+}
+
+fn login_run_with(k: &Knobs, sc: Scenario, mode: &str, dialog_run: bool, verify: &str) -> LoginRun {
     let install = SimInstall::new(&sc);
     let mut r = Runner::start(
         &install,
@@ -602,6 +612,7 @@ fn login_run(k: &Knobs, sc: Scenario, mode: &str, dialog_run: bool) -> LoginRun 
             mode,
             probe: "interval = \"30s\"",
             verbose: false,
+            verify,
         },
     );
     let ready = r.wait_ready_n(1, Duration::from_secs(180));
@@ -697,6 +708,72 @@ fn kind_of(title: &str, dialog_run: bool) -> Option<&'static str> {
     })
 }
 
+/// The screen model on the login fixtures (Metal, Nimbus, flat): pixels alone, and with
+/// the OCR a login form check runs (whole window + the username field).
+fn screen_model_figures(rep: &mut Report) {
+    use ibwarden::screen::form::{check_login, LoginForm};
+    use ibwarden::screen::{ocr::Ocr, Model};
+    let Some(ocr) = Ocr::find() else {
+        eprintln!("bench: no tesseract, screen model figures skipped");
+        return;
+    };
+    let mut pixels = Vec::new();
+    let mut full = Vec::new();
+    for round in 0..10 {
+        for look in ["metal", "nimbus", "flat"] {
+            let img = fixture_image(&format!("login-{look}.png"));
+            let t = Instant::now();
+            let mut m = Model::build(&img);
+            pixels.push(t.elapsed().as_secs_f64() * 1000.0);
+            m.words = ocr.words(&img).unwrap_or_default();
+            let want = LoginForm {
+                username: "fixtureuser",
+                password_chars: 10,
+                mode: ibwarden::core::TradingMode::Live,
+            };
+            let v = check_login(&img, &m, &ocr, &want);
+            full.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(
+                v,
+                ibwarden::screen::form::Verdict::Matches,
+                "{look} round {round}"
+            );
+        }
+    }
+    rep.add(
+        "screen.model_pixels",
+        "screen model from pixels (fields, masks, caret), 540×360 window",
+        "ms",
+        pixels,
+        "",
+        "no OCR",
+    );
+    rep.add(
+        "screen.login_check",
+        "login form check: model + OCR of the window (×2) + the username field",
+        "ms",
+        full,
+        "",
+        "tesseract, one thread",
+    );
+}
+
+fn fixture_image(name: &str) -> ibwarden::x11::screenshot::Image {
+    let path = repo_root().join("tests/fixtures/screen").join(name);
+    let file = fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .expect("png");
+    let mut rgb = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut rgb).expect("frame");
+    rgb.truncate(info.buffer_size());
+    ibwarden::x11::screenshot::Image {
+        width: info.width,
+        height: info.height,
+        rgb,
+    }
+}
+
 #[test]
 #[ignore = "benchmark: run scripts/bench (release build, several minutes)"]
 fn bench() {
@@ -715,10 +792,39 @@ fn bench() {
     let mut live = Vec::new();
     let mut paper = Vec::new();
     let mut dialogs = Vec::new();
+    let mut live_blind = Vec::new();
     for _ in 0..k.runs {
         live.push(login_run(&k, scenario(k.tf), "live", false));
         paper.push(login_run(&k, scenario(k.tf), "paper", false));
+        live_blind.push(login_run_with(&k, scenario(k.tf), "live", false, "off"));
     }
+    // What seeing costs: the same live login with every form checked (the default) and
+    // blind (`verify_form = "off"`), and the screen model itself on the fixtures.
+    rep.add(
+        "login.live.blind.start_to_api",
+        "live login, blind (verify_form = off): JVM start → API listening",
+        "ms",
+        live_blind.iter().map(|r| r.start_to_api).collect(),
+        "",
+        "TOTP waits excluded",
+    );
+    let blind_med = stats(
+        &live_blind
+            .iter()
+            .map(|r| r.start_to_api)
+            .collect::<Vec<_>>(),
+    )
+    .map(|s| s.1)
+    .unwrap_or(f64::NAN);
+    rep.add(
+        "login.live.verification_cost",
+        "live login: seeing (auto) minus blind, per login (two forms checked)",
+        "ms",
+        live.iter().map(|r| r.start_to_api - blind_med).collect(),
+        "",
+        "login form + code field",
+    );
+    screen_model_figures(&mut rep);
     for _ in 0..k.runs.div_ceil(2) {
         let sc = scenario(k.tf)
             .set("devices", "IB Key,Mobile Authenticator app")
@@ -965,6 +1071,7 @@ fn crash_bench(k: &Knobs, rep: &mut Report) {
             mode: "paper",
             probe: "interval = \"30s\"",
             verbose: false,
+            verify: "auto",
         },
     );
     r.wait_ready_n(1, Duration::from_secs(120));
@@ -1034,6 +1141,7 @@ fn hang_bench(k: &Knobs, rep: &mut Report) {
             mode: "paper",
             probe: PROBE,
             verbose: false,
+            verify: "auto",
         },
     );
     r.wait_ready_n(1, Duration::from_secs(120));
@@ -1083,6 +1191,7 @@ fn footprint_bench(k: &Knobs, rep: &mut Report) {
             mode: "paper",
             probe: "",
             verbose: false,
+            verify: "auto",
         },
     );
     r.wait_ready_n(1, Duration::from_secs(120));
@@ -1188,6 +1297,7 @@ fn scale_bench(k: &Knobs, n: usize, rep: &mut Report) {
                     mode: "paper",
                     probe: "",
                     verbose: false,
+                    verify: "auto",
                 },
             )
         })

@@ -83,6 +83,9 @@ async fn fake_driver(
                     password: "k3Xm9PqR".into(),
                 },
                 ControlCommand::VncStop => ControlReply::ok("takeover server stopped"),
+                ControlCommand::Inspect { out } => ControlReply::Inspected {
+                    files: vec![out.join("inspect.json")],
+                },
             };
             let _ = seen.send(cmd);
             let _ = reply.send(answer);

@@ -54,6 +54,42 @@ pub struct ScreenshotArgs {
     out: Option<PathBuf>,
 }
 
+/// `ibwarden inspect` options.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    socket: SocketArgs,
+    /// The directory to write to [default: ibwarden-inspect-<unix time> in the current
+    /// directory].
+    #[arg(long, short, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+/// `ibwarden inspect`.
+pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let out = match args.out {
+        Some(p) => p,
+        None => PathBuf::from(format!("ibwarden-inspect-{}", now_ms() / 1000)),
+    };
+    let out = if out.is_absolute() {
+        out
+    } else {
+        std::env::current_dir()
+            .context("cannot read the current directory")?
+            .join(out)
+    };
+    let (path, reply) = ask(&args.socket, &Request::Inspect { out })?;
+    match reply {
+        ControlReply::Inspected { files } => {
+            for f in files {
+                println!("{}", f.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(unexpected(&path, &other)),
+    }
+}
+
 fn ask(socket: &SocketArgs, req: &Request) -> anyhow::Result<(PathBuf, ControlReply)> {
     let path = socket.path()?;
     let reply = control::request(&path, req)?;

@@ -106,6 +106,10 @@ enum Command {
     TotpNow(control::SocketArgs),
     /// Save a PNG of the running instance's display.
     Screenshot(control::ScreenshotArgs),
+    /// For every window of the running gateway: title, class, pid, geometry, the kind
+    /// ibwarden recognised, the screen model (fields, masks, OCR words; secrets masked) and a
+    /// PNG, into one directory. Attach it to a bug report about a gateway version.
+    Inspect(control::InspectArgs),
     /// Let a person take over: start a loopback-only VNC server on the running instance's
     /// display and print the SSH tunnel command and a one-time password (typing pauses
     /// while they are connected). `--stop` ends it.
@@ -146,6 +150,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Stop(args) => control::stop(args),
         Command::TotpNow(args) => control::totp_now(args),
         Command::Screenshot(args) => control::screenshot(args),
+        Command::Inspect(args) => control::inspect(args),
         Command::Vnc(args) => vnc::run(args),
         Command::ImportIbc(args) => import_ibc::run(args),
         Command::Generate(cmd) => generate::run(cmd),

@@ -144,6 +144,11 @@ pub enum Request {
     Vnc,
     /// Stop the human-takeover VNC server.
     VncStop,
+    /// Write every gateway window's PNG and screen model into the directory `out`.
+    Inspect {
+        /// An absolute directory (created, mode 0700).
+        out: PathBuf,
+    },
 }
 
 /// A command the driver carries out.
@@ -164,6 +169,11 @@ pub enum ControlCommand {
     Vnc,
     /// Stop the takeover VNC server.
     VncStop,
+    /// Write the windows' report into `out`; answer [`ControlReply::Inspected`].
+    Inspect {
+        /// Where.
+        out: PathBuf,
+    },
 }
 
 impl Request {
@@ -177,6 +187,7 @@ impl Request {
             Request::Screenshot { out } => Some(ControlCommand::Screenshot { out }),
             Request::Vnc => Some(ControlCommand::Vnc),
             Request::VncStop => Some(ControlCommand::VncStop),
+            Request::Inspect { out } => Some(ControlCommand::Inspect { out }),
         }
     }
 }
@@ -217,6 +228,11 @@ pub enum ControlReply {
         /// One-time password (shown to the person who asked; never logged).
         password: String,
     },
+    /// `inspect` wrote these files.
+    Inspected {
+        /// The files (PNGs and `inspect.json`).
+        files: Vec<PathBuf>,
+    },
     /// Refused or failed.
     Error {
         /// Why, for people.
@@ -245,6 +261,9 @@ impl fmt::Debug for ControlReply {
                 .field("port", port)
                 .field("password", &"<redacted>")
                 .finish(),
+            ControlReply::Inspected { files } => {
+                f.debug_struct("Inspected").field("files", files).finish()
+            }
             ControlReply::Error { message } => {
                 f.debug_struct("Error").field("message", message).finish()
             }

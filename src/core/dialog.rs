@@ -356,6 +356,31 @@ pub fn refine(kind: DialogKind, text: &str) -> DialogKind {
     }
 }
 
+/// A number as OCR reads small digits: `5` as `S`, `0` as `O`, `1` as `l` or `I`, `8` as `B`
+/// (measured: a lone "5 seconds" read as "S seconds"). Only a word of digits and such
+/// letters with at least one digit, or a single such letter, counts.
+fn ocr_number(word: &str) -> Option<u64> {
+    if let Ok(n) = word.parse::<u64>() {
+        return Some(n);
+    }
+    let mapped: String = word
+        .chars()
+        .map(|c| match c {
+            's' | 'S' => '5',
+            'o' | 'O' => '0',
+            'l' | 'I' | 'i' | '|' => '1',
+            'b' | 'B' => '8',
+            'z' | 'Z' => '2',
+            c => c,
+        })
+        .collect();
+    let letters = word.chars().filter(|c| !c.is_ascii_digit()).count();
+    if letters == word.chars().count() && word.chars().count() > 1 {
+        return None;
+    }
+    mapped.parse().ok()
+}
+
 /// Parse the wait out of `Too many failed login attempts. Please wait 53 seconds ...` or
 /// `... 4 minutes & 47 seconds ...` (IBC's regex). Returns seconds.
 pub fn parse_lockout_wait(text: &str) -> Option<u64> {
@@ -369,7 +394,7 @@ pub fn parse_lockout_wait(text: &str) -> Option<u64> {
         if word.is_empty() {
             continue;
         }
-        if let Ok(n) = word.parse::<u64>() {
+        if let Some(n) = ocr_number(word) {
             number = Some(n);
             continue;
         }
@@ -544,6 +569,22 @@ mod tests {
         );
         assert_eq!(
             parse_lockout_wait("Too many failed login attempts. Please wait 53\n"),
+            None
+        );
+        // OCR reads a lone small 5 as S, 0 as O.
+        assert_eq!(
+            parse_lockout_wait("Too many failed login attempts. Please wait S seconds\n"),
+            Some(5)
+        );
+        assert_eq!(
+            parse_lockout_wait(
+                "Too many failed login attempts. Please wait 1 minutes & 3O seconds"
+            ),
+            Some(90)
+        );
+        // Words are not numbers.
+        assert_eq!(
+            parse_lockout_wait("Too many failed login attempts. Please wait some seconds"),
             None
         );
     }

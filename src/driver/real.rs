@@ -81,6 +81,8 @@ pub(crate) struct RealWorld {
     tasks: TaskTracker,
     cancel: CancellationToken,
     screen: Option<Screen>,
+    /// The core's windows and their kinds, as last published (for `inspect`).
+    windows_seen: Vec<(crate::core::WindowInfo, crate::core::dialog::DialogKind)>,
     display_starting: bool,
     jvm: Option<Jvm>,
     sd: crate::sdnotify::Systemd,
@@ -118,6 +120,7 @@ impl RealWorld {
             tasks: p.tasks,
             cancel: p.cancel,
             screen: None,
+            windows_seen: Vec::new(),
             display_starting: false,
             jvm: None,
             sd: crate::sdnotify::Systemd::from_env(),
@@ -606,6 +609,46 @@ impl World for RealWorld {
                 let secrets = current_secrets(&self.secrets);
                 control::totp_reply(secrets.totp.as_ref(), unix_ms() / 1000)
             }
+            ControlCommand::Inspect { out } => {
+                let Some(s) = &self.screen else {
+                    let _ = req.reply.send(ControlReply::error("no display is running"));
+                    return None;
+                };
+                if !out.is_absolute() {
+                    let _ = req.reply.send(ControlReply::error(format!(
+                        "{} is not an absolute path",
+                        out.display()
+                    )));
+                    return None;
+                }
+                let target = s.target.clone();
+                let windows: Vec<crate::screen::inspect::Seen> = self
+                    .windows_seen
+                    .iter()
+                    .map(|(info, kind)| crate::screen::inspect::Seen {
+                        info: info.clone(),
+                        kind: format!("{kind:?}"),
+                    })
+                    .collect();
+                let secrets = current_secrets(&self.secrets);
+                let reply = req.reply;
+                let task = tokio::task::spawn_blocking(move || {
+                    let ocr = crate::screen::ocr::Ocr::find();
+                    let r = crate::screen::inspect::write(
+                        &out,
+                        &target,
+                        &windows,
+                        ocr.as_ref(),
+                        secrets.password.expose(),
+                    );
+                    let _ = reply.send(match r {
+                        Ok(files) => ControlReply::Inspected { files },
+                        Err(e) => ControlReply::error(format!("inspect failed: {e}")),
+                    });
+                });
+                self.tasks.spawn(task);
+                return None;
+            }
             ControlCommand::Screenshot { out } => {
                 let Some(s) = &self.screen else {
                     let _ = req.reply.send(ControlReply::error("no display is running"));
@@ -627,6 +670,7 @@ impl World for RealWorld {
     }
 
     fn publish(&mut self, core: &Supervisor, now: Now) {
+        self.windows_seen = core.windows_seen();
         let mut snap = st::read(&self.status);
         snap.phase = core.phase().name().to_string();
         snap.ready = core.is_ready();

@@ -136,6 +136,10 @@ pub fn check_login(
     };
     match pass.mask_count {
         Some(n) if n == want.password_chars => {}
+        // Wider than the field: what shows is a window onto the mask, not all of it.
+        Some(n) if pass.overflows() && n < want.password_chars => t
+            .unseen
+            .push("the password is longer than its field shows".into()),
         Some(_) => t
             .differs
             .push("the password field does not hold as many characters as the password".into()),

@@ -18,6 +18,7 @@
 //! - a selected toggle is drawn darker than its unselected twin.
 
 pub mod form;
+pub mod inspect;
 pub mod ocr;
 
 use crate::x11::screenshot::Image;
@@ -67,6 +68,22 @@ impl Field {
     /// True if nothing is drawn in it (the caret aside).
     pub fn is_empty(&self) -> bool {
         self.glyphs.is_empty()
+    }
+
+    /// True if the glyphs run to an edge of the interior: the text is wider than the field
+    /// and Swing scrolled it, so only part of it is on screen (a long password's mask).
+    pub fn overflows(&self) -> bool {
+        let (Some(first), Some(last)) = (self.glyphs.first(), self.glyphs.last()) else {
+            return false;
+        };
+        let pitch = self
+            .glyphs
+            .windows(2)
+            .map(|p| p[1].x - p[0].x)
+            .min()
+            .unwrap_or(first.w + 2);
+        let right = self.rect.x + self.rect.w;
+        first.x <= self.rect.x + 1 || last.x + last.w + pitch >= right
     }
 }
 

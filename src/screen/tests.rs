@@ -170,3 +170,46 @@ fn with_ocr_the_login_form_is_read_in_every_look() {
         );
     }
 }
+
+#[test]
+fn a_mask_wider_than_its_field_is_seen_as_overflowing_not_short() {
+    let dot = |x| Rect {
+        x,
+        y: 10,
+        w: 3,
+        h: 3,
+    };
+    let field = |glyphs: Vec<Rect>| Field {
+        rect: Rect {
+            x: 100,
+            y: 5,
+            w: 100,
+            h: 16,
+        },
+        mask_count: mask_count(&glyphs),
+        glyphs,
+        caret: Vec::new(),
+    };
+    // Ten dots from the left padding: fits.
+    let fits = field((0..10).map(|i| dot(103 + 7 * i)).collect());
+    assert!(!fits.overflows());
+    // Scrolled: dots up to the right edge.
+    let full = field((0..14).map(|i| dot(102 + 7 * i)).collect());
+    assert_eq!(full.mask_count, Some(14));
+    assert!(full.overflows());
+    let want = LoginForm {
+        username: "u",
+        password_chars: 37,
+        mode: TradingMode::Live,
+    };
+    let model = Model {
+        fields: vec![field(vec![dot(103)]), full],
+        words: Vec::new(),
+        hash: 0,
+    };
+    let img = fixture("login-metal.png");
+    match check_login(&img, &model, &NoReader, &want) {
+        Verdict::Unseen(why) => assert!(why.contains("longer than its field"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}

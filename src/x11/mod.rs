@@ -209,6 +209,32 @@ pub(crate) fn root_of(conn: &xcb::Connection, screen: i32) -> Option<xcb::x::Win
 }
 
 /// Builds an `xcb` window handle from a raw id received from elsewhere (events, the core).
+/// `WM_CLASS` of a window as `instance.class` (Java: `ibgateway-GWClient` from the main
+/// class), or `None` if unset or unreadable. Opens its own connection (for `inspect`).
+pub fn window_class(target: &DisplayTarget, id: u32) -> Option<String> {
+    let (conn, _) = connect(target, &[]).ok()?;
+    let reply = conn
+        .wait_for_reply(conn.send_request(&xcb::x::GetProperty {
+            delete: false,
+            window: window_from_id(id),
+            property: xcb::x::ATOM_WM_CLASS,
+            r#type: xcb::x::ATOM_STRING,
+            long_offset: 0,
+            long_length: 256,
+        }))
+        .ok()?;
+    if reply.format() != 8 {
+        return None;
+    }
+    let parts: Vec<String> = reply
+        .value::<u8>()
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("."))
+}
+
 pub(crate) fn window_from_id(id: u32) -> xcb::x::Window {
     // `XidNew::new` is the crate's only way to wrap a foreign id; it performs no checks and
     // the server validates the id on use.

@@ -4,6 +4,18 @@
 use super::*;
 
 impl Supervisor {
+    /// The gateway's windows the core tracks, with the kind the catalogue gave each (for
+    /// `ibwarden inspect`), by id.
+    pub fn windows_seen(&self) -> Vec<(WindowInfo, DialogKind)> {
+        let mut v: Vec<(WindowInfo, DialogKind)> = self
+            .windows
+            .values()
+            .map(|w| (w.info.clone(), w.kind))
+            .collect();
+        v.sort_by_key(|(i, _)| i.id);
+        v
+    }
+
     pub(super) fn on_mapped(&mut self, now: Now, info: WindowInfo) {
         // Only the JVM's windows (its pid or a descendant's: a launcher may fork it).
         let Some(jvm) = self.pid else {

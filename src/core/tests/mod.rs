@@ -246,4 +246,5 @@ fn notices(h: &H, kind: NoticeKind) -> usize {
 }
 
 mod login_and_lifecycle;
+mod seeing;
 mod sessions_and_dialogs;
