@@ -88,6 +88,20 @@ pub enum DialogKind {
     /// TWS: `API client needs write access action confirmation` (`Yes` grants an API client
     /// the right to trade): never answered by ibwarden.
     ApiWriteAccess,
+    /// `Login Messages` after the second factor (`Resume login` continues the login).
+    LoginMessages,
+    /// `NSE Compliance` (Indian accounts' notice frame).
+    NseCompliance,
+    /// `Exit Session Setting` (older gateways' auto-logoff settings frame).
+    ExitSessionSetting,
+    /// `Financial Advisor Warning` (FA accounts' notice).
+    FinancialAdvisorWarning,
+    /// `Gateway`: `Required PassKey is not supported, please upgrade ...`: this login needs
+    /// a passkey ceremony only a person (and a newer gateway) can do.
+    PasskeyUnsupported,
+    /// `API support is not available for accounts that support free trading.`: the gateway
+    /// will never serve the API for this account.
+    ApiUnsupported,
     /// Anything else: never answered blindly.
     Unknown,
 }
@@ -95,19 +109,34 @@ pub enum DialogKind {
 /// How a title is matched.
 #[derive(Clone, Copy, Debug)]
 pub enum TitleMatch {
-    /// The whole title, exactly.
+    /// The whole title (after [`normalise_title`]).
     Exact(&'static str),
-    /// A substring of the title.
+    /// A substring of the title (after [`normalise_title`]).
     Contains(&'static str),
 }
 
 impl TitleMatch {
     fn matches(self, title: &str) -> bool {
+        let title = normalise_title(title);
         match self {
-            TitleMatch::Exact(t) => title == t,
-            TitleMatch::Contains(t) => title.contains(t),
+            TitleMatch::Exact(t) => title == normalise_title(t),
+            TitleMatch::Contains(t) => title.contains(&normalise_title(t)),
         }
     }
+}
+
+/// Titles as versions differ in them: case-folded, trimmed, runs of whitespace as one
+/// space, `-` and `_` as a space (10.37.1q renamed `IBKR Gateway` to `IBKR-Gateway`).
+/// Dots are kept: `Authenticating...` stays itself.
+pub fn normalise_title(title: &str) -> String {
+    title
+        .chars()
+        .map(|c| if c == '-' || c == '_' { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 /// Whether an entry applies to frames, dialogs (transient for another window) or both.
@@ -236,6 +265,36 @@ pub const CATALOGUE: &[Entry] = &[
         K::ShutdownProgress,
         false,
     ),
+    row(
+        Contains("Login Messages"),
+        Shape::Any,
+        K::LoginMessages,
+        false,
+    ),
+    row(
+        Contains("Resume login"),
+        Shape::Any,
+        K::LoginMessages,
+        false,
+    ),
+    row(
+        Contains("NSE Compliance"),
+        Shape::Any,
+        K::NseCompliance,
+        false,
+    ),
+    row(
+        Contains("Exit Session Setting"),
+        Shape::Any,
+        K::ExitSessionSetting,
+        false,
+    ),
+    row(
+        Contains("Financial Advisor Warning"),
+        Shape::Any,
+        K::FinancialAdvisorWarning,
+        false,
+    ),
     row(Exact("Warning"), Shape::Any, K::Warning, true),
     // Gateway frames (login frame, then main window). Older titles too.
     row(Exact("IBKR Gateway"), Shape::Frame, K::GatewayFrame, false),
@@ -304,6 +363,15 @@ pub fn refine(kind: DialogKind, text: &str) -> DialogKind {
     // Rate limiting can show up in any error dialog.
     if t.contains("too many failed login") {
         return K::TooManyAttempts;
+    }
+    // Whatever the title: a passkey this gateway cannot do, or an account without the API.
+    // (`Required PassKey is not supported, please upgrade ...`; a narrow dialog clips it after
+    // "not", so the word alone decides.)
+    if t.contains("passkey") {
+        return K::PasskeyUnsupported;
+    }
+    if t.contains("api support is not available") || t.contains("support free trading") {
+        return K::ApiUnsupported;
     }
     match kind {
         K::SecondFactor => {
@@ -465,6 +533,46 @@ impl Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn titles_match_across_spelling_changes() {
+        for (title, kind) in [
+            ("IBKR-Gateway", K::GatewayFrame),
+            ("ibkr gateway", K::GatewayFrame),
+            ("  IBKR   Gateway ", K::GatewayFrame),
+            ("Second-Factor Authentication", K::SecondFactor),
+            ("Login Messages", K::LoginMessages),
+            ("Resume Login", K::LoginMessages),
+            ("NSE Compliance", K::NseCompliance),
+            ("Exit Session Setting", K::ExitSessionSetting),
+            ("Financial Advisor Warning", K::FinancialAdvisorWarning),
+        ] {
+            assert_eq!(classify(title, false).0, kind, "{title}");
+        }
+        assert_eq!(
+            refine(
+                K::GatewayMessage,
+                "Connection to server failed: Required PassKey is not supported, please upgrade \
+                 to latest version GATEWAY"
+            ),
+            K::PasskeyUnsupported
+        );
+        assert_eq!(
+            refine(
+                K::Warning,
+                "API support is not available for accounts that support free trading."
+            ),
+            K::ApiUnsupported
+        );
+        // A plain connection failure is still one.
+        assert_eq!(
+            refine(
+                K::GatewayMessage,
+                "Connection to server failed: Server disconnected"
+            ),
+            K::ConnectionFailed
+        );
+    }
 
     #[test]
     fn titles_classify() {

@@ -40,4 +40,8 @@ pub enum NoticeKind {
     Recovered,
     /// A filled form could not be seen and `login.verify_form = "required"`.
     FormUnseen,
+    /// IBKR wants a passkey (or another step only a person can do): logins stopped.
+    HumanStep,
+    /// IBKR does not offer the API for this account: logins stopped.
+    ApiUnavailable,
 }

@@ -90,8 +90,11 @@ pub fn repeat_after(kind: NoticeKind) -> Option<Duration> {
         NoticeKind::LockoutGuard
         | NoticeKind::RestartLoop
         | NoticeKind::UnknownDialog
-        | NoticeKind::FormUnseen => Some(Duration::from_secs(60 * MIN)),
-        NoticeKind::PasswordExpiring => Some(Duration::from_secs(24 * 60 * MIN)),
+        | NoticeKind::FormUnseen
+        | NoticeKind::HumanStep => Some(Duration::from_secs(60 * MIN)),
+        NoticeKind::PasswordExpiring | NoticeKind::ApiUnavailable => {
+            Some(Duration::from_secs(24 * 60 * MIN))
+        }
         NoticeKind::Recovered => None,
     }
 }
@@ -111,6 +114,8 @@ pub fn kind_name(kind: NoticeKind) -> &'static str {
         NoticeKind::ClockBehind => "clock_behind",
         NoticeKind::Recovered => "recovered",
         NoticeKind::FormUnseen => "form_unseen",
+        NoticeKind::HumanStep => "human_step",
+        NoticeKind::ApiUnavailable => "api_unavailable",
     }
 }
 
@@ -129,6 +134,8 @@ fn kind_title(kind: NoticeKind) -> &'static str {
         NoticeKind::ClockBehind => "the clock moved back",
         NoticeKind::Recovered => "recovered",
         NoticeKind::FormUnseen => "the login form cannot be read",
+        NoticeKind::HumanStep => "IBKR asks for a step only you can do",
+        NoticeKind::ApiUnavailable => "IBKR offers no API for this account",
     }
 }
 

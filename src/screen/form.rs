@@ -212,8 +212,12 @@ pub fn selected_mode(img: &Image, model: &Model) -> Option<TradingMode> {
 /// letters of light text on a dark face (`Live` reads `ive` or `ve`), so the live toggle is
 /// the short word ending in "ve" on the paper toggle's row.
 pub fn toggle_words(model: &Model) -> (Option<Rect>, Option<Rect>) {
+    // The first word of what OCR read (`Paper-Trading` reads as one word in 10.37.1q).
     let clean = |t: &str| {
         normalise(t)
+            .split(' ')
+            .next()
+            .unwrap_or("")
             .trim_matches(|c: char| !c.is_alphanumeric())
             .to_string()
     };

@@ -147,6 +147,8 @@ struct Login {
     check: Option<seeing::Checking>,
     /// Refills by target since the last matching check.
     refills: u32,
+    /// `Login Messages` dialogs seen in this JVM.
+    login_messages: u32,
 }
 
 #[derive(Clone, Debug)]

@@ -341,6 +341,20 @@ impl Supervisor {
     }
 
     fn on_password_notice(&mut self, _now: Now, id: u32, text: Option<&str>) {
+        // Expired during a login: IBKR will not log in with it again; retrying only spends
+        // attempts. (Shown after a completed login, it is a warning like the others.)
+        let expired = text.is_some_and(|t| t.to_lowercase().contains("has expired"));
+        if expired && self.phase == Phase::LoggingIn {
+            self.answer(id, Answer::Default);
+            self.halt(
+                "the IBKR password has expired",
+                NoticeKind::PasswordExpiring,
+                "The IBKR password has expired. Change it in the Client Portal, then \
+                 `ibwarden secret set password` and `ibwarden restart`."
+                    .into(),
+            );
+            return;
+        }
         let msg = match text.and_then(dialog::parse_password_days) {
             Some(d) => format!(
                 "The IBKR password expires in {d} days. Change it in the Client Portal, then \
@@ -356,6 +370,55 @@ impl Supervisor {
             message: msg,
         });
         self.answer(id, Answer::Default);
+    }
+
+    /// `Login Messages` after the code: `Resume login` continues (no attempt is spent). The
+    /// same dialog again in this JVM means IBKR wants a task done first (an agreement to
+    /// sign in the Client Portal): a person's job.
+    fn on_login_messages(&mut self, now: Now, id: u32, _text: Option<&str>) {
+        self.login.login_messages += 1;
+        if self.login.login_messages == 1 {
+            self.answer(id, Answer::Default);
+            self.status_line("resuming the login after IBKR's login messages");
+            return;
+        }
+        self.leave_alone(now, id, "login messages came back: a task for a person");
+        self.push(Action::Notify {
+            kind: NoticeKind::HumanStep,
+            severity: Severity::Critical,
+            message: "IBKR shows Login Messages again after `Resume login`: it wants something \
+                      done first (read them with `ibwarden vnc`, or do the task in the Client \
+                      Portal), then `ibwarden restart`."
+                .into(),
+        });
+    }
+
+    /// A passkey this gateway cannot do: only a person with a passkey-capable gateway can log
+    /// in. Retrying would loop; stop and say how.
+    fn on_passkey_unsupported(&mut self, _now: Now, id: u32, _text: Option<&str>) {
+        self.answer(id, Answer::Default);
+        self.halt(
+            "IBKR requires a passkey",
+            NoticeKind::HumanStep,
+            "IBKR requires a passkey for this login, which this gateway version does not \
+             support. Install a gateway version with passkey support and log in once by hand \
+             (`ibwarden vnc`), or enrol the Mobile Authenticator app as the second factor; then \
+             `ibwarden restart`. ibwarden will not retry on its own."
+                .into(),
+        );
+    }
+
+    /// The account has no API (IBKR Lite / free trading): the gateway will never serve.
+    fn on_api_unsupported(&mut self, _now: Now, id: u32, _text: Option<&str>) {
+        self.answer(id, Answer::Default);
+        self.halt(
+            "this account has no API",
+            NoticeKind::ApiUnavailable,
+            "IBKR says API support is not available for accounts that support free trading \
+             (IBKR Lite): the gateway will never serve the API for this account. Switch the \
+             account to IBKR Pro, then `ibwarden restart`."
+                .into(),
+        );
     }
 
     fn on_exit_confirm(&mut self, now: Now, id: u32, _text: Option<&str>) {
@@ -468,6 +531,13 @@ fn policy(kind: DialogKind) -> Policy {
         K::AcceptIncoming => LeaveAlone("incoming API connection prompt (manual)"),
         K::ExitConfirm => Run(Supervisor::on_exit_confirm),
         K::BidAskNotice | K::ApiWriteAccess => Run(Supervisor::on_tws_notice),
+        K::LoginMessages => Run(Supervisor::on_login_messages),
+        // Notices that block nothing and ask for nothing: their default button closes them.
+        K::NseCompliance | K::ExitSessionSetting | K::FinancialAdvisorWarning => {
+            Press(Answer::Default)
+        }
+        K::PasskeyUnsupported => Run(Supervisor::on_passkey_unsupported),
+        K::ApiUnsupported => Run(Supervisor::on_api_unsupported),
         K::Unknown => Run(|sv, now, id, text| sv.unknown(now, id, text)),
     }
 }

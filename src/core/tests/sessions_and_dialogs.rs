@@ -506,3 +506,82 @@ fn ib_link_loss_is_reported_not_ready_and_ready_again_when_it_returns() {
         .iter()
         .any(|x| matches!(x, Action::Status { ready: true, .. })));
 }
+
+/// A reader-equipped harness with the login submitted (the frame shows progress).
+fn submitted_with_reader() -> H {
+    let cfg = CoreConfig {
+        content_reader: true,
+        ..CoreConfig::default()
+    };
+    let mut h = H::new(cfg, Persisted::default());
+    let a = h.open_login_frame();
+    h.complete_typing(&a);
+    h
+}
+
+#[test]
+fn a_passkey_dialog_stops_logins_after_one_attempt() {
+    let mut h = submitted_with_reader();
+    h.map(DIALOG, "Gateway");
+    let a = h.input(Input::WindowText {
+        window: DIALOG,
+        text: Some("Connection to server failed: Required Passkey is not".into()),
+    });
+    assert!(
+        matches!(h.sv.phase(), Phase::Halted { .. }),
+        "{:?}",
+        h.sv.phase()
+    );
+    assert!(a.iter().any(|x| matches!(
+        x,
+        Action::Notify {
+            kind: NoticeKind::HumanStep,
+            ..
+        }
+    )));
+    // Not a connection failure: no relaunch, and nothing more is typed into the frame.
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::CloseGateway { .. })),
+        "{a:?}"
+    );
+    let later = h.run_for(Duration::from_secs(600));
+    assert!(
+        !later
+            .iter()
+            .any(|x| matches!(x, Action::Type { window: FRAME, .. })
+                || matches!(x, Action::Launch { .. })),
+        "{later:?}"
+    );
+}
+
+#[test]
+fn login_messages_are_resumed_once_then_left_to_a_person() {
+    let mut h = submitted_with_reader();
+    let a = h.map(DIALOG, "Login Messages");
+    assert_eq!(answers_in(&a, DIALOG), [Answer::Default]);
+    h.input(Input::Destroyed(DIALOG));
+    let b = h.map(DIALOG + 1, "Login Messages");
+    assert!(answers_in(&b, DIALOG + 1).is_empty(), "{b:?}");
+    assert!(b.iter().any(|x| matches!(
+        x,
+        Action::Notify {
+            kind: NoticeKind::HumanStep,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn an_expired_password_during_a_login_stops_logins() {
+    let mut h = submitted_with_reader();
+    h.map(DIALOG, "Password Notice");
+    h.input(Input::WindowText {
+        window: DIALOG,
+        text: Some("Your password has expired. Please change it in Client Portal.".into()),
+    });
+    assert!(
+        matches!(h.sv.phase(), Phase::Halted { .. }),
+        "{:?}",
+        h.sv.phase()
+    );
+}

@@ -115,7 +115,8 @@ public final class GWClient {
             String acct = sc.list("accounts", "DU1234567").isEmpty() ? "" : sc.list("accounts", "DU1234567").get(0);
             mainTitle = sc.str("main_title", acct + " Interactive Brokers");
         } else {
-            title = sc.oneOf("title", "IBKR Gateway", "IBKR Gateway", "IB Gateway", "Interactive Brokers Gateway");
+            title = sc.oneOf("title", sc.bool("hyphenated_names", false) ? "IBKR-Gateway" : "IBKR Gateway",
+                    "IBKR Gateway", "IB Gateway", "Interactive Brokers Gateway", "IBKR-Gateway");
             mainTitle = sc.str("main_title", title);
         }
         totp = new Totp(sc.str("totp_secret", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"));
@@ -129,7 +130,17 @@ public final class GWClient {
         look = sc.oneOf("look", "metal", "metal", "nimbus", "flat");
         focusReturn = sc.oneOf("focus_return", "same", "same", "other");
         thiefAfterChars = sc.integer("focus_thief_after_chars", -1);
+        loginMessages = sc.oneOf("login_messages", "none", "none", "once", "always");
+        postLoginNotice = sc.oneOf("post_login_notice", "none", "none", "nse", "exit_session", "fa_warning");
+        hyphenated = sc.bool("hyphenated_names", false);
     }
+
+    /** `Login Messages` after the code: `none`, `once` (Resume login continues), `always`. */
+    final String loginMessages;
+    /** A notice frame or dialog after login: `nse`, `exit_session`, `fa_warning`. */
+    final String postLoginNotice;
+    /** 10.37.1q's names: `IBKR-Gateway`, `Live-Trading`, `Paper-Trading`, `Paper-Login`. */
+    final boolean hyphenated;
 
     /** The Swing look (`look`): windows are drawn by Metal, Nimbus or a flat theme. */
     final String look;
@@ -272,9 +283,9 @@ public final class GWClient {
         g.insets = new Insets(4, 4, 4, 4);
         g.fill = GridBagConstraints.HORIZONTAL;
         ibApi = new JToggleButton("IB API");
-        fix = new JToggleButton("FIX CTCI");
-        live = new JToggleButton("Live Trading");
-        paper = new JToggleButton("Paper Trading");
+        fix = new JToggleButton(hyphenated ? "FIX-CTCI" : "FIX CTCI");
+        live = new JToggleButton(hyphenated ? "Live-Trading" : "Live Trading");
+        paper = new JToggleButton(hyphenated ? "Paper-Trading" : "Paper Trading");
         if (sc.bool("mode_toggle_buttongroup", false)) {
             // Swing's ButtonGroup: since Java 9, Tab only reaches the selected toggle of a
             // group (focus is redirected to it), so the other one needs a click.
@@ -312,13 +323,13 @@ public final class GWClient {
                 }
             });
         }
-        loginButton = Ui.button(paperDefault ? "Paper Log In" : "Log In", this::onLogIn);
+        loginButton = Ui.button(loginLabel(paperDefault), this::onLogIn);
         for (JToggleButton t : new JToggleButton[] {ibApi, fix, live, paper}) {
             t.addItemListener(e -> {
                 if (t.isSelected()) {
                     rec.event("toggle", "name", t.getText(), "how", Ui.how());
                 }
-                loginButton.setText(paper.isSelected() ? "Paper Log In" : "Log In");
+                loginButton.setText(loginLabel(paper.isSelected()));
             });
         }
         JLabel heading = new JLabel("LOGIN");
@@ -367,6 +378,13 @@ public final class GWClient {
         frame.setFocusTraversalPolicy(new Ui.Order(user, ibApi, fix, live, paper, user, pass, loginButton));
         frame.setSize(540, 360);
         frame.validate();
+    }
+
+    String loginLabel(boolean paperMode) {
+        if (hyphenated) {
+            return paperMode ? "Paper-Login" : "Login";
+        }
+        return paperMode ? "Paper Log In" : "Log In";
     }
 
     void setLoginEnabled(boolean on) {
@@ -482,6 +500,15 @@ public final class GWClient {
         state.save();
         sessionUser = u;
         tokenExpiresMs = 0;
+        if (sc.bool("passkey_required", false)) {
+            rec.event("login_attempt", "username", u, "password", pw, "mode", mode, "api", apiType, "attempt", attempt,
+                    "verdict", "passkey_required");
+            Ui.show(Ui.dialog(frame, "Gateway",
+                    new Component[] {Ui.textArea("Connection to server failed: Required PassKey is not supported, "
+                            + "please upgrade to latest version GATEWAY")},
+                    new String[] {"OK"}, 0, null, b -> resetLogin("passkey_required")));
+            return;
+        }
         rec.event("login_attempt", "username", u, "password", pw, "mode", mode, "api", apiType, "attempt", attempt,
                 "verdict", "ok");
         log.info("NS_AUTH_START");
@@ -495,6 +522,24 @@ public final class GWClient {
         } else {
             afterPrimary();
         }
+    }
+
+    /**
+     * `Login Messages` after the second factor: messages from IBKR, `Resume login` continues.
+     * With `always` it comes back every time (a task in the Client Portal is required).
+     */
+    void showLoginMessages() {
+        log.info("Login messages");
+        Ui.show(Ui.dialog(frame, "Login Messages",
+                new Component[] {Ui.textArea("You have new messages from Interactive Brokers. Review them in "
+                        + "the Message Center.")},
+                new String[] {"Resume login"}, 0, null, b -> {
+                    if (loginMessages.equals("always")) {
+                        after(0.5, this::showLoginMessages);
+                    } else {
+                        connect();
+                    }
+                }));
     }
 
     void showLockout() {
@@ -733,6 +778,10 @@ public final class GWClient {
                 setLoginPanel();
                 setLoginEnabled(false);
             }
+            if (!loginMessages.equals("none")) {
+                showLoginMessages();
+                return;
+            }
             if (handoffPending) {
                 handoffPending = false;
                 Ui.show(Ui.dialog(frame, "Trading Login Handoff",
@@ -870,7 +919,10 @@ public final class GWClient {
         loggedIn = true;
         log.info("Login has completed");
         // The port listens before `logged_in` is recorded, so a test may connect right away.
-        api.start();
+        // A free-trading account gets no API at all.
+        if (!sc.bool("free_trading_account", false)) {
+            api.start();
+        }
         api.setLink(true);
         rec.event("logged_in", "mode", mode, "user", sessionUser, "via",
                 restartDir != null && attempt == 0 ? "token" : "credentials");
@@ -880,6 +932,29 @@ public final class GWClient {
         }
         if (sc.bool("tip_of_the_day", false)) {
             showTip();
+        }
+        if (sc.bool("free_trading_account", false)) {
+            Ui.show(Ui.dialog(frame, "Warning",
+                    new Component[] {Ui.textArea("API support is not available for accounts that support free "
+                            + "trading.")},
+                    new String[] {"OK"}, 0, null, b -> { }));
+        }
+        switch (postLoginNotice) {
+            case "nse":
+                showNoticeFrame("NSE Compliance", "Orders in NSE-listed instruments are subject to the "
+                        + "exchange's compliance rules.", "OK");
+                break;
+            case "exit_session":
+                showNoticeFrame("Exit Session Setting", "The session will be closed daily at the time set "
+                        + "here.", "Close");
+                break;
+            case "fa_warning":
+                Ui.show(Ui.dialog(frame, "Financial Advisor Warning",
+                        new Component[] {Ui.textArea("Allocation profiles are not set for this advisor account.")},
+                        new String[] {"OK"}, 0, null, b -> { }));
+                break;
+            default:
+                break;
         }
         if (tws && sc.bool("bid_ask_notice", false)) {
             showBidAskNotice();
@@ -921,6 +996,25 @@ public final class GWClient {
                 new Component[] {Ui.textArea("Did you know? Market data subscriptions are managed in "
                         + "the Client Portal.")},
                 new String[] {"Close"}, 0, null, b -> { }));
+    }
+
+    /** A notice JFrame (not a dialog) with one default button that closes it. */
+    void showNoticeFrame(String title, String text, String button) {
+        JFrame f = new JFrame(title);
+        f.setDefaultCloseOperation(JFrame.DO_NOTHING_ON_CLOSE);
+        JButton b = Ui.button(button, () -> Ui.close(f));
+        JPanel p = new JPanel(new BorderLayout(8, 8));
+        p.setBorder(BorderFactory.createEmptyBorder(12, 12, 12, 12));
+        p.add(Ui.textArea(text), BorderLayout.CENTER);
+        JPanel row = new JPanel();
+        row.add(b);
+        p.add(row, BorderLayout.SOUTH);
+        f.setContentPane(p);
+        f.getRootPane().setDefaultButton(b);
+        f.setFocusTraversalPolicy(new Ui.Order(b, b));
+        f.pack();
+        f.setLocation(140, 140);
+        Ui.show(f);
     }
 
     void showTip() {
