@@ -190,3 +190,30 @@ fn inspect_writes_every_window_with_its_model_and_no_secret() {
     assert!(printed.contains("inspect.json"), "{printed}");
     w.stop_and_wait(Duration::from_secs(60));
 }
+
+/// The device list in another order, case and spacing, with `IB Key` preselected: the
+/// configured authenticator row is found by its normalised text, clicked, seen selected, and
+/// only then confirmed — never the preselected push nobody would approve.
+#[test]
+fn a_perturbed_device_list_still_picks_the_authenticator_app() {
+    for look in ["metal", "nimbus"] {
+        let sc = Scenario::new()
+            .set("look", look)
+            .set(
+                "devices",
+                "IB Key,mobile  authenticator APP,Security Code Card",
+            )
+            .set("device_preselect", 0);
+        let install = SimInstall::new(&sc);
+        let mut w = ready_with_one_right_attempt(&install, "live", "");
+        let chosen: Vec<_> = install
+            .record()
+            .events()
+            .into_iter()
+            .filter(|e| is_ev(e, "device"))
+            .collect();
+        assert_eq!(chosen.len(), 1, "{look}: {chosen:?}");
+        assert_eq!(chosen[0]["device"], "mobile  authenticator APP", "{look}");
+        w.stop_and_wait(Duration::from_secs(60));
+    }
+}

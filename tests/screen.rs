@@ -217,3 +217,48 @@ fn the_code_field_is_read_in_every_look() {
         }
     }
 }
+
+/// The device chooser: rows read even on the selection's colour; the configured row is told
+/// apart from the selected one, and seen selected once it is.
+#[test]
+fn the_device_chooser_shows_which_row_is_selected() {
+    for look in ["metal", "nimbus", "flat"] {
+        let sc = Scenario::new()
+            .set("look", look)
+            .set(
+                "devices",
+                "IB Key,mobile  authenticator APP,Security Code Card",
+            )
+            .set("twofa_timeout_s", 100000);
+        let mut s = Session::start(&sc);
+        s.type_login(common::TEST_USER, common::TEST_PASSWORD);
+        let title = s.install.twofa_title();
+        s.rec.wait_window(&title, STEP_TIMEOUT);
+        let win = s.focus(&title);
+        let ocr = ocr();
+        let look_at = |s: &Session| {
+            let img =
+                capture_settled(&target(s), Some(win.id), Duration::from_secs(2)).expect("capture");
+            let mut model = Model::build(&img);
+            model.words = ocr.words_smooth(&img).expect("ocr");
+            ibwarden::screen::form::check_device(&img, &model, "Mobile Authenticator app")
+        };
+        // IB Key is preselected: the authenticator row is found, and not selected.
+        let (v, row) = look_at(&s);
+        assert!(matches!(v, Verdict::Differs(_)), "{look}: {v:?}");
+        let row = row.expect("the row's box");
+        // Down selects the next row, the authenticator app: now it is seen selected.
+        s.x.key("Down");
+        s.rec.wait_for("selection moved", STEP_TIMEOUT, |e| {
+            is_ev(e, "list_selection") && e["value"] == "mobile  authenticator APP"
+        });
+        let (v, _) = look_at(&s);
+        // Nimbus draws the selection dark with light text, which OCR does not read: unseen,
+        // never a false match.
+        if look == "nimbus" {
+            assert!(!matches!(v, Verdict::Differs(_)), "{look}: {v:?}");
+        } else {
+            assert_eq!(v, Verdict::Matches, "{look}: row {row:?}");
+        }
+    }
+}

@@ -193,6 +193,8 @@ pub enum FormCheck {
         /// The TOTP step whose code must be in it.
         step: u64,
     },
+    /// The second-factor device chooser: the configured device's row is the selected one.
+    Device,
 }
 
 /// What the screen model saw in a filled form.
@@ -220,4 +222,6 @@ pub struct FormTargets {
     pub paper: Option<(u32, u32)>,
     /// The code field.
     pub code: Option<(u32, u32)>,
+    /// The configured device's row in the chooser.
+    pub device: Option<(u32, u32)>,
 }

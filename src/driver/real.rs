@@ -399,6 +399,7 @@ impl World for RealWorld {
                     ticket,
                     window,
                     form,
+                    device: self.cfg.login.second_factor.label().to_string(),
                 };
                 let sent = self.screen.as_ref().map(|s| s.jobs.send(Job::Check(job)));
                 if !matches!(sent, Some(Ok(()))) {

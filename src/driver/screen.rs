@@ -168,8 +168,18 @@ fn typist_thread(
         let job = match job {
             Job::Type(j) => j,
             Job::Check(c) => {
-                let (verdict, targets) =
-                    super::seeing::check(&typist, &target, ocr.as_ref(), &secrets, &c);
+                // A bug in the screen model must not take the keyboard down with it (this
+                // thread types everything): it is a form that cannot be seen.
+                let seen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    super::seeing::check(&typist, &target, ocr.as_ref(), &secrets, &c)
+                }));
+                let (verdict, targets) = seen.unwrap_or_else(|_| {
+                    warn!(ticket = c.ticket, "the screen model failed");
+                    (
+                        crate::core::FormVerdict::Unseen("the screen model failed".into()),
+                        crate::core::FormTargets::default(),
+                    )
+                });
                 let checked = Input::FormChecked {
                     ticket: c.ticket,
                     verdict,

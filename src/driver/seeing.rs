@@ -27,6 +27,8 @@ pub(super) struct CheckJob {
     pub(super) ticket: u64,
     pub(super) window: u32,
     pub(super) form: FormCheck,
+    /// The configured second-factor device's label (for [`FormCheck::Device`]).
+    pub(super) device: String,
 }
 
 /// Looks at the form; never fails (a failure to see is a [`FormVerdict::Unseen`]).
@@ -57,7 +59,7 @@ pub(super) fn check(
             )
         }
     };
-    let (verdict, targets) = judge(&img, ocr, secrets, job.form);
+    let (verdict, targets) = judge(&img, ocr, secrets, job.form, &job.device);
     debug!(
         ticket = job.ticket,
         ?verdict,
@@ -73,6 +75,7 @@ pub(crate) fn judge(
     ocr: Option<&Ocr>,
     secrets: &Secrets,
     form: FormCheck,
+    device: &str,
 ) -> (FormVerdict, FormTargets) {
     let mut model = Model::build(img);
     let reader: &dyn FieldReader = match ocr {
@@ -90,6 +93,21 @@ pub(crate) fn judge(
                 mode,
             };
             form::check_login(img, &model, reader, &want)
+        }
+        FormCheck::Device => {
+            let Some(words) = ocr.and_then(|o| o.words_smooth(img)) else {
+                return (
+                    FormVerdict::Unseen("no OCR to read the device list".into()),
+                    FormTargets::default(),
+                );
+            };
+            model.words = words;
+            let (verdict, row) = form::check_device(img, &model, device);
+            let targets = FormTargets {
+                device: row.map(|r| r.centre()),
+                ..FormTargets::default()
+            };
+            return (convert(verdict), targets);
         }
         FormCheck::Code { step } => match &secrets.totp {
             Some(code) => {
@@ -129,11 +147,13 @@ fn targets(model: &Model, form: FormCheck) -> FormTargets {
                 live: live.map(|r| r.centre()),
                 paper: paper.map(|r| r.centre()),
                 code: None,
+                device: None,
             }
         }
         FormCheck::Code { .. } => FormTargets {
             code: model.fields.first().map(centre),
             ..FormTargets::default()
         },
+        FormCheck::Device => FormTargets::default(),
     }
 }

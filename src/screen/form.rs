@@ -190,6 +190,94 @@ pub fn check_code(img: &Image, model: &Model, reader: &dyn FieldReader, code: &s
     }
 }
 
+/// Other names IBKR's device list has used for the same device (normalised).
+const DEVICE_ALIASES: &[(&str, &[&str])] = &[
+    (
+        "mobile authenticator app",
+        &[
+            "authenticator app",
+            "mobile authenticator",
+            "ibkr mobile authenticator app",
+        ],
+    ),
+    ("ib key", &["ibkey", "ibkr mobile", "ib key (ibkr mobile)"]),
+];
+
+/// True if a list row's text names the device `want` (normalised, OCR confusions folded,
+/// known aliases).
+pub fn device_matches(row: &str, want: &str) -> bool {
+    let (row, want) = (normalise(row), normalise(want));
+    let same = |a: &str, b: &str| a == b || ocr_fold(a) == ocr_fold(b);
+    if same(&row, &want) {
+        return true;
+    }
+    DEVICE_ALIASES
+        .iter()
+        .filter(|(name, aliases)| same(name, &want) || aliases.iter().any(|a| same(a, &want)))
+        .any(|(name, aliases)| same(name, &row) || aliases.iter().any(|a| same(a, &row)))
+}
+
+/// A line of words: its text and the box around them.
+fn line_boxes(model: &Model) -> Vec<(String, Rect)> {
+    let mut out: Vec<((u32, u32, u32), String, Rect)> = Vec::new();
+    for w in &model.words {
+        match out.iter_mut().find(|(k, _, _)| *k == w.line) {
+            Some((_, text, r)) => {
+                text.push(' ');
+                text.push_str(&w.text);
+                let (x1, y1) = (
+                    (r.x + r.w).max(w.rect.x + w.rect.w),
+                    (r.y + r.h).max(w.rect.y + w.rect.h),
+                );
+                r.x = r.x.min(w.rect.x);
+                r.y = r.y.min(w.rect.y);
+                r.w = x1 - r.x;
+                r.h = y1 - r.y;
+            }
+            None => out.push((w.line, w.text.clone(), w.rect)),
+        }
+    }
+    out.into_iter().map(|(_, t, r)| (t, r)).collect()
+}
+
+/// Checks that the device chooser's selected row is the device `want`: the row that reads
+/// as it is drawn darker than the other rows of the list (a selection highlight). Returns
+/// the row's box too (a click on it selects it).
+pub fn check_device(img: &Image, model: &Model, want: &str) -> (Verdict, Option<Rect>) {
+    let lines = line_boxes(model);
+    let Some((_, row)) = lines.iter().find(|(t, _)| device_matches(t, want)) else {
+        return (
+            Verdict::Unseen("no row of the list reads as the configured device".into()),
+            None,
+        );
+    };
+    let Some(mine) = face_inside(img, *row) else {
+        return (
+            Verdict::Unseen("the row's background could not be read".into()),
+            Some(*row),
+        );
+    };
+    // The other rows: lines that overlap the row's column (the list), not the prompt above.
+    let others: Vec<u8> = lines
+        .iter()
+        .filter(|(_, r)| r != row && r.x < row.x + row.w && row.x < r.x + r.w)
+        .filter(|(t, _)| {
+            !normalise(t).contains("second factor")
+                && !matches!(normalise(t).as_str(), "ok" | "cancel" | "ok cancel")
+        })
+        .filter_map(|(_, r)| face_inside(img, *r))
+        .collect();
+    let lightest_other = others.iter().copied().max().unwrap_or(255);
+    if u16::from(mine) + 8 <= u16::from(lightest_other) {
+        (Verdict::Matches, Some(*row))
+    } else {
+        (
+            Verdict::Differs("the configured device is not the selected row".into()),
+            Some(*row),
+        )
+    }
+}
+
 /// The mode a pair of `Live …`/`Paper …` toggles shows: the selected one is drawn darker
 /// than its twin (Metal, Nimbus and flat looks alike). `None` if the words were not read or
 /// the two look the same.
@@ -241,7 +329,7 @@ pub fn toggle_words(model: &Model) -> (Option<Rect>, Option<Rect>) {
 }
 
 /// The median luma of the pixels in a band just around a word's box (the face it is drawn
-/// on, not its ink).
+/// on, not its ink): a toggle's face extends well beyond its label.
 fn background(img: &Image, r: Rect) -> Option<u8> {
     let mut v: Vec<u8> = Vec::new();
     let (x0, x1) = (r.x.saturating_sub(3), (r.x + r.w + 3).min(img.width - 1));
@@ -254,9 +342,39 @@ fn background(img: &Image, r: Rect) -> Option<u8> {
     v.get(v.len() / 2).copied()
 }
 
+/// The face a list row's words are drawn on: the median luma inside their box (strokes are
+/// thin, the face fills most of it; a band around it would reach into the next row).
+fn face_inside(img: &Image, r: Rect) -> Option<u8> {
+    let mut v: Vec<u8> = Vec::new();
+    let (x1, y1) = ((r.x + r.w).min(img.width), (r.y + r.h).min(img.height));
+    for y in r.y..y1 {
+        for x in r.x..x1 {
+            v.push(super::luma(img, x, y));
+        }
+    }
+    v.sort_unstable();
+    v.get(v.len() / 2).copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_rows_match_by_normalised_text_and_aliases() {
+        assert!(device_matches(
+            " Mobile  Authenticator APP ",
+            "Mobile Authenticator app"
+        ));
+        assert!(device_matches(
+            "Mobile-Authenticator app",
+            "Mobile Authenticator app"
+        ));
+        assert!(device_matches("IBKR Mobile", "IB Key"));
+        assert!(device_matches("IB Key", "ibkey"));
+        assert!(!device_matches("IB Key", "Mobile Authenticator app"));
+        assert!(!device_matches("Security Code Card", "IB Key"));
+    }
 
     #[test]
     fn normalising_ignores_case_spacing_and_dashes() {

@@ -144,13 +144,30 @@ impl Ocr {
     /// Every word of `img` with its box. `None` if tesseract failed. The window is read
     /// at twice its size: at 1:1 tesseract loses light text on a selected (dark) toggle.
     pub fn words(&self, img: &Image) -> Option<Vec<Word>> {
+        self.words_scaled(img, false)
+    }
+
+    /// Like [`Ocr::words`], for a list: the window scaled bilinearly and reduced to black ink
+    /// on white (dark text on a coloured selection, which tesseract skips, becomes plain
+    /// text; light text on a dark selection becomes a white gap, and its row is unread).
+    pub fn words_smooth(&self, img: &Image) -> Option<Vec<Word>> {
+        let mut bw = img.clone();
+        for p in bw.rgb.chunks_mut(3) {
+            let l = (299 * p[0] as u32 + 587 * p[1] as u32 + 114 * p[2] as u32) / 1000;
+            let v = if l < 140 { 0 } else { 255 };
+            p.copy_from_slice(&[v, v, v]);
+        }
+        self.words_scaled(&bw, true)
+    }
+
+    fn words_scaled(&self, img: &Image, smooth: bool) -> Option<Vec<Word>> {
         let whole = Rect {
             x: 0,
             y: 0,
             w: img.width,
             h: img.height,
         };
-        let png = scaled(img, whole, 2, 0, &[], false).to_png().ok()?;
+        let png = scaled(img, whole, 2, 0, &[], smooth).to_png().ok()?;
         let tsv = crate::dialog_text::run_tesseract(&self.bin, &png, &["--psm", "11", "tsv"])?;
         let mut words = parse_tsv(&tsv);
         for w in &mut words {

@@ -107,10 +107,14 @@ pub fn capture_painted(
     }
 }
 
-/// A capture of a window that has stopped changing: captures every 40 ms until two in a row
-/// are identical (Swing repaints a field some milliseconds after the key event that changed
-/// it), up to `timeout`; then the last one. The caret's blink (every 500 ms) cannot keep two
-/// captures 40 ms apart from agreeing for long.
+/// How long a window must stay unchanged to count as settled. Swing's repaint of a list
+/// after its selection moved lands 100-140 ms after the selection event (measured in
+/// `tests/screen.rs` under Xvfb), so two equal captures 40 ms apart can both be stale.
+const SETTLED_FOR: Duration = Duration::from_millis(200);
+
+/// A capture of a window that has stopped changing: captures every 40 ms until the pixels
+/// have not changed for [`SETTLED_FOR`], up to `timeout`; then the last one. The caret's
+/// blink (every 500 ms) leaves a stable 200 ms inside every blink period.
 pub fn capture_settled(
     target: &DisplayTarget,
     window: Option<u32>,
@@ -118,13 +122,19 @@ pub fn capture_settled(
 ) -> Result<Image, ScreenshotError> {
     let start = Instant::now();
     let mut last = capture_painted(target, window, timeout)?;
+    let mut since = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(40));
         let next = capture(target, window)?;
-        if next == last || start.elapsed() >= timeout {
+        if next != last {
+            since = Instant::now();
+            last = next;
+        } else if since.elapsed() >= SETTLED_FOR {
             return Ok(next);
         }
-        last = next;
+        if start.elapsed() >= timeout {
+            return Ok(last);
+        }
     }
 }
 

@@ -420,10 +420,7 @@ impl Supervisor {
                 tries: 1,
                 reread,
                 fill: matches!(form, Some(FormCheck::Login { .. })),
-                code: match form {
-                    Some(FormCheck::Code { step }) => Some(step),
-                    _ => None,
-                },
+                form: form.filter(|f| !matches!(f, FormCheck::Login { .. })),
             },
         );
         if self.human {
@@ -494,9 +491,10 @@ impl Supervisor {
             return;
         }
         match result {
-            TypeResult::Done if p.code.is_some() => {
-                let step = p.code.unwrap_or_default();
-                self.check_form(now, p.window, FormCheck::Code { step }, false);
+            TypeResult::Done if p.form.is_some() => {
+                if let Some(form) = p.form {
+                    self.check_form(now, p.window, form, false);
+                }
             }
             TypeResult::Done => {
                 if p.reread {

@@ -171,8 +171,9 @@ struct PendingType {
     /// The login form's fill (mode, username, password; no Enter): its `Log In` press, the
     /// commit that spends a login attempt, follows only a complete fill that was seen.
     fill: bool,
-    /// The code field's fill (no Enter) with this TOTP step: its `OK` follows a check.
-    code: Option<u64>,
+    /// The code field's fill (no Enter) or a click on the chooser's row: its `OK` follows a
+    /// check of this form.
+    form: Option<FormCheck>,
 }
 
 /// A session dialog held back by the ping-pong guard.

@@ -88,6 +88,15 @@ impl Supervisor {
                 self.login.refills = 0;
                 self.commit_form(now, c.window, c.form);
             }
+            FormVerdict::Unseen(why)
+                if c.form == FormCheck::Device && self.cfg.verify_form == VerifyForm::Auto =>
+            {
+                tracing::warn!(
+                    why,
+                    "the device list cannot be read; choosing by type-ahead"
+                );
+                self.choose_device_blind(now, c.window);
+            }
             FormVerdict::Unseen(why) => {
                 if c.interrupted {
                     self.fill_failed(
@@ -155,6 +164,7 @@ impl Supervisor {
                 );
                 self.status_line("authenticator code sent");
             }
+            FormCheck::Device => self.confirm_device(now, window),
         }
     }
 }
@@ -163,6 +173,7 @@ fn form_name(form: FormCheck) -> &'static str {
     match form {
         FormCheck::Login { .. } => "login form",
         FormCheck::Code { .. } => "code field",
+        FormCheck::Device => "device list",
     }
 }
 
@@ -201,5 +212,7 @@ pub(super) fn refill_steps(
             Key(NamedKey::SelectAll),
             Secret(SecretRef::TotpCode { step }),
         ]),
+        // A click on the row selects it in every look; OK follows the next check.
+        FormCheck::Device => Some(vec![click(t.device)?, PauseMs(100)]),
     }
 }

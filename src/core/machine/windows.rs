@@ -2,6 +2,7 @@
 //! policy table that says what each kind gets.
 
 use super::*;
+use crate::core::domain::VerifyForm;
 
 impl Supervisor {
     /// The gateway's windows the core tracks, with the kind the catalogue gave each (for
@@ -202,6 +203,33 @@ impl Supervisor {
             }
             return;
         }
+        if self.login.check.is_some_and(|c| c.window == id) {
+            return;
+        }
+        // OK spends the login's second factor: see that the configured device is the selected
+        // row first (a click on it if not), unless seeing is off.
+        if self.cfg.verify_form == VerifyForm::Off {
+            self.choose_device_blind(now, id);
+        } else {
+            self.check_form(now, id, FormCheck::Device, false);
+        }
+    }
+
+    /// The device row is seen selected: press OK; the dialog then shows the code entry in
+    /// place (read again once the key is in).
+    pub(super) fn confirm_device(&mut self, now: Now, id: u32) {
+        self.login.chose_device = true;
+        self.type_into_then_reread(
+            id,
+            vec![KeyStep::PauseMs(200), KeyStep::Key(NamedKey::Enter)],
+        );
+        if self.cfg.second_factor == SecondFactor::IbKey {
+            self.ib_key_wait(now);
+        }
+    }
+
+    /// The list cannot be seen: select by type-ahead and press OK (the path before seeing).
+    pub(super) fn choose_device_blind(&mut self, now: Now, id: u32) {
         self.login.chose_device = true;
         // JList type-ahead selects the first entry starting with the typed prefix; keys must
         // be ≥5 ms apart and a pause must follow the selection before Enter presses OK.

@@ -498,8 +498,8 @@ fn stop_closes_the_gateway_then_exits() {
     assert!(a.contains(&Action::Exit(0)));
 }
 
-#[test]
-fn device_chooser_selects_the_configured_device_by_prefix() {
+/// The chooser with a reader, after the login: the harness sees the list as `sees`.
+fn at_the_device_chooser(sees: FormVerdict) -> (H, Vec<Action>) {
     let mut h = H::new(
         CoreConfig {
             content_reader: true,
@@ -509,16 +509,30 @@ fn device_chooser_selects_the_configured_device_by_prefix() {
     );
     let a = h.open_login_frame();
     h.complete_typing(&a);
+    h.sees = Some(sees);
     h.map(DIALOG, "Second Factor Authentication");
     let a = h.input(Input::WindowText {
         window: DIALOG,
         text: Some("Select second factor device\nIB Key\nMobile Authenticator app\nOK".into()),
     });
+    (h, a)
+}
+
+#[test]
+fn device_chooser_presses_ok_once_the_configured_row_is_seen_selected() {
+    let (mut h, a) = at_the_device_chooser(FormVerdict::Matches);
+    assert!(a.iter().any(|x| matches!(
+        x,
+        Action::CheckForm {
+            form: FormCheck::Device,
+            ..
+        }
+    )));
     let Some(Action::Type { steps, .. }) = a.iter().find(|x| matches!(x, Action::Type { .. }))
     else {
-        panic!("chooser not answered")
+        panic!("chooser not answered: {a:?}")
     };
-    assert_eq!(steps[0], KeyStep::Text("Mobile".into()));
+    assert_eq!(steps.last(), Some(&KeyStep::Key(NamedKey::Enter)));
     h.input(Input::Destroyed(DIALOG));
     h.map(DIALOG + 1, "Second Factor Authentication");
     h.input(Input::WindowText {
@@ -526,6 +540,63 @@ fn device_chooser_selects_the_configured_device_by_prefix() {
         text: Some("Enter Mobile Authenticator app code".into()),
     });
     assert_eq!(h.code_steps().len(), 1);
+}
+
+#[test]
+fn device_chooser_clicks_the_configured_row_when_another_is_selected() {
+    let (h, a) = at_the_device_chooser(FormVerdict::Differs("another row".into()));
+    let typed: Vec<&Vec<KeyStep>> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::Type { steps, .. } => Some(steps),
+            _ => None,
+        })
+        .collect();
+    // A click on the row, checked again; never OK while the row is not seen selected.
+    assert_eq!(typed[0][0], KeyStep::Click { x: 150, y: 90 });
+    assert!(
+        !typed
+            .iter()
+            .any(|s| s.contains(&KeyStep::Key(NamedKey::Enter))),
+        "{typed:?}"
+    );
+    // The click went in: the list is looked at again, and once the row is seen selected,
+    // OK.
+    let Some(Action::Type { ticket, .. }) = a.iter().find(|x| matches!(x, Action::Type { .. }))
+    else {
+        panic!("{a:?}")
+    };
+    let mut h = h;
+    h.sees = Some(FormVerdict::Matches);
+    let b = h.input(Input::Typed {
+        ticket: *ticket,
+        result: TypeResult::Done,
+    });
+    assert!(
+        b.iter().any(|x| matches!(
+            x,
+            Action::CheckForm {
+                form: FormCheck::Device,
+                ..
+            }
+        )),
+        "{b:?}"
+    );
+    assert!(
+        b.iter().any(|x| matches!(x, Action::Type { steps, .. }
+            if steps.last() == Some(&KeyStep::Key(NamedKey::Enter)))),
+        "{b:?}"
+    );
+}
+
+#[test]
+fn device_chooser_falls_back_to_type_ahead_when_the_list_cannot_be_read() {
+    let (_h, a) = at_the_device_chooser(FormVerdict::Unseen("no OCR".into()));
+    let Some(Action::Type { steps, .. }) = a.iter().find(|x| matches!(x, Action::Type { .. }))
+    else {
+        panic!("chooser not answered: {a:?}")
+    };
+    assert_eq!(steps[0], KeyStep::Text("Mobile".into()));
 }
 
 #[test]

@@ -37,6 +37,7 @@ impl H {
                 live: Some((250, 150)),
                 paper: Some((370, 150)),
                 code: Some((200, 120)),
+                device: Some((150, 90)),
             },
         }
     }

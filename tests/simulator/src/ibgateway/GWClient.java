@@ -672,7 +672,7 @@ public final class GWClient {
             JList<String> list = new JList<>(devices.toArray(new String[0]));
             list.setName("devices");
             list.setSelectionMode(ListSelectionModel.SINGLE_SELECTION);
-            list.setSelectedIndex(0);
+            list.setSelectedIndex(Math.max(0, Math.min(devices.size() - 1, sc.integer("device_preselect", 0))));
             list.addListSelectionListener(e -> {
                 if (!e.getValueIsAdjusting()) {
                     rec.event("list_selection", "value", list.getSelectedValue());
@@ -700,6 +700,11 @@ public final class GWClient {
     }
 
     /** Fills the 2FA window for the chosen device (the same window: its content changes). */
+    /** A device label as the server knows it: labels differ in spacing and case by version. */
+    static String deviceKey(String label) {
+        return label.trim().replaceAll("\\s+", " ").toLowerCase();
+    }
+
     void twofaContent(String device) {
         if (twofa == null) {
             return;
@@ -709,7 +714,7 @@ public final class GWClient {
         JPanel row = new JPanel();
         JButton def;
         Ui.Order order;
-        if (device.equals("IB Key")) {
+        if (deviceKey(device).equals("ib key")) {
             log.info("Waiting for IB Key approval");
             p.add(Ui.textArea("A notification has been sent to your IB Key device. Please approve it to "
                     + "complete the login."), BorderLayout.CENTER);

@@ -28,7 +28,7 @@ final class Scenario {
             "auth_delay_s", "connect_delay_s", "init_delay_s", "start_delay_s", "twofa_timeout_s",
             "ccp_timeout_s", "default_mode", "mode_toggle_buttongroup", "order_id", "api_hang_handshake",
             "bid_ask_notice", "look", "prefill_username", "focus_thief_after_chars", "focus_return", "login_messages",
-            "post_login_notice", "passkey_required", "free_trading_account", "hyphenated_names"));
+            "post_login_notice", "passkey_required", "free_trading_account", "hyphenated_names", "device_preselect"));
 
     private final Properties p = new Properties();
     final String source;
