@@ -217,3 +217,45 @@ fn a_perturbed_device_list_still_picks_the_authenticator_app() {
         w.stop_and_wait(Duration::from_secs(60));
     }
 }
+
+/// One seeded chaos run: ready, or stopped with a reason; and no login attempt ever carried
+/// the wrong username, password or mode, by the simulator's record.
+fn chaos_run(seed: u32) {
+    let install = SimInstall::new(&Scenario::new().set("chaos_seed", seed));
+    let mut w = Warden::start(&install, "live", "");
+    let events = install.record();
+    let outcome = w.wait_ready_or_log("halted", Duration::from_secs(120));
+    eprintln!("seed {seed}: {outcome:?}");
+    let chose = events
+        .events()
+        .into_iter()
+        .find(|e| is_ev(e, "chaos"))
+        .map(|e| e["chose"].to_string())
+        .unwrap_or_default();
+    for a in attempts(&install) {
+        assert_eq!(a["username"], TEST_USER, "seed {seed} ({chose}): {a}");
+        assert_eq!(a["password"], TEST_PASSWORD, "seed {seed} ({chose}): {a}");
+        assert_eq!(a["mode"], "live", "seed {seed} ({chose}): {a}");
+    }
+    assert!(
+        outcome.is_ok(),
+        "seed {seed} ({chose}): neither ready nor stopped with a reason\n{}",
+        w.log_tail(40)
+    );
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
+fn chaos_seeds_0_to_9_never_submit_wrong_content() {
+    (0..10).for_each(chaos_run);
+}
+
+#[test]
+fn chaos_seeds_10_to_19_never_submit_wrong_content() {
+    (10..20).for_each(chaos_run);
+}
+
+#[test]
+fn chaos_seeds_20_to_29_never_submit_wrong_content() {
+    (20..30).for_each(chaos_run);
+}

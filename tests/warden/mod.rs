@@ -285,6 +285,35 @@ timeout = "1500ms"
         }
     }
 
+    /// Waits for `READY=1`, or for ibwarden to stop logging in with a reason (a phase change
+    /// to `Halted`): `Ok` with which; `Err` at the timeout.
+    pub fn wait_ready_or_log(&mut self, _halt: &str, timeout: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        loop {
+            if self
+                .notifications
+                .iter()
+                .any(|m| m.lines().any(|l| l == "READY=1"))
+            {
+                return Ok("ready".into());
+            }
+            if let Some(line) = self.log().lines().find(|l| l.contains("to=Halted")) {
+                return Ok(line.to_string());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("neither ready nor halted after {timeout:?}"));
+            }
+            if let Some(st) = self.child.try_wait() {
+                return Err(format!("ibwarden exited ({st:?})"));
+            }
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                self.notifications
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    }
+
     /// Waits for `READY=1`; returns that datagram (with its STATUS line).
     pub fn wait_ready(&mut self, timeout: Duration) -> String {
         self.wait_notify("READY=1", timeout, |m| m.lines().any(|l| l == "READY=1"))

@@ -243,6 +243,9 @@ public final class GWClient {
         keeper.start();
         Control.start(this);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> rec.event("jvm_shutdown"), "SimShutdown"));
+        if (!sc.chaos.isEmpty()) {
+            rec.event("chaos", "chose", sc.chaos.toString());
+        }
         EventQueue.invokeLater(() -> {
             Ui.installLook(look);
             Ui.installInputRecorder();
@@ -405,6 +408,18 @@ public final class GWClient {
         setLoginPanel();
         Ui.setTitle(frame, title);
         setLoginEnabled(true);
+        int slow = sc.integer("slow_paint_ms", 0);
+        if (slow > 0 && !frame.isShowing()) {
+            // A slow first paint: the window maps and takes keys while its content is not
+            // drawn yet (a plain face covers it).
+            JPanel cover = new JPanel();
+            cover.setOpaque(true);
+            frame.setGlassPane(cover);
+            cover.setVisible(true);
+            Timer t = new Timer(slow, e -> cover.setVisible(false));
+            t.setRepeats(false);
+            t.start();
+        }
         if (!frame.isShowing()) {
             Ui.show(frame);
         }

@@ -28,7 +28,11 @@ final class Scenario {
             "auth_delay_s", "connect_delay_s", "init_delay_s", "start_delay_s", "twofa_timeout_s",
             "ccp_timeout_s", "default_mode", "mode_toggle_buttongroup", "order_id", "api_hang_handshake",
             "bid_ask_notice", "look", "prefill_username", "focus_thief_after_chars", "focus_return", "login_messages",
-            "post_login_notice", "passkey_required", "free_trading_account", "hyphenated_names", "device_preselect"));
+            "post_login_notice", "passkey_required", "free_trading_account", "hyphenated_names", "device_preselect",
+            "slow_paint_ms", "chaos_seed"));
+
+    /** The perturbations `chaos_seed` chose (recorded by the simulator at start). */
+    final java.util.Map<String, String> chaos = new java.util.TreeMap<>();
 
     private final Properties p = new Properties();
     final String source;
@@ -44,6 +48,48 @@ final class Scenario {
             if (!KEYS.contains(k)) {
                 throw new IllegalArgumentException(source + ": unknown scenario key '" + k + "'");
             }
+        }
+        if (p.getProperty("chaos_seed") != null) {
+            chaos(integer("chaos_seed", 0));
+        }
+    }
+
+    /**
+     * `chaos_seed`: a seeded mix of the perturbations real versions show, each chosen with
+     * some probability unless the scenario sets the key itself. The same seed gives the same
+     * mix.
+     */
+    private void chaos(int seed) {
+        java.util.Random r = new java.util.Random(seed);
+        String pw = str("password", "Secret-Pass_1!");
+        String[] looks = {"metal", "nimbus", "flat"};
+        pick("look", looks[r.nextInt(looks.length)]);
+        if (r.nextInt(3) == 0) {
+            pick("prefill_username", "previous_user");
+        }
+        if (r.nextInt(2) == 0) {
+            pick("focus_thief_after_chars", String.valueOf(1 + r.nextInt(Math.max(1, pw.length() - 1))));
+            pick("focus_return", r.nextBoolean() ? "same" : "other");
+        }
+        if (r.nextInt(2) == 0) {
+            String[] rows = {"IB Key", "mobile  authenticator APP", "Security Code Card"};
+            java.util.List<String> list = new java.util.ArrayList<>(java.util.Arrays.asList(rows));
+            java.util.Collections.shuffle(list, r);
+            pick("devices", String.join(",", list));
+            pick("device_preselect", String.valueOf(r.nextInt(list.size())));
+        }
+        if (r.nextInt(4) == 0) {
+            pick("hyphenated_names", "true");
+        }
+        if (r.nextInt(3) == 0) {
+            pick("slow_paint_ms", String.valueOf(200 + r.nextInt(1200)));
+        }
+    }
+
+    private void pick(String key, String value) {
+        if (p.getProperty(key) == null) {
+            p.setProperty(key, value);
+            chaos.put(key, value);
         }
     }
 
