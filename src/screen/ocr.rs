@@ -122,35 +122,87 @@ fn scaled(img: &Image, rect: Rect, scale: u32, margin: u32, blank: &[u32], smoot
     }
 }
 
-/// tesseract at a path.
+/// How many windows' words are remembered (by a hash of their pixels).
+const CACHED: usize = 8;
+
+/// Words already read, by (pixel hash, smooth).
+type WordCache =
+    std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<(u64, bool, Vec<Word>)>>>;
+
+/// tesseract at a path, with the words of the last few windows it read cached by a hash of
+/// their pixels: a check that runs again on an unchanged window (a voided check, a refill
+/// that changed nothing) costs no second OCR.
 #[derive(Clone, Debug)]
 pub struct Ocr {
     bin: std::path::PathBuf,
+    cache: WordCache,
 }
 
 impl Ocr {
     /// tesseract from PATH, if installed.
     pub fn find() -> Option<Ocr> {
-        crate::dialog_text::find_on_path("tesseract").map(|bin| Ocr { bin })
+        crate::dialog_text::find_on_path("tesseract").map(|bin| Ocr {
+            bin,
+            cache: WordCache::default(),
+        })
     }
 
     /// tesseract at `bin`.
     pub fn at(bin: &Path) -> Ocr {
         Ocr {
             bin: bin.to_path_buf(),
+            cache: WordCache::default(),
         }
     }
 
     /// Every word of `img` with its box. `None` if tesseract failed. The window is read
     /// at twice its size: at 1:1 tesseract loses light text on a selected (dark) toggle.
     pub fn words(&self, img: &Image) -> Option<Vec<Word>> {
-        self.words_scaled(img, false)
+        self.cached(img, false, || self.words_scaled(img, false))
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(u64, bool, Vec<Word>)>> {
+        match self.cache.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The words of `img` from the cache, or read by `read` and remembered.
+    fn cached(
+        &self,
+        img: &Image,
+        smooth: bool,
+        read: impl FnOnce() -> Option<Vec<Word>>,
+    ) -> Option<Vec<Word>> {
+        let hash = super::pixel_hash(img);
+        let hit = self
+            .lock()
+            .iter()
+            .find(|(h, s, _)| *h == hash && *s == smooth)
+            .map(|(_, _, w)| w.clone());
+        if hit.is_some() {
+            return hit;
+        }
+        let words = read()?;
+        let mut cache = self.lock();
+        if cache.len() >= CACHED {
+            cache.pop_front();
+        }
+        cache.push_back((hash, smooth, words.clone()));
+        Some(words)
     }
 
     /// Like [`Ocr::words`], for a list: the window scaled bilinearly and reduced to black ink
     /// on white (dark text on a coloured selection, which tesseract skips, becomes plain
     /// text; light text on a dark selection becomes a white gap, and its row is unread).
     pub fn words_smooth(&self, img: &Image) -> Option<Vec<Word>> {
+        self.cached(img, true, || self.words_binarized(img))
+    }
+
+    fn words_binarized(&self, img: &Image) -> Option<Vec<Word>> {
         let mut bw = img.clone();
         for p in bw.rgb.chunks_mut(3) {
             let l = (299 * p[0] as u32 + 587 * p[1] as u32 + 114 * p[2] as u32) / 1000;

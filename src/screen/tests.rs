@@ -213,3 +213,35 @@ fn a_mask_wider_than_its_field_is_seen_as_overflowing_not_short() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn words_are_read_once_per_distinct_picture() {
+    // A stand-in tesseract that counts its runs and prints one word.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = dir.path().join("tesseract");
+    let count = dir.path().join("runs");
+    std::fs::write(
+        &bin,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\necho x >> {}\nprintf 'level\\tpage_num\\tblock_num\\tpar_num\\tline_num\\tword_num\\tleft\\ttop\\twidth\\theight\\tconf\\ttext\\n5\\t1\\t1\\t1\\t1\\t1\\t2\\t2\\t8\\t8\\t90\\tOK\\n'\n",
+            count.display()
+        ),
+    )
+    .expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let ocr = Ocr::at(&bin);
+    let a = fixture("login-metal.png");
+    let b = fixture("short-password-metal.png");
+    let runs = || {
+        std::fs::read_to_string(&count)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert_eq!(ocr.words(&a).expect("words")[0].text, "OK");
+    assert_eq!(ocr.words(&a).expect("words").len(), 1);
+    assert_eq!(runs(), 1, "the same pixels are read once");
+    ocr.words(&b).expect("words");
+    assert_eq!(runs(), 2, "other pixels are read again");
+}
