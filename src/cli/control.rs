@@ -71,13 +71,7 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         Some(p) => p,
         None => PathBuf::from(format!("ibwarden-inspect-{}", now_ms() / 1000)),
     };
-    let out = if out.is_absolute() {
-        out
-    } else {
-        std::env::current_dir()
-            .context("cannot read the current directory")?
-            .join(out)
-    };
+    let out = absolute(out)?;
     let (path, reply) = ask(&args.socket, &Request::Inspect { out })?;
     match reply {
         ControlReply::Inspected { files } => {
@@ -158,14 +152,7 @@ pub fn screenshot(args: ScreenshotArgs) -> anyhow::Result<ExitCode> {
         Some(p) => p,
         None => PathBuf::from(format!("ibwarden-{}.png", now_ms() / 1000)),
     };
-    // The server resolves paths in its own working directory: send an absolute one.
-    let out = if out.is_absolute() {
-        out
-    } else {
-        std::env::current_dir()
-            .context("cannot read the current directory")?
-            .join(out)
-    };
+    let out = absolute(out)?;
     let (path, reply) = ask(&args.socket, &Request::Screenshot { out })?;
     match reply {
         ControlReply::Screenshot { path, bytes } => {
@@ -174,6 +161,16 @@ pub fn screenshot(args: ScreenshotArgs) -> anyhow::Result<ExitCode> {
         }
         other => Err(unexpected(&path, &other)),
     }
+}
+
+/// The server resolves paths in its own working directory: send an absolute one.
+fn absolute(path: PathBuf) -> anyhow::Result<PathBuf> {
+    if path.is_absolute() {
+        return Ok(path);
+    }
+    Ok(std::env::current_dir()
+        .context("cannot read the current directory")?
+        .join(path))
 }
 
 fn now_ms() -> u64 {
