@@ -1325,10 +1325,25 @@ fn scale_bench(k: &Knobs, n: usize, rep: &mut Report) {
                 panic!("ibwarden {i} exited: {st:?}\n{}", r.log_tail(30));
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "scale {n}: not all ready in 300 s"
-        );
+        if Instant::now() >= deadline {
+            // What each instance was doing when the bench gave up: its last statuses and log.
+            let mut report = String::new();
+            for (i, r) in runners.iter().enumerate() {
+                let statuses: Vec<&str> = r
+                    .statuses
+                    .iter()
+                    .rev()
+                    .take(8)
+                    .map(|(_, s)| s.as_str())
+                    .collect();
+                report.push_str(&format!(
+                    "\n--- instance {i}: {} ---\nlast statuses (newest first): {statuses:?}\n{}\n",
+                    if done[i] { "ready" } else { "NOT ready" },
+                    r.log_tail(40)
+                ));
+            }
+            panic!("scale {n}: not all ready in 300 s{report}");
+        }
         std::thread::sleep(Duration::from_millis(5));
     }
     // Steady state: 20 s with all N ready.

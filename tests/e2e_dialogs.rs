@@ -403,12 +403,13 @@ fn wrong_password_is_tried_once_then_ibwarden_stops_and_tells_the_person() {
 
 #[test]
 fn two_rejected_codes_then_an_accepted_one_use_three_steps() {
-    // Up to two fresh 30 s TOTP steps of real time: the slow test of this file. IBKR's 2FA
-    // dialog gives up after 180 s, far longer than a step; scaled by the test time factor
-    // that would be 9 s, shorter than a step, so it is set to 60 s of real time here.
+    // Up to three 30 s TOTP steps of real time (a fresh one before each code, each code
+    // then checked on screen): the slow test of this file. IBKR's 2FA dialog gives up after
+    // 180 s; scaled by the test time factor that would be 9 s, so it is set to 180 s of real
+    // time here (one dialog timer spans all three codes).
     let sc = Scenario::new()
         .set("reject_codes", 2)
-        .set("twofa_timeout_s", 1200);
+        .set("twofa_timeout_s", 3600);
     let install = SimInstall::new(&sc);
     let mut w = Warden::start(&install, "live", "");
     w.wait_ready(Duration::from_secs(150));

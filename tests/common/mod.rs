@@ -358,7 +358,11 @@ impl Default for Scenario {
 }
 
 impl Scenario {
-    /// Test defaults: known user/password/secret, account DU1234567, `time_factor=0.05`.
+    /// Test defaults: known user/password/secret, account DU1234567, `time_factor=0.05`, and
+    /// a 2FA timeout of 60 s real (`twofa_timeout_s=1200` scaled): the gateway's own 180 s
+    /// scaled by 0.05 would be 9 s, shorter than a TOTP wait (up to 8 s) plus the form checks
+    /// on a loaded 2-core box, which no real login ever faces. Tests of the timeout set their
+    /// own.
     pub fn new() -> Scenario {
         let mut s = Scenario {
             entries: BTreeMap::new(),
@@ -369,6 +373,7 @@ impl Scenario {
             .insert("totp_secret".into(), TEST_TOTP_SECRET.into());
         s.entries.insert("accounts".into(), "DU1234567".into());
         s.entries.insert("time_factor".into(), "0.05".into());
+        s.entries.insert("twofa_timeout_s".into(), "1200".into());
         s
     }
 
