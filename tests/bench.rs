@@ -760,18 +760,8 @@ fn screen_model_figures(rep: &mut Report) {
 
 fn fixture_image(name: &str) -> ibwarden::x11::screenshot::Image {
     let path = repo_root().join("tests/fixtures/screen").join(name);
-    let file = fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
-        .read_info()
-        .expect("png");
-    let mut rgb = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut rgb).expect("frame");
-    rgb.truncate(info.buffer_size());
-    ibwarden::x11::screenshot::Image {
-        width: info.width,
-        height: info.height,
-        rgb,
-    }
+    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    ibwarden::x11::screenshot::Image::from_png(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 #[test]

@@ -125,13 +125,16 @@ impl TitleMatch {
     }
 }
 
-/// Titles as versions differ in them: case-folded, trimmed, runs of whitespace as one
-/// space, `-` and `_` as a space (10.37.1q renamed `IBKR Gateway` to `IBKR-Gateway`).
-/// Dots are kept: `Authenticating...` stays itself.
+/// Titles (and labels, list rows) as versions differ in them: case-folded, trimmed, runs of
+/// whitespace as one space, `-`, `_` and the Unicode dashes as a space (10.37.1q renamed
+/// `IBKR Gateway` to `IBKR-Gateway`). Dots are kept: `Authenticating...` stays itself.
 pub fn normalise_title(title: &str) -> String {
     title
         .chars()
-        .map(|c| if c == '-' || c == '_' { ' ' } else { c })
+        .map(|c| match c {
+            '-' | '_' | '\u{2010}'..='\u{2015}' => ' ',
+            c => c,
+        })
         .collect::<String>()
         .split_whitespace()
         .collect::<Vec<_>>()

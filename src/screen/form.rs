@@ -23,17 +23,9 @@ pub enum Verdict {
 
 /// Case-folded, trimmed, whitespace collapsed, `-` and `_` equal to a space: how labels,
 /// titles and list rows are compared.
+/// The same rule the dialog catalogue matches titles with.
 pub fn normalise(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '-' | '_' | '\u{2010}'..='\u{2015}' => ' ',
-            c => c,
-        })
-        .collect::<String>()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+    crate::core::dialog::normalise_title(text)
 }
 
 /// `text` with the characters OCR confuses folded together, spaces and underscores dropped

@@ -101,10 +101,12 @@ pub struct Model {
 /// Luma (ITU-R BT.601), 0-255.
 fn luma(img: &Image, x: u32, y: u32) -> u8 {
     let i = ((y * img.width + x) * 3) as usize;
-    match img.rgb.get(i..i + 3) {
-        Some(p) => ((299 * p[0] as u32 + 587 * p[1] as u32 + 114 * p[2] as u32) / 1000) as u8,
-        None => 0,
-    }
+    img.rgb.get(i..i + 3).map_or(0, luma_rgb)
+}
+
+/// Luma of one RGB pixel.
+pub(crate) fn luma_rgb(p: &[u8]) -> u8 {
+    ((299 * p[0] as u32 + 587 * p[1] as u32 + 114 * p[2] as u32) / 1000) as u8
 }
 
 /// A field interior's background: near white.

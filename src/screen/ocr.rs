@@ -205,8 +205,7 @@ impl Ocr {
     fn words_binarized(&self, img: &Image) -> Option<Vec<Word>> {
         let mut bw = img.clone();
         for p in bw.rgb.chunks_mut(3) {
-            let l = (299 * p[0] as u32 + 587 * p[1] as u32 + 114 * p[2] as u32) / 1000;
-            let v = if l < 140 { 0 } else { 255 };
+            let v = if super::luma_rgb(p) < 140 { 0 } else { 255 };
             p.copy_from_slice(&[v, v, v]);
         }
         self.words_scaled(&bw, true)

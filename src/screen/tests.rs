@@ -14,19 +14,8 @@ fn fixture(name: &str) -> Image {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/screen")
         .join(name);
-    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
-        .read_info()
-        .expect("png header");
-    let mut rgb = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut rgb).expect("png frame");
-    assert_eq!(info.color_type, png::ColorType::Rgb, "{name}");
-    rgb.truncate(info.buffer_size());
-    Image {
-        width: info.width,
-        height: info.height,
-        rgb,
-    }
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Image::from_png(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 #[test]

@@ -63,6 +63,30 @@ impl Image {
         self.rgb.chunks(3).all(|p| Some(p) == first)
     }
 
+    /// Decodes an 8-bit RGB PNG (what [`Image::to_png`] writes; fixtures and saved
+    /// screenshots).
+    pub fn from_png(bytes: &[u8]) -> Result<Image, String> {
+        let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+            .read_info()
+            .map_err(|e| format!("png header: {e}"))?;
+        let mut rgb = vec![0; reader.output_buffer_size()];
+        let info = reader
+            .next_frame(&mut rgb)
+            .map_err(|e| format!("png frame: {e}"))?;
+        if info.color_type != png::ColorType::Rgb || info.bit_depth != png::BitDepth::Eight {
+            return Err(format!(
+                "png is {:?} {:?}, not 8-bit RGB",
+                info.color_type, info.bit_depth
+            ));
+        }
+        rgb.truncate(info.buffer_size());
+        Ok(Image {
+            width: info.width,
+            height: info.height,
+            rgb,
+        })
+    }
+
     /// Encodes as PNG.
     pub fn to_png(&self) -> Result<Vec<u8>, ScreenshotError> {
         let mut out = Vec::new();
