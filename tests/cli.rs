@@ -165,7 +165,7 @@ fn check_reports_unknown_key_with_file_and_line() {
         0o644,
     );
     let out = env.run(&["check", "--config", cfg.to_str().expect("utf8")], "");
-    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    assert_eq!(out.status.code(), Some(78), "{}", both(&out));
     let expected = format!(
         "FAIL config: {}:7:1: key `login.min_code_valdity`: unknown key; did you mean `min_code_validity`?",
         cfg.display()
@@ -192,7 +192,7 @@ fn check_refuses_group_readable_secret_and_names_the_fix() {
     let pw = env.path("secrets/password");
     fs::set_permissions(&pw, fs::Permissions::from_mode(0o640)).expect("chmod");
     let out = env.run(&["check", "--config", cfg.to_str().expect("utf8")], "");
-    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    assert_eq!(out.status.code(), Some(78), "{}", both(&out));
     let line = stdout(&out)
         .lines()
         .find(|l| l.starts_with("FAIL password:"))
@@ -278,7 +278,7 @@ fn check_passes_on_a_complete_setup() {
         "",
         &[("PATH", &path)],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    assert_eq!(out.status.code(), Some(78), "{}", both(&out));
     assert!(
         stdout(&out).contains("FAIL webhook url: secret file"),
         "{}",
@@ -307,7 +307,7 @@ fn check_reports_bad_activation_code_by_position() {
     let env = Env::new();
     let cfg = env.live_config("GEZDGNB0GY3TQOJQGEZDGNBVGY3TQOJQ");
     let out = env.run(&["check", "--config", cfg.to_str().expect("utf8")], "");
-    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    assert_eq!(out.status.code(), Some(78), "{}", both(&out));
     assert!(
         stdout(&out).contains("FAIL activation code: activation code from file"),
         "{}",
@@ -540,7 +540,8 @@ fn no_secret_value_in_any_output() {
     let secret_env = [("IBKR_PW", LEAK_PASSWORD), ("IBKR_TOTP", LEAK_CODE)];
 
     let runs: Vec<(Vec<String>, String, i32)> = vec![
-        // `check` fails on all of these: there is no gateway install in the temp dir.
+        // `check` fails on all of these: there is no gateway install in the temp dir (1),
+        // and a config or secret is unusable (78, as `run`).
         (
             vec!["check".into(), "-c".into(), c.clone()],
             String::new(),
@@ -549,12 +550,12 @@ fn no_secret_value_in_any_output() {
         (
             vec!["check".into(), "-c".into(), "inline.toml".into()],
             String::new(),
-            1,
+            78,
         ),
         (
             vec!["check".into(), "-c".into(), "env-as-value.toml".into()],
             String::new(),
-            1,
+            78,
         ),
         (
             vec!["check".into(), "-c".into(), "envsrc.toml".into()],
@@ -564,7 +565,7 @@ fn no_secret_value_in_any_output() {
         (
             vec!["check".into(), "-c".into(), "bad.toml".into()],
             String::new(),
-            1,
+            78,
         ),
         (
             vec!["totp".into(), "-c".into(), c.clone()],
@@ -574,7 +575,7 @@ fn no_secret_value_in_any_output() {
         (
             vec!["totp".into(), "-c".into(), "bad.toml".into()],
             String::new(),
-            1,
+            78,
         ),
         (
             vec!["totp".into(), "-c".into(), "envsrc.toml".into()],
@@ -707,7 +708,7 @@ fn systemd_credentials_are_read_from_credentials_directory() {
     );
     // Outside systemd the error says what is missing.
     let out = env.run(&["totp", "-c", "cred.toml"], "");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(78));
     assert!(
         stderr(&out).contains("$CREDENTIALS_DIRECTORY is not set"),
         "{}",

@@ -78,7 +78,7 @@ async fn history_is_skipped_and_new_lines_are_read() {
     );
     fs::write(&d.log, history).expect("write");
     let (tx, mut rx) = mpsc::channel(16);
-    let _task = follow(&d.log, tx).expect("follow");
+    let _task = follow(&d.log, tx).await.expect("follow");
     // If the tail of the half line were read as a line, it would be an AuthStarted.
     append(&d.log, " AuthTimeoutMonitor-CCP: activate\n");
     append(&d.log, &line("Login has completed"));
@@ -101,7 +101,9 @@ async fn start_at_beginning_reads_what_is_there() {
     )
     .expect("write");
     let (tx, mut rx) = mpsc::channel(16);
-    let _task = follow_from(&d.log, StartAt::Beginning, tx).expect("follow");
+    let _task = follow_from(&d.log, StartAt::Beginning, tx)
+        .await
+        .expect("follow");
     expect_seq(&mut rx, &[E::AuthStarted, E::SilentDrop]).await;
 }
 
@@ -110,7 +112,7 @@ async fn silent_drop_across_appends() {
     let d = dir();
     fs::write(&d.log, line("Starting IB Gateway (simulator) pid 1")).expect("write");
     let (tx, mut rx) = mpsc::channel(16);
-    let _task = follow(&d.log, tx).expect("follow");
+    let _task = follow(&d.log, tx).await.expect("follow");
     append(&d.log, &line("Login attempt 1 (live)"));
     append(&d.log, &line("AuthTimeoutMonitor-CCP: activate"));
     expect_seq(&mut rx, &[E::AuthStarted]).await;
@@ -130,7 +132,7 @@ async fn truncation_restarts_from_the_first_byte() {
     )
     .expect("write");
     let (tx, mut rx) = mpsc::channel(16);
-    let _task = follow(&d.log, tx).expect("follow");
+    let _task = follow(&d.log, tx).await.expect("follow");
     append(&d.log, &line("Login has completed"));
     expect_seq(&mut rx, &[E::LoginCompleted]).await;
     // copytruncate-style: the same inode, emptied, then written again (shorter than before).
@@ -152,7 +154,7 @@ async fn rotation_reads_the_old_files_last_lines_then_the_new_file() {
     let d = dir();
     fs::write(&d.log, line("history")).expect("write");
     let (tx, mut rx) = mpsc::channel(16);
-    let _task = follow(&d.log, tx).expect("follow");
+    let _task = follow(&d.log, tx).await.expect("follow");
     let mut old = OpenOptions::new().append(true).open(&d.log).expect("open");
     old.write_all(line("Existing session detected").as_bytes())
         .expect("write");
@@ -183,7 +185,7 @@ async fn delete_and_recreate_and_a_file_that_appears_later() {
     let d = dir();
     let (tx, mut rx) = mpsc::channel(16);
     // No file yet: it is new when it appears, so it is read from its start.
-    let _task = follow(&d.log, tx).expect("follow");
+    let _task = follow(&d.log, tx).await.expect("follow");
     fs::write(&d.log, line("Starting IB Gateway (simulator) pid 1")).expect("write");
     expect_seq(&mut rx, &[E::GatewayStarting]).await;
     fs::remove_file(&d.log).expect("rm");
@@ -195,7 +197,7 @@ async fn delete_and_recreate_and_a_file_that_appears_later() {
 async fn ends_when_the_receiver_is_dropped() {
     let d = dir();
     let (tx, rx) = mpsc::channel(16);
-    let task = follow(&d.log, tx).expect("follow");
+    let task = follow(&d.log, tx).await.expect("follow");
     drop(rx);
     let res = timeout(EVENT_WAIT, task)
         .await
@@ -208,7 +210,7 @@ async fn ends_when_the_receiver_is_dropped() {
 async fn ends_with_an_error_when_the_directory_goes_away() {
     let d = dir();
     let (tx, mut rx) = mpsc::channel(16);
-    let task = follow(&d.log, tx).expect("follow");
+    let task = follow(&d.log, tx).await.expect("follow");
     append(&d.log, &line("Login has completed"));
     expect_seq(&mut rx, &[E::LoginCompleted]).await;
     fs::remove_dir_all(&d.dir).expect("rm -r");
@@ -225,9 +227,11 @@ async fn ends_with_an_error_when_the_directory_goes_away() {
 #[tokio::test]
 async fn bad_paths_are_named() {
     let (tx, _rx) = mpsc::channel(1);
-    let e = follow("/", tx.clone()).expect_err("no file name");
+    let e = follow("/", tx.clone()).await.expect_err("no file name");
     assert!(e.to_string().contains('/'), "{e}");
-    let e = follow("/nonexistent-ibw-dir/launcher.log", tx).expect_err("no directory");
+    let e = follow("/nonexistent-ibw-dir/launcher.log", tx)
+        .await
+        .expect_err("no directory");
     assert!(
         e.to_string().contains("/nonexistent-ibw-dir"),
         "the error names the directory: {e}"
@@ -249,7 +253,9 @@ fn simulator_silent_drop_then_accepted_login() {
     let log = install.settings_dir.join("launcher.log");
     assert!(!log.exists(), "fresh settings dir");
     let (tx, mut rx) = mpsc::channel(64);
-    let _task = rt.block_on(async { follow(&log, tx) }).expect("follow");
+    let _task = rt
+        .block_on(async { follow(&log, tx).await })
+        .expect("follow");
     let xvfb = Xvfb::start();
     let x = common::x11::X::connect(&xvfb);
     let rec = install.record();
@@ -344,7 +350,9 @@ fn nightly_restart_then_relaunch(scenario: common::Scenario, last: E) -> Vec<E> 
     let log = s.install.settings_dir.join("launcher.log");
     // Started after the JVM wrote its first lines: those are history.
     let (tx, mut rx) = mpsc::channel(64);
-    let _task = rt.block_on(async { follow(&log, tx) }).expect("follow");
+    let _task = rt
+        .block_on(async { follow(&log, tx).await })
+        .expect("follow");
     s.type_login(common::TEST_USER, common::TEST_PASSWORD);
     s.type_code();
     let seen = collect_until(&rt, &mut rx, E::LoginCompleted, STEP_TIMEOUT);
@@ -407,4 +415,134 @@ fn simulator_expired_token_is_reported() {
         seen,
         vec![E::GatewayStarting, E::TokenRestart, E::TokenExpired]
     );
+}
+
+/// Runs `body` on its own runtime in another thread and fails if it has not finished within
+/// `limit`: a follower that blocks a runtime thread (a FIFO's `open`, an endless read) would
+/// stall the runtime's own timers, so the deadline is kept from outside it.
+fn within<F>(limit: Duration, body: impl FnOnce() -> F + Send + 'static)
+where
+    F: std::future::Future<Output = ()>,
+{
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(body());
+        let _ = done_tx.send(());
+        // The runtime is leaked on purpose: dropping it waits for blocking tasks, and a
+        // test's FIFO may hold one until the process ends.
+        std::mem::forget(rt);
+    });
+    match done_rx.recv_timeout(limit) {
+        Ok(()) => {}
+        Err(_) => panic!("not done within {limit:?}: something blocked the runtime"),
+    }
+}
+
+fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+}
+
+/// This process's peak resident memory (VmHWM), in KiB. nextest runs each test in its own
+/// process, so the figure is this test's.
+fn peak_rss_kib() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// A FIFO where the log should be: `follow` neither blocks opening it nor reads it; the
+/// runtime stays live (a timer fires while the FIFO is there), and when a regular file
+/// replaces it, its lines are read from the start.
+#[test]
+fn a_fifo_is_not_followed_and_a_regular_file_that_replaces_it_is() {
+    within(Duration::from_secs(20), || async {
+        let d = dir();
+        mkfifo(&d.log);
+        let (tx, mut rx) = mpsc::channel(16);
+        let _task = follow(&d.log, tx).await.expect("follow");
+        // Poke the FIFO's directory entry: an event for the name makes the follower look.
+        fs::write(d.dir.join("other"), "x").expect("write");
+        let t0 = std::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "the runtime's timers ran late"
+        );
+        assert!(rx.try_recv().is_err(), "nothing comes from a FIFO");
+        fs::remove_file(&d.log).expect("rm fifo");
+        fs::write(&d.log, line("Login has completed")).expect("write");
+        expect_seq(&mut rx, &[E::LoginCompleted]).await;
+    });
+}
+
+/// A FIFO replacing the followed file mid-way, then a regular file again: following goes on.
+#[test]
+fn following_survives_a_fifo_swapped_in() {
+    within(Duration::from_secs(20), || async {
+        let d = dir();
+        let (tx, mut rx) = mpsc::channel(16);
+        let _task = follow(&d.log, tx).await.expect("follow");
+        append(&d.log, &line("Login has completed"));
+        expect_seq(&mut rx, &[E::LoginCompleted]).await;
+        fs::remove_file(&d.log).expect("rm");
+        mkfifo(&d.log);
+        fs::remove_file(&d.log).expect("rm fifo");
+        fs::write(&d.log, line("IB GATEWAY RESTART: restart=abc")).expect("write");
+        expect_seq(&mut rx, &[E::TokenRestart]).await;
+    });
+}
+
+/// `launcher.log` → `/dev/zero` (a symlink to an endless device): ignored, memory flat, and
+/// the regular file that replaces it is read.
+#[test]
+fn a_symlink_to_dev_zero_is_ignored_in_bounded_memory() {
+    within(Duration::from_secs(20), || async {
+        let d = dir();
+        std::os::unix::fs::symlink("/dev/zero", &d.log).expect("symlink");
+        let before = peak_rss_kib();
+        let (tx, mut rx) = mpsc::channel(16);
+        let _task = follow_from(&d.log, StartAt::Beginning, tx)
+            .await
+            .expect("follow");
+        fs::write(d.dir.join("other"), "x").expect("write");
+        fs::remove_file(&d.log).expect("rm link");
+        fs::write(&d.log, line("Login has completed")).expect("write");
+        expect_seq(&mut rx, &[E::LoginCompleted]).await;
+        let grew = peak_rss_kib().saturating_sub(before);
+        assert!(grew < 16 * 1024, "peak RSS grew by {grew} KiB");
+    });
+}
+
+/// A 48 MiB append at once: read in chunks from its last 1 MiB, so the line at its end is
+/// seen and memory stays flat; lines appended later are read as usual.
+#[test]
+fn a_huge_append_is_read_from_its_tail_in_bounded_memory() {
+    within(Duration::from_secs(60), || async {
+        let d = dir();
+        fs::write(&d.log, "").expect("create");
+        let (tx, mut rx) = mpsc::channel(16);
+        let _task = follow(&d.log, tx).await.expect("follow");
+        let before = peak_rss_kib();
+        {
+            let mut f = OpenOptions::new().append(true).open(&d.log).expect("open");
+            let junk = line("noise that matches nothing").repeat(1024);
+            for _ in 0..(48 * 1024 * 1024 / junk.len()) {
+                f.write_all(junk.as_bytes()).expect("append");
+            }
+            f.write_all(line("Login has completed").as_bytes())
+                .expect("append");
+        }
+        expect_seq(&mut rx, &[E::LoginCompleted]).await;
+        append(&d.log, &line("IB GATEWAY RESTART: restart=abc"));
+        expect_seq(&mut rx, &[E::TokenRestart]).await;
+        let grew = peak_rss_kib().saturating_sub(before);
+        assert!(grew < 16 * 1024, "peak RSS grew by {grew} KiB");
+    });
 }

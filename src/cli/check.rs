@@ -1,5 +1,6 @@
 //! `ibwarden check`: is this config, on this machine, ready to run? One line per check
-//! (`ok`, `warn` or `FAIL` and a detail), exit status 1 if any check failed.
+//! (`ok`, `warn` or `FAIL` and a detail). Exit status 78 (`EX_CONFIG`, as `run`) if the
+//! config or a secret is unusable, else 1 if another check failed.
 //!
 //! Checks: the config (every error); the secret files (password, activation code, webhook
 //! URL, IBC command token: present, private, non-empty); the activation code (valid
@@ -49,15 +50,27 @@ impl Status {
     }
 }
 
-/// Prints check lines and remembers whether any failed.
+/// Prints check lines and remembers whether any failed, and whether a failure is the
+/// config's or a secret's (which `run` would refuse with 78 too).
 struct Report {
     failed: bool,
+    config_failed: bool,
 }
+
+/// The checks whose failure is a configuration error (exit 78, like `run`).
+const CONFIG_CHECKS: &[&str] = &[
+    "config",
+    "password",
+    "activation code",
+    "webhook url",
+    "ibc command token",
+];
 
 impl Report {
     fn line(&mut self, status: Status, name: &str, detail: impl std::fmt::Display) {
         if status == Status::Fail {
             self.failed = true;
+            self.config_failed |= CONFIG_CHECKS.contains(&name);
         }
         println!("{:<4} {name}: {detail}", status.word());
     }
@@ -65,7 +78,10 @@ impl Report {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let path = args.config.path();
-    let mut report = Report { failed: false };
+    let mut report = Report {
+        failed: false,
+        config_failed: false,
+    };
     match Config::load(&path) {
         Ok(config) => {
             report.line(
@@ -100,7 +116,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let (status, detail) = clock_status();
     report.line(status, "clock", detail);
-    Ok(if report.failed {
+    Ok(if report.config_failed {
+        ExitCode::from(super::EXIT_CONFIG)
+    } else if report.failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

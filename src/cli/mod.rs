@@ -170,6 +170,10 @@ fn report(err: &anyhow::Error) -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     eprintln!("ibwarden: {err:#}");
+    // A secret that cannot be used is a configuration problem too: restarting won't fix it.
+    if err.chain().any(|e| e.is::<ibwarden::secret::SecretError>()) {
+        return ExitCode::from(EXIT_CONFIG);
+    }
     ExitCode::FAILURE
 }
 

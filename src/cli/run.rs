@@ -20,6 +20,9 @@ pub struct Args {
 
 /// Loads the config and the secrets, then runs the supervisor until it is stopped.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // Whatever ibwarden, Xvfb and the gateway create (state, settings, logs, screenshots)
+    // is the account's business only, whatever umask the shell or unit had.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let path = args.config.path();
     let config = Config::load(&path)?;
     for w in &config.warnings {

@@ -267,7 +267,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     state::create_private_dir(&state_dir)
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
     state::create_private_dir(&state_dir.join("jvm"))?;
-    std::fs::create_dir_all(&cfg.gateway.settings_dir).with_context(|| {
+    state::create_private_dir(&cfg.gateway.settings_dir).with_context(|| {
         format!(
             "cannot create the gateway settings directory {}",
             cfg.gateway.settings_dir.display()
@@ -313,7 +313,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     };
     let mut core = Supervisor::new(core_config(&cfg, reader.available()), persisted);
     stop_stray_gateway(&cfg, &install).await;
-    follow_launcher_log(&cfg, &tx, &tasks, &cancel);
+    follow_launcher_log(&cfg, &tx, &tasks, &cancel).await;
     spawn_signals(&tx, &tasks, &cancel)?;
     forward_control(ctl_rx, &tx, &tasks);
 
@@ -389,7 +389,7 @@ async fn stop_stray_gateway(cfg: &Config, install: &install::Install) {
 }
 
 /// Follows the gateway's `launcher.log` (inotify) and feeds its events to the core.
-fn follow_launcher_log(
+async fn follow_launcher_log(
     cfg: &Config,
     tx: &mpsc::UnboundedSender<Event<Msg>>,
     tasks: &TaskTracker,
@@ -397,7 +397,7 @@ fn follow_launcher_log(
 ) {
     let path = cfg.gateway.settings_dir.join("launcher.log");
     let (log_tx, mut log_rx) = mpsc::channel(64);
-    match crate::launcher_log::follow(path, log_tx) {
+    match crate::launcher_log::follow(path, log_tx).await {
         Ok(task) => {
             let tx = tx.clone();
             tasks.spawn(async move {

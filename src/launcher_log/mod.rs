@@ -238,11 +238,11 @@ pub enum StartAt {
 }
 
 /// Follows the log at `path` from its current end; see [`follow_from`].
-pub fn follow(
+pub async fn follow(
     path: impl Into<PathBuf>,
     tx: mpsc::Sender<LauncherEvent>,
 ) -> Result<JoinHandle<Result<(), LauncherLogError>>, LauncherLogError> {
-    follow_from(path, StartAt::End, tx)
+    follow_from(path, StartAt::End, tx).await
 }
 
 /// Follows the log at `path`: sets up the inotify watch on its directory and fixes the
@@ -250,9 +250,16 @@ pub fn follow(
 /// the follower misses), then a task reads new lines as they come and sends the
 /// [`Tracker`]'s events on `tx`.
 ///
-/// The task ends with `Ok` when `tx`'s receiver is dropped, and with an error if the
-/// directory goes away. Must be called inside a tokio runtime.
-pub fn follow_from(
+/// The file is the outside world's: every open and read runs on tokio's blocking pool, never
+/// on the runtime's threads (a FIFO or a hung filesystem stalls one blocking thread, not the
+/// supervisor); only a regular file is read (a FIFO, a device or a directory at the path
+/// is treated as no file, with one warning, until a regular file replaces it); and a read
+/// takes at most [`MAX_CATCH_UP`] from the tail of what was appended since the last one.
+/// A read error is logged and the file re-opened at the next change: following only ends
+/// when the receiver is dropped (`Ok`) or the directory goes away (an error).
+///
+/// Must be called inside a tokio runtime.
+pub async fn follow_from(
     path: impl Into<PathBuf>,
     start: StartAt,
     tx: mpsc::Sender<LauncherEvent>,
@@ -297,11 +304,23 @@ pub fn follow_from(
             source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
         }
     })?;
-    let mut follower = Follower::new(path.clone(), start)?;
+    let mut follower = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || Follower::new(path, start))
+            .await
+            .map_err(|e| LauncherLogError::Io {
+                path: dir.clone(),
+                source: io::Error::other(e.to_string()),
+            })??
+    };
     debug!(path = %path.display(), offset = follower.offset, "following the launcher log");
     Ok(tokio::spawn(async move {
         // Anything written between set-up and the first wake-up.
-        if !send_all(follower.catch_up()?, &tx).await {
+        let Some((f, events)) = catch_up_blocking(follower).await else {
+            return Ok(());
+        };
+        follower = f;
+        if !send_all(events, &tx).await {
             return Ok(());
         }
         loop {
@@ -323,15 +342,14 @@ pub fn follow_from(
                 }
             };
             let mut relevant = false;
+            let mut gone = false;
             for ev in &events {
                 if ev
                     .mask
                     .intersects(AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF)
                     || ev.mask.contains(AddWatchFlags::IN_IGNORED)
                 {
-                    // Read what the open file still holds, then give up.
-                    let _ = send_all(follower.catch_up()?, &tx).await;
-                    return Err(LauncherLogError::DirectoryGone { dir: dir.clone() });
+                    gone = true;
                 }
                 if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW)
                     || ev.name.as_deref() == Some(name.as_os_str())
@@ -339,11 +357,47 @@ pub fn follow_from(
                     relevant = true;
                 }
             }
-            if relevant && !send_all(follower.catch_up()?, &tx).await {
-                return Ok(());
+            if relevant || gone {
+                let Some((f, events)) = catch_up_blocking(follower).await else {
+                    return Ok(());
+                };
+                follower = f;
+                if !send_all(events, &tx).await {
+                    return Ok(());
+                }
+            }
+            if gone {
+                // What the open file still held was read above; nothing more can come.
+                return Err(LauncherLogError::DirectoryGone { dir: dir.clone() });
             }
         }
     }))
+}
+
+/// Runs [`Follower::catch_up`] on the blocking pool; a read error is logged (once per
+/// distinct error until a read succeeds) and leaves the follower ready to re-open.
+/// `None` if the blocking task itself was lost (the runtime is shutting down).
+async fn catch_up_blocking(mut follower: Follower) -> Option<(Follower, Vec<LauncherEvent>)> {
+    tokio::task::spawn_blocking(move || {
+        let events = match follower.catch_up() {
+            Ok(events) => {
+                follower.last_error = None;
+                events
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if follower.last_error.as_deref() != Some(text.as_str()) {
+                    warn!(error = %text, "launcher log unreadable; re-opened at its next change");
+                    follower.last_error = Some(text);
+                }
+                follower.file = None;
+                Vec::new()
+            }
+        };
+        (follower, events)
+    })
+    .await
+    .ok()
 }
 
 /// Sends events in order; false when the receiver is gone.
@@ -366,6 +420,43 @@ impl AsRawFd for InotifyFd {
     }
 }
 
+/// The most one catch-up reads: when more was appended since the last read (a runaway
+/// writer, a 1 GiB append), the follower jumps to the last `MAX_CATCH_UP` bytes, which hold
+/// the lines that matter now, and says so.
+pub const MAX_CATCH_UP: u64 = 1024 * 1024;
+
+/// Read size: the file is read in chunks of this many bytes, never into one buffer.
+const CHUNK: usize = 64 * 1024;
+
+/// Opens `path` for reading if it is a regular file. `Ok(None)`: nothing there, or
+/// something that is not a regular file (a FIFO would block `open` and never end a read; a
+/// device like `/dev/zero` never ends either), which is warned about once per identity.
+fn open_regular(
+    path: &Path,
+    warned: &mut Option<(u64, u64)>,
+) -> Result<Option<(File, std::fs::Metadata)>, io::Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        // A FIFO opens at once instead of waiting for a writer.
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        if *warned != Some((meta.dev(), meta.ino())) {
+            warn!(path = %path.display(), "launcher log is not a regular file; ignored until one replaces it");
+            *warned = Some((meta.dev(), meta.ino()));
+        }
+        return Ok(None);
+    }
+    Ok(Some((file, meta)))
+}
+
 /// The open file, where we are in it, and the line being assembled.
 struct Follower {
     path: PathBuf,
@@ -375,6 +466,10 @@ struct Follower {
     /// Drop bytes up to the next newline (we started inside a line, or it was too long).
     skipping: bool,
     tracker: Tracker,
+    /// The non-regular file already warned about (device, inode).
+    warned: Option<(u64, u64)>,
+    /// The last read error logged (not repeated until a read succeeds).
+    last_error: Option<String>,
 }
 
 impl Follower {
@@ -386,10 +481,11 @@ impl Follower {
             partial: Vec::new(),
             skipping: false,
             tracker: Tracker::new(),
+            warned: None,
+            last_error: None,
         };
-        match File::open(&f.path) {
-            Ok(mut file) => {
-                let meta = file.metadata().map_err(|e| f.io(e))?;
+        match open_regular(&f.path, &mut f.warned) {
+            Ok(Some((mut file, meta))) => {
                 if start == StartAt::End && meta.len() > 0 {
                     // Starting inside a line that is still being written: skip its tail.
                     file.seek(SeekFrom::Start(meta.len() - 1))
@@ -401,7 +497,7 @@ impl Follower {
                 }
                 f.file = Some((file, (meta.dev(), meta.ino())));
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Ok(None) => {}
             Err(e) => return Err(f.io(e)),
         }
         Ok(f)
@@ -418,35 +514,40 @@ impl Follower {
     fn catch_up(&mut self) -> Result<Vec<LauncherEvent>, LauncherLogError> {
         let mut out = Vec::new();
         let current = match std::fs::metadata(&self.path) {
-            Ok(m) => Some((m.dev(), m.ino(), m.len())),
+            Ok(m) => Some((m.dev(), m.ino(), m.len(), m.is_file())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(self.io(e)),
         };
-        let same_file = matches!((&self.file, current), (Some((_, id)), Some((dev, ino, _))) if *id == (dev, ino));
+        let same_file = matches!((&self.file, current), (Some((_, id)), Some((dev, ino, _, _))) if *id == (dev, ino));
         if self.file.is_some() && !same_file {
             // Rotated or deleted: the old file may still hold lines written just before.
-            self.read_to_end(&mut out)?;
+            self.read_new(&mut out)?;
             self.flush_partial(&mut out);
             self.file = None;
         }
         if self.file.is_none() {
-            if current.is_none() {
+            if !matches!(current, Some((_, _, _, true))) {
+                // Nothing there, or not a regular file: the next change brings one back.
+                if let Some((dev, ino, _, false)) = current {
+                    if self.warned != Some((dev, ino)) {
+                        warn!(path = %self.path.display(), "launcher log is not a regular file; ignored until one replaces it");
+                        self.warned = Some((dev, ino));
+                    }
+                }
                 return Ok(out);
             }
-            match File::open(&self.path) {
-                Ok(file) => {
-                    let meta = file.metadata().map_err(|e| self.io(e))?;
+            match open_regular(&self.path, &mut self.warned).map_err(|e| self.io(e))? {
+                Some((file, meta)) => {
                     debug!(path = %self.path.display(), "launcher log (re)opened from its start");
                     self.file = Some((file, (meta.dev(), meta.ino())));
                     self.offset = 0;
                     self.partial.clear();
                     self.skipping = false;
                 }
-                // Gone again between stat and open: the next event brings it back.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-                Err(e) => return Err(self.io(e)),
+                // Gone (or replaced) between stat and open: the next event brings it back.
+                None => return Ok(out),
             }
-        } else if let Some((_, _, len)) = current {
+        } else if let Some((_, _, len, _)) = current {
             if len < self.offset {
                 debug!(path = %self.path.display(), len, offset = self.offset,
                     "launcher log truncated; reading from its start");
@@ -455,24 +556,55 @@ impl Follower {
                 self.skipping = false;
             }
         }
-        self.read_to_end(&mut out)?;
+        self.read_new(&mut out)?;
         Ok(out)
     }
 
-    fn read_to_end(&mut self, out: &mut Vec<LauncherEvent>) -> Result<(), LauncherLogError> {
-        let Some((file, _)) = self.file.as_mut() else {
+    /// Reads what the open file holds past `offset`, up to its size now, in chunks, keeping
+    /// only the last [`MAX_CATCH_UP`] bytes of a larger append.
+    fn read_new(&mut self, out: &mut Vec<LauncherEvent>) -> Result<(), LauncherLogError> {
+        let Some((mut file, id)) = self.file.take() else {
             return Ok(());
         };
-        let offset = self.offset;
-        let res = (|| -> io::Result<Vec<u8>> {
-            file.seek(SeekFrom::Start(offset))?;
-            let mut buf = Vec::new();
-            file.read_to_end(&mut buf)?;
-            Ok(buf)
-        })();
-        let buf = res.map_err(|e| self.io(e))?;
-        self.offset += buf.len() as u64;
-        for chunk in buf.split_inclusive(|b| *b == b'\n') {
+        let res = self.read_new_from(&mut file, out);
+        self.file = Some((file, id));
+        res.map_err(|e| self.io(e))
+    }
+
+    fn read_new_from(&mut self, file: &mut File, out: &mut Vec<LauncherEvent>) -> io::Result<()> {
+        let len = file.metadata()?.len();
+        if len <= self.offset {
+            return Ok(());
+        }
+        if len - self.offset > MAX_CATCH_UP {
+            warn!(path = %self.path.display(), skipped = len - self.offset - MAX_CATCH_UP,
+                "launcher log grew faster than it can be read; skipping to its last 1 MiB");
+            self.offset = len - MAX_CATCH_UP;
+            self.partial.clear();
+            // The cut lands inside a line: drop up to the next newline.
+            self.skipping = true;
+        }
+        file.seek(SeekFrom::Start(self.offset))?;
+        let mut left = len - self.offset;
+        let mut buf = vec![0u8; CHUNK];
+        while left > 0 {
+            let want = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
+            let n = match file.read(&mut buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            left -= n as u64;
+            self.offset += n as u64;
+            self.take_bytes(&buf[..n], out);
+        }
+        Ok(())
+    }
+
+    /// Splits bytes into lines (a line may span chunks) and feeds the complete ones.
+    fn take_bytes(&mut self, bytes: &[u8], out: &mut Vec<LauncherEvent>) {
+        for chunk in bytes.split_inclusive(|b| *b == b'\n') {
             let complete = chunk.last() == Some(&b'\n');
             let body = if complete {
                 &chunk[..chunk.len() - 1]
@@ -496,7 +628,6 @@ impl Follower {
                 self.emit_partial(out);
             }
         }
-        Ok(())
     }
 
     fn flush_partial(&mut self, out: &mut Vec<LauncherEvent>) {
@@ -515,17 +646,20 @@ impl Follower {
     }
 }
 
-/// Reads the events of a whole file from its start (diagnostics, tests).
+/// Reads the events of a whole file from its start (diagnostics, tests): at most its last
+/// [`MAX_CATCH_UP`] bytes.
 pub fn read_all(path: &Path) -> Result<Vec<LauncherEvent>, LauncherLogError> {
-    let text = std::fs::read(path).map_err(|source| LauncherLogError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut tracker = Tracker::new();
-    Ok(String::from_utf8_lossy(&text)
-        .lines()
-        .filter_map(|l| tracker.feed(l))
-        .collect())
+    // The same bounded reader as following: a regular file only, its last 1 MiB at most.
+    let mut follower = Follower::new(path.to_path_buf(), StartAt::Beginning)?;
+    if follower.file.is_none() {
+        return Err(LauncherLogError::Io {
+            path: path.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::NotFound, "no regular file there"),
+        });
+    }
+    let mut out = follower.catch_up()?;
+    follower.flush_partial(&mut out);
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -111,6 +111,44 @@ pub enum SecretError {
         /// Where it came from.
         source_desc: String,
     },
+    /// The value is larger than any secret of its kind can be.
+    #[error(
+        "secret from {source_desc} is over {cap} bytes; it cannot be a {what} (is it the \
+         right file?)"
+    )]
+    TooLarge {
+        /// Where it came from.
+        source_desc: String,
+        /// The limit.
+        cap: usize,
+        /// What it should be ("password", "activation code", ...).
+        what: &'static str,
+    },
+    /// The value holds a control character or whitespace where none can be.
+    #[error("secret from {source_desc} {problem}; fix: {fix}")]
+    Malformed {
+        /// Where it came from.
+        source_desc: String,
+        /// What is wrong, in words (never the value).
+        problem: &'static str,
+        /// What to do.
+        fix: &'static str,
+    },
+    /// The file belongs to another user.
+    #[error(
+        "secret file {} belongs to uid {owner}, not to the user ibwarden runs as (uid {uid}) \
+         or root; fix: chown {uid} {}",
+        path.display(),
+        path.display()
+    )]
+    NotOwned {
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// The running (effective) uid.
+        uid: u32,
+    },
     /// The activation code is malformed.
     #[error("activation code from {source_desc}: {error}")]
     ActivationCode {
@@ -124,22 +162,49 @@ pub enum SecretError {
     NoActivationCode,
 }
 
+/// The largest password (or token) accepted: IBKR's passwords are far shorter, and a file
+/// this big is the wrong file.
+pub const MAX_SECRET: usize = 1024;
+
+/// The largest activation code accepted (IBKR's are a few dozen base32 characters).
+pub const MAX_ACTIVATION_CODE: usize = 256;
+
 impl SecretSource {
-    /// Reads the secret. One trailing newline (`\n` or `\r\n`) is removed, since editors and
-    /// `echo` add one; anything else is kept as is.
+    /// Reads a password-like secret (at most [`MAX_SECRET`] bytes); see [`Self::load_capped`].
     pub fn load(&self) -> Result<Secret, SecretError> {
+        self.load_capped(MAX_SECRET, "password")
+    }
+
+    /// Reads the secret: at most `cap` bytes (`what` names the kind in the error). One
+    /// trailing newline (`\n` or `\r\n`) is removed, since editors and `echo` add one; any
+    /// other control character, a second newline (a blank last line) or whitespace at either
+    /// end is refused with the fix named: typed into a login form, each would be a wrong
+    /// password that costs a login attempt.
+    pub fn load_capped(&self, cap: usize, what: &'static str) -> Result<Secret, SecretError> {
+        let too_large = || SecretError::TooLarge {
+            source_desc: self.to_string(),
+            cap,
+            what,
+        };
         let bytes = match self {
-            SecretSource::File(path) => read_private_file(path)?,
+            SecretSource::File(path) => read_secret_file(path, cap, true)?.ok_or_else(too_large)?,
             SecretSource::Credential(name) => {
                 let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
                     .ok_or_else(|| SecretError::NoCredentialsDirectory { name: name.clone() })?;
                 // systemd creates these files itself (mode 0400, owned by the service user),
-                // so their mode is not checked.
+                // so their mode and owner are not checked; their kind and size are.
                 let path = Path::new(&dir).join(name);
-                fs::read(&path).map_err(|source| SecretError::Read { path, source })?
+                read_secret_file(&path, cap, false)?.ok_or_else(too_large)?
             }
             SecretSource::Env(var) => match std::env::var_os(var) {
-                Some(v) => v.into_encoded_bytes(),
+                Some(v) => {
+                    let mut v = v.into_encoded_bytes();
+                    if v.len() > cap + 2 {
+                        v.zeroize();
+                        return Err(too_large());
+                    }
+                    v
+                }
                 None => return Err(SecretError::EnvMissing { var: var.clone() }),
             },
         };
@@ -152,15 +217,60 @@ impl SecretSource {
             }
         })?;
         strip_one_newline(&mut text);
+        if let Err((problem, fix)) = validate(&text) {
+            text.zeroize();
+            return Err(SecretError::Malformed {
+                source_desc: self.to_string(),
+                problem,
+                fix,
+            });
+        }
         if text.is_empty() {
             return Err(SecretError::Empty {
                 source_desc: self.to_string(),
             });
         }
+        if text.len() > cap {
+            text.zeroize();
+            return Err(too_large());
+        }
         // The source only (a path or a name), never the value.
         tracing::debug!(source = %self, "secret loaded");
         Ok(Secret::new(text))
     }
+}
+
+/// What is wrong with a secret's text (after its one trailing newline was removed), and
+/// the fix; never the value.
+fn validate(text: &str) -> Result<(), (&'static str, &'static str)> {
+    if text.ends_with('\n') || text.ends_with('\r') {
+        return Err((
+            "ends with a blank line",
+            "remove the empty line(s) at the end: one line, at most one newline after it",
+        ));
+    }
+    if text.contains(['\n', '\r']) {
+        return Err((
+            "has more than one line (a newline or carriage return inside)",
+            "keep only the secret, on one line",
+        ));
+    }
+    if text.contains('\t') {
+        return Err(("contains a tab", "remove the tab"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err((
+            "contains a control character",
+            "write it again with a text editor or `ibwarden secret set`",
+        ));
+    }
+    if text.starts_with(char::is_whitespace) || text.ends_with(char::is_whitespace) {
+        return Err((
+            "starts or ends with a space",
+            "remove the spaces around the secret",
+        ));
+    }
+    Ok(())
 }
 
 /// Removes one trailing `\n` or `\r\n`.
@@ -172,12 +282,18 @@ fn strip_one_newline(text: &mut String) {
     }
 }
 
-/// Checks that a secret file is a regular file private to its owner, without reading it.
+/// Checks that a secret file is a regular file private to its owner (the running user or
+/// root), without reading it.
 pub fn check_private_file(path: &Path) -> Result<(), SecretError> {
     let meta = fs::metadata(path).map_err(|source| SecretError::Read {
         path: path.to_path_buf(),
         source,
     })?;
+    check_private_meta(path, &meta)
+}
+
+fn check_private_meta(path: &Path, meta: &fs::Metadata) -> Result<(), SecretError> {
+    use std::os::unix::fs::MetadataExt;
     if !meta.is_file() {
         return Err(SecretError::NotAFile {
             path: path.to_path_buf(),
@@ -190,15 +306,55 @@ pub fn check_private_file(path: &Path) -> Result<(), SecretError> {
             mode,
         });
     }
+    let uid = nix::unistd::Uid::effective().as_raw();
+    if meta.uid() != uid && meta.uid() != 0 {
+        return Err(SecretError::NotOwned {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+            uid,
+        });
+    }
     Ok(())
 }
 
-fn read_private_file(path: &Path) -> Result<Vec<u8>, SecretError> {
-    check_private_file(path)?;
-    fs::read(path).map_err(|source| SecretError::Read {
+/// Reads at most `cap` bytes (plus a trailing `\r\n`) of a regular file; `Ok(None)` if it
+/// holds more. Opened non-blocking, so a FIFO planted at the path is refused instead of
+/// waited on; `private`: the mode and owner are checked on the open file (no race with a
+/// swap between the check and the read).
+fn read_secret_file(
+    path: &Path,
+    cap: usize,
+    private: bool,
+) -> Result<Option<Vec<u8>>, SecretError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let read_err = |source| SecretError::Read {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if private {
+        check_private_meta(path, &meta)?;
+    } else if !meta.is_file() {
+        return Err(SecretError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let limit = cap + 2;
+    let mut bytes = Vec::with_capacity(limit.min(4096));
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() > limit {
+        bytes.zeroize();
+        return Ok(None);
+    }
+    Ok(Some(bytes))
 }
 
 /// All the credentials one gateway instance needs, resolved.
@@ -310,7 +466,7 @@ fn overwrite_original_env_value(var: &str) {
 
 /// Loads and parses an activation code.
 pub fn load_activation_code(source: &SecretSource) -> Result<ActivationCode, SecretError> {
-    let raw = source.load()?;
+    let raw = source.load_capped(MAX_ACTIVATION_CODE, "activation code")?;
     ActivationCode::parse(raw.expose()).map_err(|error| SecretError::ActivationCode {
         source_desc: source.to_string(),
         error,
@@ -333,9 +489,9 @@ mod tests {
     #[test]
     fn file_strips_one_newline_only() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let p = write_file(dir.path(), "pw", "pa ss\n\n", 0o600);
+        let p = write_file(dir.path(), "pw", "pa ss\n", 0o600);
         let s = SecretSource::File(p).load().expect("load");
-        assert_eq!(s.expose(), "pa ss\n");
+        assert_eq!(s.expose(), "pa ss");
         let p = write_file(dir.path(), "pw2", "x\r\n", 0o400);
         assert_eq!(SecretSource::File(p).load().expect("load").expose(), "x");
     }
@@ -375,6 +531,109 @@ mod tests {
             SecretSource::File(dir.path().to_path_buf()).load(),
             Err(SecretError::NotAFile { .. })
         ));
+    }
+
+    #[test]
+    fn control_characters_blank_lines_and_outer_spaces_are_refused_with_the_fix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (content, problem) in [
+            ("Sup3rSecret\n\n", "ends with a blank line"),
+            ("Sup3rSecret\r", "ends with a blank line"),
+            ("Sup3r\rSecret\n", "more than one line"),
+            ("Sup3r\nSecret", "more than one line"),
+            ("Sup3r\tSecret", "tab"),
+            ("Sup3r\u{7}Secret", "control character"),
+            (" Sup3rSecret", "starts or ends with a space"),
+            ("Sup3rSecret \n", "starts or ends with a space"),
+        ] {
+            let p = write_file(dir.path(), "pw", content, 0o600);
+            let err = SecretSource::File(p.clone()).load().expect_err(content);
+            let msg = err.to_string();
+            assert!(msg.contains(problem), "{content:?}: {msg}");
+            assert!(msg.contains("fix:"), "{msg}");
+            assert!(msg.contains(&p.display().to_string()), "{msg}");
+            assert!(!msg.contains("Sup3r"), "the value is not echoed: {msg}");
+        }
+        let p = write_file(dir.path(), "pw", "pa ss word\r\n", 0o600);
+        assert_eq!(
+            SecretSource::File(p).load().expect("inner space").expose(),
+            "pa ss word"
+        );
+    }
+
+    #[test]
+    fn oversized_secrets_and_fifos_are_refused_without_reading_them_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = write_file(dir.path(), "pw", &"a".repeat(MAX_SECRET + 1), 0o600);
+        let err = SecretSource::File(p).load().expect_err("too big");
+        assert!(
+            matches!(
+                err,
+                SecretError::TooLarge {
+                    cap: MAX_SECRET,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let p = write_file(dir.path(), "pw", &"a".repeat(MAX_SECRET), 0o600);
+        assert_eq!(
+            SecretSource::File(p)
+                .load()
+                .expect("at the cap")
+                .expose()
+                .len(),
+            MAX_SECRET
+        );
+        let p = write_file(
+            dir.path(),
+            "totp",
+            &"A".repeat(MAX_ACTIVATION_CODE + 1),
+            0o600,
+        );
+        let err = load_activation_code(&SecretSource::File(p)).expect_err("too big");
+        assert!(err.to_string().contains("activation code"), "{err}");
+        // A FIFO nobody writes to: refused at once, not waited on.
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let err = SecretSource::File(fifo).load().expect_err("fifo");
+        assert!(matches!(err, SecretError::NotAFile { .. }), "{err}");
+        // /dev/zero, endless: not a regular file.
+        let err = SecretSource::File("/dev/zero".into())
+            .load()
+            .expect_err("device");
+        assert!(
+            matches!(
+                err,
+                SecretError::NotAFile { .. } | SecretError::TooOpen { .. }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_private_file_of_another_user_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = write_file(dir.path(), "pw", "Sup3rSecret\n", 0o600);
+        let me = nix::unistd::Uid::effective();
+        // Giving a file away needs root (CI runs the suite as root).
+        if !me.is_root() {
+            eprintln!("skipped: giving a file to another user needs root");
+            return;
+        }
+        nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(65534)), None).expect("chown");
+        let err = SecretSource::File(p.clone()).load().expect_err("not ours");
+        let msg = err.to_string();
+        assert!(
+            matches!(err, SecretError::NotOwned { owner: 65534, .. }),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("chown {} {}", me.as_raw(), p.display())),
+            "{msg}"
+        );
+        assert!(!msg.contains("Sup3r"), "{msg}");
     }
 
     #[test]
