@@ -146,6 +146,7 @@ fn ibc_config_ini_converts() {
     let opts = Options {
         password_file: "p".into(),
         totp_file: "t".into(),
+        token_file: "tok".into(),
         credentials: false,
         today: jiff::civil::Date::constant(2026, 11, 24),
         ini_name: "config.ini".into(),
@@ -397,6 +398,7 @@ fn any_input_gives_a_config_that_loads() {
     let opts = Options {
         password_file: "p".into(),
         totp_file: "t".into(),
+        token_file: "tok".into(),
         credentials: false,
         today: jiff::civil::Date::constant(2026, 3, 10),
         ini_name: "config.ini".into(),
@@ -540,4 +542,43 @@ fn systemd_mode_writes_credentials_the_unit_loads() {
     );
     assert!(stdout.contains("FAIL activation code"), "{stdout}");
     assert!(!stdout.contains("Fixture-Pass-7"));
+}
+
+/// IBC's command server had no token; ibwarden's requires one, so the import writes a
+/// random one (private, next to the config) and references it.
+#[test]
+fn a_mapped_command_server_gets_a_random_private_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ini = dir.path().join("config.ini");
+    fs::write(
+        &ini,
+        "IbLoginId=someone\nTradingMode=paper\nCommandServerPort=7462\n",
+    )
+    .expect("write ini");
+    let out = dir.path().join("desk.toml");
+    let o = import(&[ini.as_os_str(), "--out".as_ref(), out.as_os_str()]);
+    let stderr = text(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let token_path = dir.path().join("desk.ibc-token");
+    let token = fs::read_to_string(&token_path).expect("token written");
+    let token = token.strip_suffix('\n').expect("one line");
+    assert_eq!(token.len(), 32, "128 bits as hex");
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+    assert_eq!(
+        fs::metadata(&token_path)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert!(!stderr.contains(token), "the token is not printed");
+    assert!(stderr.contains("AUTH <token>"), "{stderr}");
+    let config = load(&out);
+    assert_eq!(config.control.ibc_command_port, Some(7462));
+    assert_eq!(config.control.ibc_command_auth_file, Some(token_path));
+    assert!(!config.control.ibc_command_open);
+    // A second import does not overwrite it silently.
+    let o = import(&[ini.as_os_str(), "--out".as_ref(), out.as_os_str()]);
+    assert!(!o.status.success());
 }

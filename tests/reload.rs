@@ -179,6 +179,7 @@ fn control_and_health_listeners_wait_for_a_restart() {
         &[],
         &[
             ("control", "ibc_command_port = 7462"),
+            ("control", "ibc_command_token = \"none\""),
             ("health", "listen = \"127.0.0.1:9187\""),
         ],
     );
@@ -191,6 +192,7 @@ fn control_and_health_listeners_wait_for_a_restart() {
         r.restart_needed,
         vec![
             "control.ibc_command_port".to_string(),
+            "control.ibc_command_token".to_string(),
             "health.listen".to_string()
         ]
     );

@@ -85,9 +85,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => ("secrets/password".to_string(), "secrets/totp".to_string()),
     };
+    // The command server's token lives next to the config in both modes: it is read as a
+    // file (not a credential) by the service user.
+    let token_file = match &args.out {
+        Some(out) => format!(
+            "{}.ibc-token",
+            out.file_stem().unwrap_or_default().to_string_lossy()
+        ),
+        None => "secrets/ibc-command-token".to_string(),
+    };
     let opts = Options {
         password_file,
         totp_file,
+        token_file,
         credentials: args.systemd,
         today: jiff::Zoned::now().date(),
         ini_name: args
@@ -125,6 +135,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                      the config, then store it with: ibwarden secret set password --config FILE"
                 );
             }
+            if conversion.token_needed {
+                eprintln!(
+                    "\nThe command server needs a token in {} (relative to the config): \
+                     (umask 077; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n' > FILE)",
+                    opts.token_file
+                );
+            }
         }
         Some(out) => {
             let dir = match out.parent() {
@@ -133,12 +150,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             // Relative to the config (file mode) or absolute (credential store).
             let password_path = dir.join(&opts.password_file);
+            let token_path = dir.join(&opts.token_file);
             if args.systemd && conversion.password.is_some() {
                 create_private_dir(&args.credstore)?;
             }
             if !args.force {
-                for p in [out, &password_path] {
-                    if p.exists() && (p == out || conversion.password.is_some()) {
+                for p in [out, &password_path, &token_path] {
+                    let written = p == out
+                        || (p == &password_path && conversion.password.is_some())
+                        || (p == &token_path && conversion.token_needed);
+                    if p.exists() && written {
                         bail!("{} exists; use --force to overwrite it", p.display());
                     }
                 }
@@ -170,10 +191,39 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
+            if conversion.token_needed {
+                let mut token = random_token()?;
+                token.push('\n');
+                let written = state::write_atomic(&token_path, token.as_bytes());
+                zeroize::Zeroize::zeroize(&mut token);
+                written.with_context(|| {
+                    format!(
+                        "cannot write the command-server token {}",
+                        token_path.display()
+                    )
+                })?;
+                eprintln!(
+                    "Wrote a random IBC command-server token to {} (chmod 600); clients send \
+                     `AUTH <token>` first.",
+                    token_path.display()
+                );
+            }
             eprintln!("Next: ibwarden check --config {}", out.display());
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// 128 random bits from the kernel, as 32 hex digits.
+fn random_token() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for the command-server token")?;
+    let token = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    zeroize::Zeroize::zeroize(&mut bytes);
+    Ok(token)
 }
 
 /// Reads a text file; IBC's ini is read by Java as ISO-8859-1, so bytes that are not UTF-8

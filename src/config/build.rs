@@ -504,6 +504,41 @@ pub(super) fn build(
     let control_auth = ctx
         .path(&c, "ibc_command_auth_file")
         .map(Spanned::into_inner);
+    // No token is a choice the config must state, never a default.
+    let no_token = match ctx.string(&c, "ibc_command_token") {
+        Some(v) if v.get_ref() == "none" => {
+            if control_auth.is_some() {
+                ctx.warn(
+                    v.span(),
+                    Some(c.key("ibc_command_token")),
+                    "ignored: ibc_command_auth_file is set, so a token is required".into(),
+                );
+            }
+            control_auth.is_none()
+        }
+        Some(v) => {
+            ctx.error(
+                v.span(),
+                Some(c.key("ibc_command_token")),
+                "only \"none\" is accepted here; a token is never written in the config: put it \
+                 in a file (chmod 600) and name it in ibc_command_auth_file"
+                    .into(),
+            );
+            false
+        }
+        None => false,
+    };
+    if control_port.is_some() && control_auth.is_none() && !no_token {
+        ctx.error(
+            c.span_of("ibc_command_port"),
+            Some(c.key("ibc_command_port")),
+            "the IBC command server needs a token: set ibc_command_auth_file to a file holding \
+             one (e.g. `head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n' > FILE; chmod 600 \
+             FILE`), or ibc_command_token = \"none\" to let any local process restart or stop \
+             the gateway"
+                .into(),
+        );
+    }
 
     // [health]
     let listen = match ctx.string(&h, "listen") {
@@ -610,6 +645,7 @@ pub(super) fn build(
             socket,
             ibc_command_port: control_port,
             ibc_command_auth_file: control_auth,
+            ibc_command_open: no_token,
         },
         health: HealthConfig { listen },
         notify,

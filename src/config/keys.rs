@@ -217,8 +217,10 @@ pub(crate) const KEYS: &[Key] = &[
         "The control socket; default: $RUNTIME_DIRECTORY/control.sock, else <state dir>/control.sock."),
     key!("control", "ibc_command_port", Int { min: 1, max: 65535 }, None, Restart, "7462",
         "Serve IBC's command protocol on 127.0.0.1:PORT (default: off)."),
-    key!("control", "ibc_command_auth_file", Path, None, Live, "\"/etc/ibwarden/token\"",
-        "A token the IBC command server requires as the first line."),
+    key!("control", "ibc_command_auth_file", Path, None, Restart, "\"/etc/ibwarden/token\"",
+        "A file holding the token the IBC command server requires (`AUTH <token>` first); required with ibc_command_port unless ibc_command_token = \"none\"."),
+    key!("control", "ibc_command_token", Str, None, Restart, "\"none\"",
+        "Only \"none\": serve the IBC command server without a token, so any local process (or a web page a local browser shows) may restart or stop the gateway."),
     // [health]
     key!("health", "listen", Addr, None, Restart, "\"127.0.0.1:9187\"",
         "Serve /healthz, /readyz and /metrics here (default: off)."),

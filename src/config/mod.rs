@@ -215,8 +215,10 @@ pub struct ControlConfig {
     pub socket: PathBuf,
     /// IBC-compatible command server port (on 127.0.0.1), if wanted.
     pub ibc_command_port: Option<u16>,
-    /// File with a token the IBC command server requires, if set.
+    /// File with the token the IBC command server requires.
     pub ibc_command_auth_file: Option<PathBuf>,
+    /// `ibc_command_token = "none"` (and no token file): serve without a token, as asked.
+    pub ibc_command_open: bool,
 }
 
 /// `[health]`.

@@ -298,7 +298,7 @@ fn choice_suggests_value() {
 #[test]
 fn notify_and_health_and_control() {
     let text = format!(
-        "{MINIMAL}[notify]\ndesktop = false\ncommand = [\"/usr/bin/logger\", \"-t\", \"ibwarden\"]\nwebhook_url_file = \"hook\"\nwebhook_preset = \"telegram\"\ntelegram_chat_id = -100123\n[health]\nlisten = \"127.0.0.1:9187\"\n[control]\nibc_command_port = 7462\n"
+        "{MINIMAL}[notify]\ndesktop = false\ncommand = [\"/usr/bin/logger\", \"-t\", \"ibwarden\"]\nwebhook_url_file = \"hook\"\nwebhook_preset = \"telegram\"\ntelegram_chat_id = -100123\n[health]\nlisten = \"127.0.0.1:9187\"\n[control]\nibc_command_port = 7462\nibc_command_auth_file = \"token\"\n"
     );
     let c = parse(&text).expect("valid");
     assert!(!c.notify.desktop);
@@ -524,6 +524,9 @@ fn with_key(k: &keys::Key, value: Option<&str>) -> String {
     set("account", "username = \"u\"".into());
     if !k.name.starts_with("password_") || value.is_none() {
         set("account", "password_file = \"p\"".into());
+    }
+    if k.dotted() == "control.ibc_command_port" {
+        set("control", "ibc_command_token = \"none\"".into());
     }
     if k.dotted() == "notify.webhook_preset" {
         set("notify", "webhook_url_file = \"hook\"".into());

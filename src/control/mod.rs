@@ -43,7 +43,7 @@ use tracing::{debug, info, warn};
 mod ibc;
 #[cfg(test)]
 use crate::secret::Secret;
-pub use ibc::{bind_ibc, serve_ibc};
+pub use ibc::{bind_ibc, serve_ibc, MAX_AUTH_DELAY, MAX_IBC_LINE, MAX_UNPROVEN, UNPROVEN_DEADLINE};
 #[cfg(test)]
 use ibc::{constant_time_eq, ibc_step, IbcStep};
 

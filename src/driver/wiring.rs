@@ -110,6 +110,15 @@ pub(crate) fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
         "control.ibc_command_port",
         old.control.ibc_command_port != new.control.ibc_command_port,
     );
+    // The token is read when the command server starts.
+    check(
+        "control.ibc_command_auth_file",
+        old.control.ibc_command_auth_file != new.control.ibc_command_auth_file,
+    );
+    check(
+        "control.ibc_command_token",
+        old.control.ibc_command_open != new.control.ibc_command_open,
+    );
     check("health.listen", old.health.listen != new.health.listen);
     check(
         "display",

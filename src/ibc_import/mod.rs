@@ -200,6 +200,10 @@ pub struct Options {
     /// The value written as `account.totp_file` when a live account needs the activation
     /// code.
     pub totp_file: String,
+    /// The value written as `control.ibc_command_auth_file` when the command server is
+    /// mapped (IBC had no token; ibwarden requires one): the caller writes a random token
+    /// there when [`Conversion::token_needed`].
+    pub token_file: String,
     /// Reference systemd credentials (`password_credential = "password"`, `totp_credential
     /// = "totp"`, as `ibwarden@.service` loads them) instead of files; `password_file` and
     /// `totp_file` are then where those credentials are stored (for the report).
@@ -222,6 +226,8 @@ pub struct Conversion {
     /// The password found in the input (IBC `IbPassword`, `TWS_PASSWORD`, ...), for the
     /// caller to store in [`Options::password_file`]. Never in `toml` or `report`.
     pub password: Option<Secret>,
+    /// The command server is mapped, so [`Options::token_file`] must hold a token.
+    pub token_needed: bool,
 }
 
 /// True for names whose values must never be shown (passwords, passphrases, tokens).
@@ -437,6 +443,8 @@ struct Converter<'a> {
     env_only: Vec<Setting>,
     /// The API port the config ends up with (explicit or the default).
     api_port: u16,
+    /// The command server is mapped: a token file is referenced.
+    token_needed: bool,
 }
 
 /// Converts an IBC `config.ini` (text, if any) and Docker-image env variables into an
@@ -456,6 +464,7 @@ pub fn convert(
         report: Report::default(),
         toml: Toml::default(),
         password: None,
+        token_needed: false,
         ibc: BTreeMap::new(),
         env_only: Vec::new(),
         api_port: 0,
@@ -524,6 +533,7 @@ pub fn convert(
         toml: c.toml.render(&header),
         report: c.report,
         password: c.password,
+        token_needed: c.token_needed,
     })
 }
 

@@ -307,17 +307,24 @@ impl Converter<'_> {
                     s,
                     format!("the gateway's API port is {p} too; pick another port"),
                 ),
-                Ok(p) if p <= 65535 => self.mapped_note(
-                    s,
-                    "control",
-                    "ibc_command_port",
-                    p.to_string(),
-                    Some(
-                        "ibwarden's IBC-compatible command server listens on 127.0.0.1 only; \
-                         `ibwarden status|restart|stop` use the control socket"
-                            .into(),
-                    ),
-                ),
+                Ok(p) if p <= 65535 => {
+                    self.token_needed = true;
+                    let file = self.opts.token_file.clone();
+                    self.toml
+                        .set("control", "ibc_command_auth_file", toml_str(&file), &s.origin);
+                    self.mapped_note(
+                        s,
+                        "control",
+                        "ibc_command_port",
+                        p.to_string(),
+                        Some(format!(
+                            "ibwarden's IBC-compatible command server listens on 127.0.0.1 only \
+                             and requires a token (IBC had none): scripts must send `AUTH \
+                             <token>` first, the token being in {file}; \
+                             `ibwarden status|restart|stop` use the control socket"
+                        )),
+                    )
+                }
                 _ => self.not_mapped(s, "not a port number"),
             },
             "BindAddress" => {

@@ -6,6 +6,7 @@ fn opts() -> Options {
     Options {
         password_file: "main.password".into(),
         totp_file: "main.totp".into(),
+        token_file: "main.ibc-token".into(),
         credentials: false,
         today: Date::constant(2026, 11, 24),
         ini_name: "config.ini".into(),
