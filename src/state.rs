@@ -156,10 +156,21 @@ pub enum ReadError {
 /// not opened for reading without `O_NONBLOCK`, so nothing can make the read block) of at
 /// most `max` bytes.
 pub fn read_regular_file(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+    read_regular(path, max, false)
+}
+
+/// Like [`read_regular_file`], but a symlink to a regular file is followed (a config under
+/// `/etc` may be one, as on NixOS).
+pub fn read_regular_file_following(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+    read_regular(path, max, true)
+}
+
+fn read_regular(path: &Path, max: u64, follow: bool) -> Result<Vec<u8>, ReadError> {
     use std::io::Read;
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
     let f = fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .custom_flags(nofollow | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(path);
     let f = match f {
         Ok(f) => f,

@@ -323,12 +323,30 @@ impl Env {
     }
 }
 
+/// The largest config file read (the full example is about 12 KiB).
+pub const MAX_CONFIG: u64 = 1024 * 1024;
+
 impl Config {
     /// Reads and validates a config file, with defaults from the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        use crate::state::{read_regular_file_following, ReadError};
+        use std::io;
+        // A regular file of at most 1 MiB (a FIFO or /dev/zero named by mistake is refused,
+        // not read forever).
+        let read_err = |source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
+        };
+        let bytes = read_regular_file_following(path, MAX_CONFIG).map_err(|e| match e {
+            ReadError::Missing => read_err(io::Error::from(io::ErrorKind::NotFound)),
+            ReadError::Refused(why) => read_err(io::Error::new(io::ErrorKind::InvalidInput, why)),
+            ReadError::Io(e) => read_err(e),
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            read_err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "it is not UTF-8 text",
+            ))
         })?;
         let config = Self::from_str_with_env(&text, path, &Env::from_process())?;
         tracing::debug!(

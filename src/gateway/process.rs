@@ -615,16 +615,20 @@ pub fn write_pidfile(path: &Path, pid: u32) -> Result<(), ProcessError> {
 /// Reads a pid file. `Ok(None)` if it does not exist; an error names the file if it is
 /// unreadable or does not hold a pid.
 pub fn read_pidfile(path: &Path) -> Result<Option<u32>, ProcessError> {
-    let text = match fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(ProcessError::Io {
-                about: "reading",
-                path: path.to_path_buf(),
-                source,
-            })
+    use crate::state::{read_regular_file, ReadError};
+    let io = |source| ProcessError::Io {
+        about: "reading",
+        path: path.to_path_buf(),
+        source,
+    };
+    // Ours, but in a directory the outside world can reach: a regular file of a few bytes.
+    let text = match read_regular_file(path, 32) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(ReadError::Missing) => return Ok(None),
+        Err(ReadError::Refused(why)) => {
+            return Err(io(io::Error::new(io::ErrorKind::InvalidData, why)))
         }
+        Err(ReadError::Io(e)) => return Err(io(e)),
     };
     match text.trim().parse::<u32>() {
         Ok(pid) if pid > 1 => Ok(Some(pid)),

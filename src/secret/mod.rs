@@ -243,10 +243,17 @@ impl SecretSource {
 /// What is wrong with a secret's text (after its one trailing newline was removed), and
 /// the fix; never the value.
 fn validate(text: &str) -> Result<(), (&'static str, &'static str)> {
-    if text.ends_with('\n') || text.ends_with('\r') {
+    if text.ends_with('\n') {
         return Err((
             "ends with a blank line",
             "remove the empty line(s) at the end: one line, at most one newline after it",
+        ));
+    }
+    if text.ends_with('\r') {
+        return Err((
+            "ends with a carriage return",
+            "remove it (an editor that saves old Mac line ends, or a stray \\r): one line, at \
+             most one newline after it",
         ));
     }
     if text.contains(['\n', '\r']) {
@@ -538,7 +545,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         for (content, problem) in [
             ("Sup3rSecret\n\n", "ends with a blank line"),
-            ("Sup3rSecret\r", "ends with a blank line"),
+            ("Sup3rSecret\r", "ends with a carriage return"),
+            ("Sup3rSecret\r\r\n", "ends with a carriage return"),
             ("Sup3r\rSecret\n", "more than one line"),
             ("Sup3r\nSecret", "more than one line"),
             ("Sup3r\tSecret", "tab"),

@@ -132,7 +132,8 @@ timeout = "1500ms"
         )
     }
 
-    fn start_config(install: &SimInstall, config_text: impl Fn(&Path) -> String) -> Warden {
+    /// Starts `ibwarden run` with the config `config_text` makes for a state dir.
+    pub fn start_config(install: &SimInstall, config_text: impl Fn(&Path) -> String) -> Warden {
         Warden::start_config_password(install, config_text, install.scenario.password())
     }
 
