@@ -2,10 +2,12 @@
 //! the heartbeat, `/metrics` passes a strict Prometheus text-format (0.0.4) parser, and the
 //! tiny HTTP server copes with bad and slow clients.
 
+mod logcap;
+
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ibwarden::health::{self, HealthOptions};
@@ -511,36 +513,9 @@ async fn metrics_parse_and_carry_the_snapshot() {
 
 // ------------------------------------------------------------------------ logs
 
-#[derive(Clone)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log lock").extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let w = LogBuf(buf.clone());
-        let sub = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || w.clone())
-            .finish();
-        tracing::subscriber::set_global_default(sub).expect("one global subscriber");
-        buf
-    })
-}
-
 #[tokio::test]
 async fn non_loopback_listen_warns_loudly() {
-    let logs = logs();
+    let logs = logcap::logs();
     let listener = health::bind("0.0.0.0:0".parse().expect("addr"))
         .await
         .expect("bind");

@@ -7,10 +7,11 @@
 //! `secret` unit tests and `e2e_hostile.rs`; the health endpoint's slowloris in `health.rs`.
 //! `docs/reliability.md` lists them all with their measured bounds.
 
+mod logcap;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ibwarden::control::{
@@ -30,7 +31,7 @@ struct Server {
 
 /// A command server on an ephemeral port, with a driver that records what it was asked.
 fn server(token: Option<&str>) -> Server {
-    logs();
+    logcap::logs();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -79,35 +80,8 @@ fn line(r: &mut BufReader<TcpStream>) -> String {
     s.trim_end().to_string()
 }
 
-#[derive(Clone)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log lock").extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let w = LogBuf(buf.clone());
-        let sub = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || w.clone())
-            .finish();
-        tracing::subscriber::set_global_default(sub).expect("one global subscriber");
-        buf
-    })
-}
-
 fn log_text() -> String {
-    String::from_utf8_lossy(&logs().lock().expect("lock")).into_owned()
+    logcap::text()
 }
 
 /// `"X" * 4096 + "RESTART\n"` used to be read in 4 KiB pieces, the last one a RESTART.

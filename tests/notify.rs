@@ -5,13 +5,15 @@
 
 mod common;
 
+mod logcap;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ibwarden::config::{NotifyConfig, WebhookPreset};
@@ -20,37 +22,9 @@ use ibwarden::notify::{Notifier, Tuning};
 
 // ------------------------------------------------------------------------ log capture
 
-#[derive(Clone)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log lock").extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let w = LogBuf(buf.clone());
-        let sub = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || w.clone())
-            .finish();
-        tracing::subscriber::set_global_default(sub).expect("one global subscriber");
-        buf
-    })
-}
-
 /// Captured log lines mentioning `instance=<name>`.
 fn log_lines(instance: &str) -> Vec<String> {
-    let text = String::from_utf8_lossy(&logs().lock().expect("log lock")).into_owned();
+    let text = String::from_utf8_lossy(&logcap::logs().lock().expect("log lock")).into_owned();
     let plain = format!("instance={instance} ");
     let quoted = format!("instance=\"{instance}\"");
     text.lines()
@@ -62,7 +36,7 @@ fn log_lines(instance: &str) -> Vec<String> {
 }
 
 fn all_logs() -> String {
-    String::from_utf8_lossy(&logs().lock().expect("log lock")).into_owned()
+    String::from_utf8_lossy(&logcap::logs().lock().expect("log lock")).into_owned()
 }
 
 fn config() -> NotifyConfig {
@@ -273,7 +247,7 @@ impl Dunst {
 
 #[tokio::test]
 async fn desktop_notification_reaches_dunst() {
-    logs();
+    logcap::logs();
     let xvfb = common::Xvfb::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let bus = Bus::start(&dir.path().join("bus"), None);
@@ -320,7 +294,7 @@ async fn desktop_notification_reaches_dunst() {
 /// the notifier connects with that user's uid.
 #[tokio::test]
 async fn desktop_notification_to_another_users_bus() {
-    logs();
+    logcap::logs();
     if !nix::unistd::geteuid().is_root() {
         panic!("this test needs root (it starts a bus as user nobody)");
     }
@@ -375,7 +349,7 @@ async fn desktop_notification_to_another_users_bus() {
 
 #[tokio::test]
 async fn no_bus_is_one_warning_and_no_failure() {
-    logs();
+    logcap::logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = config();
     cfg.desktop = true;
@@ -570,7 +544,7 @@ fn fast() -> Tuning {
 
 #[tokio::test]
 async fn webhook_presets_send_body_and_headers() {
-    logs();
+    logcap::logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(vec![Reply::Status(200)]);
     let base = format!("http://127.0.0.1:{}", server.port);
@@ -669,7 +643,7 @@ async fn webhook_presets_send_body_and_headers() {
 
 #[tokio::test]
 async fn webhook_retries_on_500_not_on_400() {
-    logs();
+    logcap::logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(vec![
         Reply::Status(500),
@@ -728,7 +702,7 @@ async fn webhook_retries_on_500_not_on_400() {
 
 #[tokio::test]
 async fn webhook_gives_up_on_a_server_that_never_answers() {
-    logs();
+    logcap::logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(vec![Reply::Hang]);
     let url = format!("http://127.0.0.1:{}/{TOKEN}", server.port);
@@ -773,7 +747,7 @@ fn webhook_defaults_match_the_spec() {
 
 #[tokio::test]
 async fn webhook_refuses_plain_http_to_remote_hosts_without_logging_the_url() {
-    logs();
+    logcap::logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = webhook_config(
         dir.path(),
@@ -817,7 +791,7 @@ fn hook_script(dir: &Path, body: &str) -> PathBuf {
 
 #[tokio::test]
 async fn command_hook_gets_argv_and_env_and_nothing_else() {
-    logs();
+    logcap::logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("calls");
     let script = hook_script(
@@ -908,7 +882,7 @@ async fn command_hook_gets_argv_and_env_and_nothing_else() {
 
 #[tokio::test]
 async fn command_hook_timeout_kills_the_group_and_failures_warn_once() {
-    logs();
+    logcap::logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let pids = dir.path().join("pids");
     let script = hook_script(
@@ -976,7 +950,7 @@ async fn command_hook_timeout_kills_the_group_and_failures_warn_once() {
 
 #[tokio::test]
 async fn all_channels_together_and_a_full_queue_drops_without_blocking() {
-    logs();
+    logcap::logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(vec![Reply::Status(200)]);
     let mut cfg = webhook_config(
