@@ -272,8 +272,9 @@ timeout = "1500ms"
             }
             if Instant::now() >= deadline {
                 panic!(
-                    "no log line with {needle:?} within {timeout:?}:\n{}",
-                    self.log_tail(40)
+                    "no log line with {needle:?} within {timeout:?}:\n{}\n{}",
+                    self.log_tail(40),
+                    self.stacks()
                 );
             }
             if let Some(st) = self.child.try_wait() {
@@ -323,6 +324,34 @@ timeout = "1500ms"
     /// Everything ibwarden logged.
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Where ibwarden's threads are, for a timeout's panic message: each thread's kernel
+    /// wait channel, and every thread's backtrace when gdb is installed.
+    pub fn stacks(&self) -> String {
+        let pid = self.child.pid();
+        let mut out = format!("threads of ibwarden (pid {pid}):\n");
+        if let Ok(rd) = fs::read_dir(format!("/proc/{pid}/task")) {
+            for t in rd.flatten() {
+                let dir = t.path();
+                let read = |f: &str| fs::read_to_string(dir.join(f)).unwrap_or_default();
+                out.push_str(&format!(
+                    "  {} {} wchan={}\n",
+                    t.file_name().to_string_lossy(),
+                    read("comm").trim(),
+                    read("wchan").trim()
+                ));
+            }
+        }
+        if let Ok(o) = Command::new("gdb")
+            .args(["-batch", "-nx", "-p", &pid.to_string()])
+            .args(["-ex", "thread apply all bt 30"])
+            .stdin(Stdio::null())
+            .output()
+        {
+            out.push_str(&String::from_utf8_lossy(&o.stdout));
+        }
+        out
     }
 
     pub fn log_tail(&self, n: usize) -> String {

@@ -302,9 +302,11 @@ impl Supervisor {
     }
 
     fn on_login_failed(&mut self, now: Now, id: u32, _text: Option<&str>) {
-        self.answer(id, Answer::Default);
+        // The halt is made durable before anything else happens: a crash of ibwarden any
+        // time after this save can no longer lead to the same password being typed again.
         self.persisted.credentials_rejected = Some(now.unix_ms / 1000);
         self.push(Action::SaveState(self.persisted.clone()));
+        self.answer(id, Answer::Default);
         self.halt(
             "invalid username or password",
             NoticeKind::LoginFailed,

@@ -193,8 +193,23 @@ fn invalid_password_stops_after_one_attempt() {
     let mut h = H::live();
     let a = h.open_login_frame();
     h.complete_typing(&a);
-    h.map(DIALOG, "Login failed");
+    let a = h.map(DIALOG, "Login failed");
     assert!(matches!(h.sv.phase(), Phase::Halted { .. }));
+    // The halt is saved before the dialog is answered or anyone is told: a crash after the
+    // first side effect cannot forget it.
+    let first = a
+        .iter()
+        .find(|x| {
+            matches!(
+                x,
+                Action::SaveState(_) | Action::Type { .. } | Action::Notify { .. }
+            )
+        })
+        .expect("the rejection is acted on");
+    assert!(
+        matches!(first, Action::SaveState(p) if p.credentials_rejected.is_some()),
+        "{a:?}"
+    );
     // Nothing more happens for a long time: no relaunch, no second attempt.
     let mut t = 0;
     while let Some(a) = h.step(Duration::from_secs(3600)) {
