@@ -152,6 +152,34 @@ pub enum ReadError {
     Io(io::Error),
 }
 
+/// Opens `path` for reading such that nothing planted there can block: `O_NONBLOCK` makes a
+/// FIFO open at once (instead of waiting for a writer), `O_NOCTTY` keeps a terminal from
+/// becoming ours. Returns the file with its `fstat`, so the caller checks the file it holds
+/// and not whatever the path names a moment later. `follow`: a symlink is followed (else it
+/// fails with `ELOOP`).
+///
+/// Every reader of a file from outside (state, secrets, pid file, config, launcher.log,
+/// the install's files) opens it here, then decides on the metadata.
+pub fn open_nonblocking(path: &Path, follow: bool) -> io::Result<(fs::File, fs::Metadata)> {
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nofollow | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = f.metadata()?;
+    Ok((f, meta))
+}
+
+/// Reads `file` to its end, but never more than `max + 1` bytes: a result longer than `max`
+/// means the file holds more (it grew, or it is not what it claims), and nothing beyond the
+/// cap was ever allocated.
+pub fn read_at_most(file: &fs::File, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::with_capacity(usize::try_from(max.min(64 * 1024)).unwrap_or(0));
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Reads a file that must be a regular file (a symlink is not followed, a FIFO or device is
 /// not opened for reading without `O_NONBLOCK`, so nothing can make the read block) of at
 /// most `max` bytes.
@@ -160,27 +188,20 @@ pub fn read_regular_file(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
 }
 
 /// Like [`read_regular_file`], but a symlink to a regular file is followed (a config under
-/// `/etc` may be one, as on NixOS).
+/// `/etc` may be one, as on NixOS; an install's files may be links into a package).
 pub fn read_regular_file_following(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
     read_regular(path, max, true)
 }
 
 fn read_regular(path: &Path, max: u64, follow: bool) -> Result<Vec<u8>, ReadError> {
-    use std::io::Read;
-    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nofollow | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(path);
-    let f = match f {
-        Ok(f) => f,
+    let (f, meta) = match open_nonblocking(path, follow) {
+        Ok(x) => x,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ReadError::Missing),
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
             return Err(ReadError::Refused("it is a symbolic link".into()))
         }
         Err(e) => return Err(ReadError::Io(e)),
     };
-    let meta = f.metadata().map_err(ReadError::Io)?;
     if !meta.file_type().is_file() {
         return Err(ReadError::Refused("it is not a regular file".into()));
     }
@@ -190,16 +211,34 @@ fn read_regular(path: &Path, max: u64, follow: bool) -> Result<Vec<u8>, ReadErro
             meta.len()
         )));
     }
-    let mut bytes = Vec::new();
-    f.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(ReadError::Io)?;
+    let bytes = read_at_most(&f, max).map_err(ReadError::Io)?;
     if bytes.len() as u64 > max {
         return Err(ReadError::Refused(format!(
             "it grew past {max} bytes while read"
         )));
     }
     Ok(bytes)
+}
+
+/// [`read_regular_file_following`] as an `io::Result`, for callers that report OS errors:
+/// a small file (an install's, an X authority file) that must be regular and at most `max`
+/// bytes. A refusal is `InvalidData` with the reason.
+pub fn read_file_capped(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    read_regular_file_following(path, max).map_err(|e| match e {
+        ReadError::Io(e) => e,
+        ReadError::Missing => io::ErrorKind::NotFound.into(),
+        ReadError::Refused(why) => io::Error::new(io::ErrorKind::InvalidData, why),
+    })
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Missing => f.write_str("it does not exist"),
+            ReadError::Refused(why) => f.write_str(why),
+            ReadError::Io(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 impl Persisted {
@@ -436,6 +475,35 @@ mod tests {
             .expect_err("huge")
             .to_string();
         assert!(msg.contains("more than"), "{msg}");
+    }
+
+    #[test]
+    fn the_shared_opener_never_blocks_and_the_capped_read_never_reads_past_the_cap() {
+        // /dev/zero never ends: the read stops one byte past the cap.
+        let (f, meta) = open_nonblocking(Path::new("/dev/zero"), true).expect("open");
+        assert!(!meta.is_file());
+        assert_eq!(read_at_most(&f, 1000).expect("read").len(), 1001);
+        // A FIFO without a writer opens at once.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let (_, meta) = open_nonblocking(&fifo, false).expect("open fifo");
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()));
+        let err = read_file_capped(&fifo, 10).expect_err("not regular");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        // Symlinks: followed or refused, as asked.
+        let file = dir.path().join("f");
+        fs::write(&file, b"12345").expect("write");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).expect("symlink");
+        assert_eq!(read_file_capped(&link, 5).expect("followed"), b"12345");
+        assert!(matches!(
+            read_regular_file(&link, 5),
+            Err(ReadError::Refused(_))
+        ));
+        let err = read_file_capped(&file, 4).expect_err("over the cap");
+        assert!(err.to_string().contains("more than the 4"), "{err}");
     }
 
     #[test]

@@ -868,3 +868,36 @@ async fn real_jvm_stops_on_sigterm_within_the_grace() {
     let log = fs::read_to_string(work.path().join("jvm.log")).expect("jvm log");
     assert!(log.starts_with("--- ibwarden: launching"), "{log}");
 }
+
+#[test]
+fn a_fifo_or_an_oversized_vmoptions_file_is_refused_without_blocking() {
+    let f = fake_install("exit0");
+    let install = discover(&InstallQuery {
+        program: Some(Program::Gateway),
+        install_dir: Some(f.dir.clone()),
+        ..Default::default()
+    })
+    .expect("fake install found");
+    let vmoptions = f.dir.join("ibgateway.vmoptions");
+    // Swapped for a FIFO after discovery (a race, or a hostile install dir): a blocking
+    // open would wait for a writer forever; the read must fail at once instead.
+    fs::remove_file(&vmoptions).expect("rm");
+    nix::unistd::mkfifo(&vmoptions, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .expect("mkfifo");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let i = install.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(read_inputs(&i).map(|_| ()).map_err(|e| e.to_string()));
+    });
+    let err = rx
+        .recv_timeout(DEADLINE)
+        .expect("read_inputs returned")
+        .expect_err("a FIFO is refused");
+    assert!(err.contains("not a regular file"), "{err}");
+    fs::remove_file(&vmoptions).expect("rm");
+    fs::write(&vmoptions, "-Xmx1g\n".repeat(10_000)).expect("big vmoptions");
+    let err = read_inputs(&install)
+        .expect_err("70 kB of options")
+        .to_string();
+    assert!(err.contains("more than the 65536"), "{err}");
+}

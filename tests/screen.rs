@@ -13,7 +13,7 @@ use ibwarden::core::TradingMode;
 use ibwarden::screen::form::{check_code, check_login, selected_mode, LoginForm, Verdict};
 use ibwarden::screen::ocr::Ocr;
 use ibwarden::screen::Model;
-use ibwarden::x11::screenshot::{capture_settled, Image};
+use ibwarden::x11::screenshot::{capture, capture_settled, Image};
 use ibwarden::x11::DisplayTarget;
 
 const LOOKS: [&str; 3] = ["metal", "nimbus", "flat"];
@@ -248,10 +248,22 @@ fn the_device_chooser_shows_which_row_is_selected() {
         assert!(matches!(v, Verdict::Differs(_)), "{look}: {v:?}");
         let row = row.expect("the row's box");
         // Down selects the next row, the authenticator app: now it is seen selected.
+        let before =
+            capture_settled(&target(&s), Some(win.id), Duration::from_secs(2)).expect("capture");
         s.x.key("Down");
         s.rec.wait_for("selection moved", STEP_TIMEOUT, |e| {
             is_ev(e, "list_selection") && e["value"] == "mobile  authenticator APP"
         });
+        // The model changes before Swing repaints; on a loaded machine the repaint can come
+        // after a "settled" capture of the old picture. Wait for the picture to change.
+        let deadline = std::time::Instant::now() + STEP_TIMEOUT;
+        while capture(&target(&s), Some(win.id)).expect("capture") == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{look}: the list was never repainted after Down"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let (v, _) = look_at(&s);
         // Nimbus draws the selection dark with light text, which OCR does not read: unseen,
         // never a false match.

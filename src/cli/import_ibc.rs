@@ -229,7 +229,9 @@ fn random_token() -> anyhow::Result<String> {
 /// Reads a text file; IBC's ini is read by Java as ISO-8859-1, so bytes that are not UTF-8
 /// are taken as Latin-1 rather than refused.
 fn read_text(path: &Path) -> anyhow::Result<String> {
-    let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // IBC's config.ini is a few KiB; 1 MiB is far beyond any real one.
+    let bytes = ibwarden::state::read_regular_file_following(path, 1024 * 1024)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     Ok(match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => e.into_bytes().iter().map(|&b| char::from(b)).collect(),

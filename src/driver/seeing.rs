@@ -22,6 +22,9 @@ use crate::x11::DisplayTarget;
 /// How long a window may keep changing before it is captured anyway.
 const SETTLE: Duration = Duration::from_millis(1500);
 
+/// How long a form that looked wrong is watched for a late repaint before it is judged again.
+const LATE_PAINT: Duration = Duration::from_millis(600);
+
 /// A form check for the typist thread.
 pub(super) struct CheckJob {
     pub(super) ticket: u64,
@@ -59,7 +62,32 @@ pub(super) fn check(
             )
         }
     };
-    let (verdict, targets) = judge(&img, ocr, secrets, job.form, &job.device);
+    let (mut verdict, mut targets) = judge(&img, ocr, secrets, job.form, &job.device);
+    if matches!(verdict, FormVerdict::Differs(_)) {
+        // Swing may not have painted the last keys yet: on a loaded machine its repaint can
+        // come after a capture that looked settled. A difference is only believed after a
+        // second look, once the picture changed or [`LATE_PAINT`] passed; a refill (or a
+        // relaunch after two) costs far more than this wait.
+        let deadline = Instant::now() + LATE_PAINT;
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(40));
+            match crate::x11::screenshot::capture(target, Some(job.window)) {
+                Ok(now) if now != img => break,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        if let Ok(again) = capture_settled(target, Some(job.window), SETTLE) {
+            let first = verdict;
+            (verdict, targets) = judge(&again, ocr, secrets, job.form, &job.device);
+            debug!(
+                ticket = job.ticket,
+                ?first,
+                ?verdict,
+                "form looked at again"
+            );
+        }
+    }
     debug!(
         ticket = job.ticket,
         ?verdict,

@@ -292,7 +292,10 @@ pub fn find_java(
     for cfg in ["pref_jre.cfg", "inst_jre.cfg"] {
         let cfg = install_dir.join(".install4j").join(cfg);
         // The file holds a JRE home on its first line (ibcstart.sh `read_from_config`).
-        if let Ok(text) = fs::read_to_string(&cfg) {
+        let text = crate::state::read_file_capped(&cfg, 4096)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
+        if let Some(text) = text {
             if let Some(home) = text.lines().next().map(str::trim).filter(|l| !l.is_empty()) {
                 let java = Path::new(home).join("bin/java");
                 if is_executable(&java) {
@@ -329,7 +332,8 @@ fn is_executable(path: &Path) -> bool {
 pub fn java_major_version(java: &Path) -> Option<u32> {
     let real = fs::canonicalize(java).ok()?;
     let home = real.parent()?.parent()?;
-    let release = fs::read_to_string(home.join("release")).ok()?;
+    let release = crate::state::read_file_capped(&home.join("release"), 64 * 1024).ok()?;
+    let release = String::from_utf8(release).ok()?;
     let line = release
         .lines()
         .find_map(|l| l.strip_prefix("JAVA_VERSION="))?;

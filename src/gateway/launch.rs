@@ -151,6 +151,11 @@ pub enum LaunchError {
     },
 }
 
+/// The largest VM options file read (IBKR's are under 1 KiB).
+pub const MAX_VMOPTIONS: u64 = 64 * 1024;
+/// The largest install4j parameters file read (IBKR's are a few KiB).
+const MAX_I4J_PARAMS: u64 = 1024 * 1024;
+
 /// Reads the jar list, the VM options file and the install4j parameters of `install`.
 ///
 /// Call it before every launch: an install updated in place then takes effect.
@@ -171,16 +176,21 @@ pub fn read_inputs(install: &Install) -> Result<LaunchInputs, LaunchError> {
     }
     let i4j = install.dir.join(".install4j");
     let runtime = i4j.join("i4jruntime.jar");
-    let bytes = fs::read(&install.vmoptions).map_err(|source| LaunchError::Io {
-        path: install.vmoptions.clone(),
-        source,
-    })?;
+    let bytes =
+        crate::state::read_file_capped(&install.vmoptions, MAX_VMOPTIONS).map_err(|source| {
+            LaunchError::Io {
+                path: install.vmoptions.clone(),
+                source,
+            }
+        })?;
     let mut inputs = parse_vmoptions(&bytes, &install.vmoptions)?;
     inputs.jars = jars;
     inputs.i4j_runtime = runtime.is_file().then_some(runtime);
-    inputs.jxbrowser_key = fs::read_to_string(i4j.join("i4jparams.conf"))
-        .ok()
-        .and_then(|t| find_jxbrowser_key(&t));
+    inputs.jxbrowser_key =
+        crate::state::read_file_capped(&i4j.join("i4jparams.conf"), MAX_I4J_PARAMS)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|t| find_jxbrowser_key(&t));
     Ok(inputs)
 }
 

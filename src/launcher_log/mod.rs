@@ -435,18 +435,11 @@ fn open_regular(
     path: &Path,
     warned: &mut Option<(u64, u64)>,
 ) -> Result<Option<(File, std::fs::Metadata)>, io::Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        // A FIFO opens at once instead of waiting for a writer.
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-    {
-        Ok(f) => f,
+    let (file, meta) = match crate::state::open_nonblocking(path, true) {
+        Ok(x) => x,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let meta = file.metadata()?;
     if !meta.is_file() {
         if *warned != Some((meta.dev(), meta.ino())) {
             warn!(path = %path.display(), "launcher log is not a regular file; ignored until one replaces it");

@@ -333,18 +333,12 @@ fn read_secret_file(
     cap: usize,
     private: bool,
 ) -> Result<Option<Vec<u8>>, SecretError> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
     let read_err = |source| SecretError::Read {
         path: path.to_path_buf(),
         source,
     };
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(read_err)?;
-    let meta = file.metadata().map_err(read_err)?;
+    // Symlinks are followed: systemd's credentials and many secret managers are links.
+    let (file, meta) = crate::state::open_nonblocking(path, true).map_err(read_err)?;
     if private {
         check_private_meta(path, &meta)?;
     } else if !meta.is_file() {
@@ -353,10 +347,7 @@ fn read_secret_file(
         });
     }
     let limit = cap + 2;
-    let mut bytes = Vec::with_capacity(limit.min(4096));
-    file.take(limit as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_err)?;
+    let mut bytes = crate::state::read_at_most(&file, limit as u64).map_err(read_err)?;
     if bytes.len() > limit {
         bytes.zeroize();
         return Ok(None);

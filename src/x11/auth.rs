@@ -158,11 +158,14 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Entry>, AuthError> {
 /// Preference: an exact display-number match over a number-less (any display) entry, and a
 /// local or wild family over network families, as libXau does for a unix-socket connection.
 pub(crate) fn read_cookie(path: &Path, display: &str) -> Result<Cookie, AuthError> {
-    let bytes = Zeroizing::new(fs::read(path).map_err(|source| AuthError::Io {
-        path: path.to_owned(),
-        about: "read",
-        source,
-    })?);
+    // An authority file holds a few entries of tens of bytes each.
+    let bytes = Zeroizing::new(crate::state::read_file_capped(path, 64 * 1024).map_err(
+        |source| AuthError::Io {
+            path: path.to_owned(),
+            about: "read",
+            source,
+        },
+    )?);
     let entries = parse(path, &bytes)?;
     let score = |e: &Entry| -> Option<u8> {
         if e.name != MIT_MAGIC_COOKIE.as_bytes() || e.data.is_empty() {

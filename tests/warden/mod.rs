@@ -442,3 +442,19 @@ fn spawn_ibwarden(
         .stderr(Stdio::from(log));
     ChildGuard::spawn("ibwarden", &mut cmd)
 }
+
+impl Drop for Warden {
+    /// A test that fails on an assertion about the record gets ibwarden's side of the story:
+    /// its log without the DEBUG lines (the last 150 of them).
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().filter(|l| !l.contains(" DEBUG ")).collect();
+        eprintln!(
+            "ibwarden's log at the failure (INFO and up, last 150 lines):\n{}",
+            lines[lines.len().saturating_sub(150)..].join("\n")
+        );
+    }
+}
