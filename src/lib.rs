@@ -46,6 +46,7 @@ pub mod driver;
 pub mod gateway;
 pub mod health;
 pub mod ibc_import;
+pub mod instance;
 pub mod launcher_log;
 pub mod logging;
 pub mod notify;

@@ -226,7 +226,7 @@ fn read_regular(path: &Path, max: u64, follow: bool) -> Result<Vec<u8>, ReadErro
 pub fn read_file_capped(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     read_regular_file_following(path, max).map_err(|e| match e {
         ReadError::Io(e) => e,
-        ReadError::Missing => io::ErrorKind::NotFound.into(),
+        ReadError::Missing => io::Error::from_raw_os_error(libc::ENOENT),
         ReadError::Refused(why) => io::Error::new(io::ErrorKind::InvalidData, why),
     })
 }

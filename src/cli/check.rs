@@ -77,7 +77,7 @@ impl Report {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let path = args.config.path();
+    let path = args.config.path()?;
     let mut report = Report {
         failed: false,
         config_failed: false,

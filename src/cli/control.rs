@@ -28,7 +28,7 @@ impl SocketArgs {
         if let Some(p) = &self.socket {
             return Ok(p.clone());
         }
-        let path = self.config.path();
+        let path = self.config.path()?;
         let config = Config::load(&path)?;
         Ok(config.control.socket)
     }

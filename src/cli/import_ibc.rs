@@ -208,7 +208,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     token_path.display()
                 );
             }
-            eprintln!("Next: ibwarden check --config {}", out.display());
+            let stem = out.file_stem().unwrap_or_default().to_string_lossy();
+            if args.systemd && out.parent() == Some(std::path::Path::new("/etc/ibwarden")) {
+                // What the unit ibwarden@STEM will see: its config, credentials and state.
+                eprintln!("Next: ibwarden check --instance {stem}");
+            } else {
+                eprintln!("Next: ibwarden check --config {}", out.display());
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

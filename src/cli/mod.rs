@@ -52,18 +52,33 @@ struct GlobalArgs {
     verbose: u8,
 }
 
-/// The `--config FILE` option shared by the subcommands that read a config.
+/// The `--config FILE` / `--instance NAME` options shared by the subcommands that read a
+/// config.
 #[derive(Debug, Clone, Args)]
 pub struct ConfigArg {
     /// Config file [default: /etc/ibwarden/config.toml for root,
     /// ~/.config/ibwarden/config.toml otherwise].
     #[arg(short, long, value_name = "FILE", env = "IBWARDEN_CONFIG")]
     pub config: Option<PathBuf>,
+    /// The systemd instance ibwarden@NAME: its config /etc/ibwarden/NAME.toml, its state
+    /// /var/lib/ibwarden/NAME, its control socket in /run/ibwarden/NAME and its
+    /// credentials in /etc/credstore (or /etc/credstore.encrypted), as the unit sees them.
+    #[arg(short, long, value_name = "NAME", conflicts_with = "config")]
+    pub instance: Option<String>,
 }
 
 impl ConfigArg {
-    /// The file to use: the option, else the default location.
-    pub fn path(&self) -> PathBuf {
+    /// The file to use: the instance's, the option, else the default location. With
+    /// `--instance`, also makes the instance's directories and credentials the process's
+    /// (see `ibwarden::instance`); called before any thread exists.
+    pub fn path(&self) -> anyhow::Result<PathBuf> {
+        if let Some(name) = &self.instance {
+            return Ok(ibwarden::instance::Instance::new(name)?.activate());
+        }
+        Ok(self.default_path())
+    }
+
+    fn default_path(&self) -> PathBuf {
         if let Some(p) = &self.config {
             return p.clone();
         }

@@ -23,7 +23,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Whatever ibwarden, Xvfb and the gateway create (state, settings, logs, screenshots)
     // is the account's business only, whatever umask the shell or unit had.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    let path = args.config.path();
+    let path = args.config.path()?;
     let config = Config::load(&path)?;
     for w in &config.warnings {
         tracing::warn!(warning = %w.display_with(&config.path), "config");

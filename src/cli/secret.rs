@@ -51,14 +51,34 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn set(args: SetArgs) -> anyhow::Result<ExitCode> {
-    let path = args.config.path();
+    let path = args.config.path()?;
     let config = Config::load(&path)?;
     let (key, source) = match args.which {
         Which::Password => ("password", Some(&config.account.password)),
         Which::Totp => ("totp", config.account.totp.as_ref()),
     };
+    let instance = ibwarden::instance::active();
     let file = match source {
         Some(SecretSource::File(f)) => f.clone(),
+        // `--instance NAME` from a root shell: the credstore file the unit loads.
+        Some(SecretSource::Credential(name))
+            if instance.is_some() && std::env::var_os("CREDENTIALS_DIRECTORY").is_none() =>
+        {
+            let inst = instance.context("the instance")?;
+            let [plain, encrypted] = inst.credential_paths(name);
+            if encrypted.exists() && !plain.exists() {
+                bail!(
+                    "the {key} is the encrypted credential {}; replace it with \
+                     `systemd-creds encrypt --name={name} - {}` (reads the value on stdin)",
+                    encrypted.display(),
+                    encrypted.display()
+                );
+            }
+            if let Some(dir) = plain.parent() {
+                state::create_private_dir(dir)?;
+            }
+            plain
+        }
         Some(other) => bail!(
             "{}: the {key} comes from the {other}, not a file; update it there (or switch the \
              config to {key}_file)",

@@ -38,7 +38,7 @@ pub struct Args {
 const ATTEMPTS: usize = 3;
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let path = args.config.path();
+    let path = args.config.path()?;
     let mut ask = Prompter::new();
     eprintln!("ibwarden setup: writes {}", path.display());
     if path.exists() && !args.force {

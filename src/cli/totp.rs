@@ -24,7 +24,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let path = args.config.path();
+    let path = args.config.path()?;
     let config = Config::load(&path)?;
     let Some(source) = &config.account.totp else {
         bail!(

@@ -48,7 +48,7 @@ impl Args {
         if let Some(p) = &self.socket {
             return Ok(p.clone());
         }
-        let config = Config::load(&self.config.path())?;
+        let config = Config::load(&self.config.path()?)?;
         Ok(config.control.socket)
     }
 }

@@ -338,7 +338,7 @@ impl Config {
             source,
         };
         let bytes = read_regular_file_following(path, MAX_CONFIG).map_err(|e| match e {
-            ReadError::Missing => read_err(io::Error::from(io::ErrorKind::NotFound)),
+            ReadError::Missing => read_err(io::Error::from_raw_os_error(libc::ENOENT)),
             ReadError::Refused(why) => read_err(io::Error::new(io::ErrorKind::InvalidInput, why)),
             ReadError::Io(e) => read_err(e),
         })?;

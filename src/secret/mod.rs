@@ -48,7 +48,16 @@ impl fmt::Display for SecretSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SecretSource::File(p) => write!(f, "file {}", p.display()),
-            SecretSource::Credential(n) => write!(f, "systemd credential {n}"),
+            SecretSource::Credential(n) => {
+                write!(f, "systemd credential {n}")?;
+                // Outside systemd with `--instance`: the credstore file it resolves to.
+                if std::env::var_os("CREDENTIALS_DIRECTORY").is_none() {
+                    if let Some(file) = crate::instance::active().and_then(|i| i.credential(n)) {
+                        write!(f, " ({})", file.path().display())?;
+                    }
+                }
+                Ok(())
+            }
             SecretSource::Env(v) => write!(f, "environment variable {v}"),
         }
     }
@@ -87,11 +96,35 @@ pub enum SecretError {
     /// `*_credential` is used but systemd did not set `$CREDENTIALS_DIRECTORY`.
     #[error(
         "systemd credential {name}: $CREDENTIALS_DIRECTORY is not set (use LoadCredential= in \
-         the unit, or a *_file key when not running under systemd)"
+         the unit, `--instance NAME` from a root shell to read the unit's credstore, or a \
+         *_file key when not running under systemd)"
     )]
     NoCredentialsDirectory {
         /// The credential name.
         name: String,
+    },
+    /// `--instance NAME` outside systemd, and the credstore has no such credential.
+    #[error(
+        "systemd credential {name}: neither {} nor {} exists (that is where the unit's \
+         LoadCredential= finds it)",
+        plain.display(),
+        encrypted.display()
+    )]
+    NoCredstoreFile {
+        /// The credential name.
+        name: String,
+        /// The plain credstore file looked for.
+        plain: PathBuf,
+        /// The encrypted one.
+        encrypted: PathBuf,
+    },
+    /// `systemd-creds decrypt` failed on an encrypted credential.
+    #[error("cannot decrypt {}: {why}", path.display())]
+    Decrypt {
+        /// The encrypted credential.
+        path: PathBuf,
+        /// systemd-creds' own message (it never contains the plaintext), or why it did not run.
+        why: String,
     },
     /// The environment variable is not set.
     #[error("environment variable {var} is not set")]
@@ -188,14 +221,34 @@ impl SecretSource {
         };
         let bytes = match self {
             SecretSource::File(path) => read_secret_file(path, cap, true)?.ok_or_else(too_large)?,
-            SecretSource::Credential(name) => {
-                let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
-                    .ok_or_else(|| SecretError::NoCredentialsDirectory { name: name.clone() })?;
-                // systemd creates these files itself (mode 0400, owned by the service user),
-                // so their mode and owner are not checked; their kind and size are.
-                let path = Path::new(&dir).join(name);
-                read_secret_file(&path, cap, false)?.ok_or_else(too_large)?
-            }
+            SecretSource::Credential(name) => match std::env::var_os("CREDENTIALS_DIRECTORY") {
+                Some(dir) => {
+                    // systemd creates these files itself (mode 0400, owned by the service
+                    // user), so their mode and owner are not checked; their kind and size are.
+                    let path = Path::new(&dir).join(name);
+                    read_secret_file(&path, cap, false)?.ok_or_else(too_large)?
+                }
+                // A root shell with `--instance NAME`: where the unit loads it from.
+                None => match crate::instance::active() {
+                    Some(inst) => match inst.credential(name) {
+                        Some(crate::instance::CredentialFile::Plain(path)) => {
+                            read_secret_file(&path, cap, true)?.ok_or_else(too_large)?
+                        }
+                        Some(crate::instance::CredentialFile::Encrypted(path)) => {
+                            decrypt_credential(name, &path, cap)?.ok_or_else(too_large)?
+                        }
+                        None => {
+                            let [plain, encrypted] = inst.credential_paths(name);
+                            return Err(SecretError::NoCredstoreFile {
+                                name: name.clone(),
+                                plain,
+                                encrypted,
+                            });
+                        }
+                    },
+                    None => return Err(SecretError::NoCredentialsDirectory { name: name.clone() }),
+                },
+            },
             SecretSource::Env(var) => match std::env::var_os(var) {
                 Some(v) => {
                     let mut v = v.into_encoded_bytes();
@@ -348,6 +401,56 @@ fn read_secret_file(
     }
     let limit = cap + 2;
     let mut bytes = crate::state::read_at_most(&file, limit as u64).map_err(read_err)?;
+    if bytes.len() > limit {
+        bytes.zeroize();
+        return Ok(None);
+    }
+    Ok(Some(bytes))
+}
+
+/// Decrypts `/etc/credstore.encrypted/…` as systemd does for `LoadCredentialEncrypted=`:
+/// `systemd-creds decrypt --name=NAME FILE -`, the plaintext read from its stdout (capped,
+/// wiped when refused), never through a file.
+fn decrypt_credential(name: &str, path: &Path, cap: usize) -> Result<Option<Vec<u8>>, SecretError> {
+    use std::io::Read;
+    let fail = |why: String| SecretError::Decrypt {
+        path: path.to_path_buf(),
+        why,
+    };
+    let mut child = std::process::Command::new("systemd-creds")
+        .arg("decrypt")
+        .arg(format!("--name={name}"))
+        .arg(path)
+        .arg("-")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("systemd-creds did not start ({e})")))?;
+    let limit = cap + 2;
+    let mut bytes = Vec::new();
+    let read = match child.stdout.take() {
+        Some(out) => out.take(limit as u64 + 1).read_to_end(&mut bytes),
+        None => Ok(0),
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.by_ref().take(4096).read_to_string(&mut err);
+    }
+    let status = child.wait().map_err(|e| fail(e.to_string()))?;
+    if let Err(e) = read {
+        bytes.zeroize();
+        return Err(fail(e.to_string()));
+    }
+    if !status.success() {
+        bytes.zeroize();
+        let why = err.trim();
+        return Err(fail(if why.is_empty() {
+            format!("systemd-creds exited with {status}")
+        } else {
+            why.to_string()
+        }));
+    }
     if bytes.len() > limit {
         bytes.zeroize();
         return Ok(None);
