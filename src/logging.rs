@@ -25,7 +25,7 @@ use tracing_subscriber::EnvFilter;
 /// The `--log-format` choices.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
-    /// Pick from the environment (see the module doc).
+    /// `journald` when stderr is the journal (under systemd), `human` otherwise.
     #[default]
     Auto,
     /// Timestamps, colours on a terminal.

@@ -34,8 +34,8 @@ pub struct Snapshot {
     pub restarts: Vec<(String, u64)>,
     /// Failed logins still allowed in the rolling hour.
     pub login_budget_left: u32,
-    /// The next scheduled event (name, unix ms), if any.
-    pub next_scheduled: Option<(String, u64)>,
+    /// The next scheduled event, if any.
+    pub next_scheduled: Option<Scheduled>,
     /// Round-trip of the last passing probe, in milliseconds.
     pub probe_latency_ms: Option<f64>,
     /// A person is connected to the display (VNC takeover): ibwarden types nothing.
@@ -46,6 +46,15 @@ pub struct Snapshot {
     /// When the driver loop last published (unix ms); `/livez` fails when it goes stale.
     /// The driver must publish periodically even when idle, not only on state changes.
     pub heartbeat_unix_ms: u64,
+}
+
+/// A planned event: `{"what": "daily restart", "at_unix_ms": ...}` in `status --json`.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Scheduled {
+    /// What happens (`daily restart`, `weekly cold restart`, `closedown`).
+    pub what: String,
+    /// When (unix ms).
+    pub at_unix_ms: u64,
 }
 
 /// The shared, published snapshot.

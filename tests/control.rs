@@ -46,7 +46,10 @@ fn snapshot() -> Snapshot {
         readies: 1,
         restarts: vec![("jvm crashed".into(), 2)],
         login_budget_left: 3,
-        next_scheduled: Some(("daily restart".into(), 1_700_050_000_000)),
+        next_scheduled: Some(ibwarden::status::Scheduled {
+            what: "daily restart".into(),
+            at_unix_ms: 1_700_050_000_000,
+        }),
         probe_latency_ms: Some(1.5),
         human_connected: false,
         ..Snapshot::default()

@@ -194,6 +194,16 @@ fn status_check_totp_and_restart_reach_a_unit_run_instance_by_its_name() {
     assert!(o.status.success(), "{}", text(&o));
     let st: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status json");
     assert_eq!(st["ready"], true, "{st}");
+    assert!(
+        st["probe_latency_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "the last probe's round trip while ready: {st}"
+    );
+    // A planned event is an object (`what`, `at_unix_ms`), or null when nothing is planned.
+    let next = &st["next_scheduled"];
+    assert!(
+        next.is_null() || (next["what"].is_string() && next["at_unix_ms"].is_u64()),
+        "{st}"
+    );
 
     let o = root.cli(&["check"]);
     let out = text(&o);

@@ -272,10 +272,12 @@ pub fn format_status(s: &Value, now_ms: u64) -> String {
             restarts.join(", ")
         },
     );
-    let next = s
-        .get("next_scheduled")
-        .and_then(Value::as_array)
-        .and_then(|a| Some((a.first()?.as_str()?.to_string(), a.get(1)?.as_u64()?)));
+    let next = s.get("next_scheduled").and_then(|n| {
+        Some((
+            n.get("what")?.as_str()?.to_string(),
+            n.get("at_unix_ms")?.as_u64()?,
+        ))
+    });
     match next {
         Some((name, at)) => line(
             "next planned:",
@@ -336,7 +338,7 @@ mod tests {
             "readies": 2,
             "restarts": [["jvm crashed", 1], ["daily restart", 2]],
             "login_budget_left": 1,
-            "next_scheduled": ["daily restart", 7_600_000u64],
+            "next_scheduled": {"what": "daily restart", "at_unix_ms": 7_600_000u64},
             "probe_latency_ms": null,
             "human_connected": false
         });

@@ -44,11 +44,20 @@ pub struct Cli {
 /// Options accepted by every subcommand.
 #[derive(Debug, Args)]
 struct GlobalArgs {
-    /// Log line format. `auto`: journald-friendly under systemd, human otherwise.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    /// Log lines: auto (journald under systemd, human otherwise), human, journald, json.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Auto,
+        hide_possible_values = true,
+        hide_default_value = true,
+        value_name = "FORMAT",
+        help_heading = "Global options"
+    )]
     log_format: LogFormat,
     /// More log output (-v debug, -vv trace). RUST_LOG overrides it.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
     verbose: u8,
 }
 

@@ -5,7 +5,7 @@
 //! all of them.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -95,7 +95,13 @@ pub(crate) struct RealWorld {
     takeover_stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// Keys changed on reload that wait for a restart of ibwarden (shown by `status`).
     restart_pending: Vec<String>,
+    /// Round-trip of the last probe in microseconds while it passed; [`NO_LATENCY`] after a
+    /// failed one (written by the probe task, read when publishing).
+    probe_latency_us: Arc<AtomicU64>,
 }
+
+/// [`RealWorld::probe_latency_us`] when the last probe failed.
+const NO_LATENCY: u64 = u64::MAX;
 
 pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
@@ -130,6 +136,7 @@ impl RealWorld {
             human: Arc::new(AtomicBool::new(false)),
             takeover_stop: None,
             restart_pending: Vec::new(),
+            probe_latency_us: Arc::new(AtomicU64::new(NO_LATENCY)),
         }
     }
 
@@ -444,8 +451,17 @@ impl World for RealWorld {
                 let client_id = self.cfg.probe.client_id;
                 let timeout = self.cfg.probe.timeout;
                 let tx = self.tx.clone();
+                let latency = self.probe_latency_us.clone();
                 self.tasks.spawn(async move {
+                    let started = Instant::now();
                     let outcome = crate::probe::probe(addr, client_id, timeout).await;
+                    let us = match &outcome {
+                        crate::core::ProbeOutcome::Up { .. } => {
+                            u64::try_from(started.elapsed().as_micros()).unwrap_or(NO_LATENCY - 1)
+                        }
+                        _ => NO_LATENCY,
+                    };
+                    latency.store(us, Ordering::SeqCst);
                     debug!(?outcome, "probe");
                     let _ = tx.send(Event::Input(Input::Probe(outcome)));
                 });
@@ -684,9 +700,15 @@ impl World for RealWorld {
         snap.restarts = core.stats.restarts.clone();
         snap.login_budget_left = core.login_budget_left(now);
         snap.heartbeat_unix_ms = now.unix_ms;
-        snap.next_scheduled = core.next_scheduled(now);
+        snap.next_scheduled = core
+            .next_scheduled(now)
+            .map(|(what, at_unix_ms)| st::Scheduled { what, at_unix_ms });
         snap.human_connected = self.human.load(Ordering::SeqCst);
         snap.restart_pending = self.restart_pending.clone();
+        snap.probe_latency_ms = match self.probe_latency_us.load(Ordering::SeqCst) {
+            NO_LATENCY => None,
+            us => Some(us as f64 / 1000.0),
+        };
         st::publish(&self.status, snap);
     }
 

@@ -221,7 +221,7 @@ pub fn spawn(cmd: &JvmCommand, opts: &SpawnOptions) -> Result<GatewayProcess, Pr
     })?;
     // The child is not reaped until we wait for it, so the pid cannot be reused here.
     let pidfd = PidFd::open(pid).map_err(|source| ProcessError::Wait { pid, source })?;
-    info!(pid, program = %cmd.program.display(), log = %opts.log_path.display(), "gateway jvm started");
+    debug!(pid, program = %cmd.program.display(), log = %opts.log_path.display(), "gateway jvm spawned");
     Ok(GatewayProcess {
         child,
         pid,

@@ -199,7 +199,7 @@ impl Xvfb {
             name: format!(":{number}"),
             xauthority: Some(xauthority),
         };
-        tracing::info!(display = %target.name, pid, "xvfb started");
+        tracing::debug!(display = %target.name, pid, "xvfb started");
         Ok(Xvfb {
             child,
             pid,

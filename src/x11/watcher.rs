@@ -369,7 +369,7 @@ impl State {
                 }
             }
         };
-        tracing::warn!(display = %self.display, reason = %reason, "x11 connection lost");
+        tracing::debug!(display = %self.display, reason = %reason, "x11 connection lost");
         self.emit(WindowEvent::ConnectionLost { reason });
     }
 

@@ -450,7 +450,8 @@ impl Supervisor {
                 tracing::info!("the gateway reports the login completed (launcher.log)");
                 self.await_api(now);
             }
-            other => tracing::debug!(event = ?other, "launcher.log"),
+            // Logged by the follower when read (`launcher log`).
+            _ => {}
         }
     }
 
