@@ -45,11 +45,21 @@ pub enum ActivationCodeError {
     /// A character outside the base32 alphabet.
     #[error(
         "character {position} of the activation code is not base32 (allowed: letters A-Z and \
-         digits 2-7; a 0 is probably the letter O, a 1 the letter I or L)"
+         digits 2-7; a 0 is probably the letter O, a 1 the letter I or L, an 8 the letter B)"
     )]
     InvalidChar {
         /// 1-based position in the input as given (spaces and dashes counted).
         position: usize,
+    },
+    /// Only digits, as many as a one-time code has: the code from an app, not the key.
+    #[error(
+        "that is a {digits}-digit one-time code, not the activation code: paste the long code \
+         of letters and digits shown under the QR code when the Mobile Authenticator app was \
+         enrolled"
+    )]
+    OneTimeCode {
+        /// How many digits were given.
+        digits: usize,
     },
     /// `=` padding followed by more characters.
     #[error("character {position} of the activation code: '=' padding is only allowed at the end")]
@@ -92,6 +102,12 @@ impl fmt::Debug for ActivationCode {
 impl ActivationCode {
     /// Parses a base32 activation code, ignoring spaces, tabs, dashes, case and `=` padding.
     pub fn parse(input: &str) -> Result<ActivationCode, ActivationCodeError> {
+        let digits = input.chars().filter(|c| !c.is_whitespace() && *c != '-');
+        if digits.clone().all(|c| c.is_ascii_digit()) && matches!(digits.clone().count(), 6 | 8) {
+            return Err(ActivationCodeError::OneTimeCode {
+                digits: digits.count(),
+            });
+        }
         let mut bits: u64 = 0;
         let mut nbits: u32 = 0;
         let mut chars = 0usize;
@@ -284,6 +300,21 @@ mod tests {
                 .expose(),
             RFC_KEY
         );
+    }
+
+    #[test]
+    fn a_six_digit_code_is_named_for_what_it_is() {
+        for code in ["123456", "123 456", "12345678"] {
+            let err = ActivationCode::parse(code).expect_err(code);
+            assert!(
+                matches!(err, ActivationCodeError::OneTimeCode { .. }),
+                "{err}"
+            );
+            assert!(err.to_string().contains("under the QR code"), "{err}");
+            assert!(!err.to_string().contains("123"), "no echo: {err}");
+        }
+        let err = ActivationCode::parse("GEZDGNBVGY3TQOJ8").expect_err("8");
+        assert!(err.to_string().contains("an 8 the letter B"), "{err}");
     }
 
     #[test]

@@ -324,7 +324,7 @@ fn check_reports_bad_activation_code_by_position() {
 fn setup_live_through_a_pipe() {
     let env = Env::new();
     let cfg = env.path("etc/main.toml");
-    let answers = format!("live\njdoe\n{LEAK_PASSWORD}\n{RFC_KEY}\n\ny\n");
+    let answers = format!("live\njdoe\n{LEAK_PASSWORD}\n{LEAK_PASSWORD}\n{RFC_KEY}\n\ny\n");
     let out = env.run(
         &["setup", "--config", cfg.to_str().expect("utf8")],
         &answers,
@@ -367,7 +367,8 @@ fn setup_live_through_a_pipe() {
 #[test]
 fn setup_code_not_confirmed_fails_with_advice() {
     let env = Env::new();
-    let answers = format!("live\njdoe\n{LEAK_PASSWORD}\n{RFC_KEY}\n/opt/nowhere\nn\n");
+    let answers =
+        format!("live\njdoe\n{LEAK_PASSWORD}\n{LEAK_PASSWORD}\n{RFC_KEY}\n/opt/nowhere\nn\n");
     let out = env.run(&["setup", "--config", "c.toml"], &answers);
     assert_eq!(out.status.code(), Some(1), "{}", both(&out));
     assert!(
@@ -380,11 +381,39 @@ fn setup_code_not_confirmed_fails_with_advice() {
 }
 
 #[test]
+fn setup_answers_are_case_blind_a_pipe_answers_password_again_and_paper_drops_the_old_code() {
+    let env = Env::new();
+    let answers = format!("LIVE\njdoe\n{LEAK_PASSWORD}\n{LEAK_PASSWORD}\n{RFC_KEY}\n\ny\n");
+    let out = env.run(&["setup", "--config", "acct.toml"], &answers);
+    assert!(out.status.success(), "{}", both(&out));
+    assert!(stderr(&out).contains("Password again"), "{}", both(&out));
+    assert!(env.path("acct.totp").exists());
+    // The install was looked for: not found here, said, not refused.
+    assert!(stderr(&out).contains("Note: "), "{}", both(&out));
+    // Two different passwords from a pipe are refused, as at a terminal.
+    let out = env.run(
+        &["setup", "--config", "other.toml"],
+        "paper\nu\none\ntwo\n\n",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    assert!(stderr(&out).contains("differ"), "{}", both(&out));
+    // live → Paper: the activation code file goes.
+    let out = env.run(
+        &["setup", "--config", "acct.toml", "--force"],
+        "Paper\npaperuser\npw\npw\n\n",
+    );
+    assert!(out.status.success(), "{}", both(&out));
+    assert!(!env.path("acct.totp").exists(), "{}", both(&out));
+    let text = fs::read_to_string(env.path("acct.toml")).expect("read");
+    assert!(text.contains("trading_mode = \"paper\""), "{text}");
+}
+
+#[test]
 fn setup_paper_needs_no_activation_code() {
     let env = Env::new();
     let out = env.run(
         &["setup", "--config", "paper.toml"],
-        "paper\npaperuser\npw\n\n",
+        "paper\npaperuser\npw\npw\n\n",
     );
     assert!(out.status.success(), "{}", both(&out));
     assert!(!env.path("paper.totp").exists());
@@ -397,9 +426,24 @@ fn setup_paper_needs_no_activation_code() {
 #[test]
 fn setup_rejects_a_bad_activation_code_from_a_pipe() {
     let env = Env::new();
-    let out = env.run(&["setup", "--config", "c.toml"], "live\nu\npw\n123456\n");
+    let out = env.run(&["setup", "--config", "c.toml"], "live\nu\npw\npw\nGEZ0\n");
     assert_eq!(out.status.code(), Some(1), "{}", both(&out));
     assert!(stderr(&out).contains("not base32"), "{}", both(&out));
+    assert!(
+        !env.path("c.toml").exists(),
+        "nothing is written on a bad answer"
+    );
+    // The 6-digit code from the app instead of the activation code is named as such.
+    let out = env.run(
+        &["setup", "--config", "c.toml"],
+        "live\nu\npw\npw\n123456\n",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    assert!(
+        stderr(&out).contains("6-digit one-time code, not the activation code"),
+        "{}",
+        both(&out)
+    );
     assert!(
         !env.path("c.toml").exists(),
         "nothing is written on a bad answer"
@@ -589,12 +633,15 @@ fn no_secret_value_in_any_output() {
         ),
         (
             vec!["setup".into(), "-c".into(), "new.toml".into()],
-            format!("live\nu\n{LEAK_PASSWORD}\n{spaced_code}\n\ny\n"),
+            format!("live\nu\n{LEAK_PASSWORD}\n{LEAK_PASSWORD}\n{spaced_code}\n\ny\n"),
             0,
         ),
         (
             vec!["setup".into(), "-c".into(), "new2.toml".into()],
-            format!("live\nu\n{LEAK_PASSWORD}\n{}1\n", &LEAK_CODE[..31]),
+            format!(
+                "live\nu\n{LEAK_PASSWORD}\n{LEAK_PASSWORD}\n{}1\n",
+                &LEAK_CODE[..31]
+            ),
             1,
         ),
         (
@@ -711,6 +758,41 @@ fn systemd_credentials_are_read_from_credentials_directory() {
     assert_eq!(out.status.code(), Some(78));
     assert!(
         stderr(&out).contains("$CREDENTIALS_DIRECTORY is not set"),
+        "{}",
+        both(&out)
+    );
+}
+
+#[test]
+fn check_warns_about_a_configured_settings_dir_that_does_not_exist() {
+    let env = Env::new();
+    env.live_config(RFC_KEY);
+    let cfg = env.write(
+        "s.toml",
+        "[gateway]\nsettings_dir = \"/nonexistent/jts\"\n\n[account]\nusername = \"jdoe\"\npassword_file = \"secrets/password\"\ntotp_file = \"secrets/totp\"\n",
+        0o644,
+    );
+    let out = env.run(&["check", "--config", cfg.to_str().expect("utf8")], "");
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l.starts_with("warn settings dir: /nonexistent/jts does not exist")),
+        "{}",
+        both(&out)
+    );
+    // The default one, inside the state dir, is simply created on the first run.
+    let out = env.run(
+        &[
+            "check",
+            "--config",
+            env.path("config.toml").to_str().expect("utf8"),
+        ],
+        "",
+    );
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l.starts_with("ok   settings dir:")),
         "{}",
         both(&out)
     );

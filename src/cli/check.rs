@@ -103,6 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             check_install(&mut report, &config);
             check_display(&mut report, &config);
             check_state_dir(&mut report, &config.state.dir);
+            check_settings_dir(&mut report, &config);
         }
         Err(err) => {
             let diags = err.diagnostics();
@@ -319,6 +320,38 @@ fn check_state_dir(report: &mut Report, dir: &Path) {
             Status::Ok,
             "state dir",
             format!("{} (will be created)", dir.display()),
+        );
+    }
+}
+
+/// The gateway's settings dir. The default (inside the state dir) appears on the first
+/// run; a configured one that is missing is more often a typo, which would start the
+/// gateway with fresh settings (no jts.ini, no TrustedIPs) instead of the user's.
+fn check_settings_dir(report: &mut Report, config: &Config) {
+    let dir = &config.gateway.settings_dir;
+    if dir.is_dir() {
+        report.line(Status::Ok, "settings dir", dir.display());
+    } else if dir.exists() {
+        report.line(
+            Status::Fail,
+            "settings dir",
+            format!("{} exists and is not a directory", dir.display()),
+        );
+    } else if dir.starts_with(&config.state.dir) {
+        report.line(
+            Status::Ok,
+            "settings dir",
+            format!("{} (will be created)", dir.display()),
+        );
+    } else {
+        report.line(
+            Status::Warn,
+            "settings dir",
+            format!(
+                "{} does not exist: ibwarden will create it and the gateway will start there \
+                 with fresh settings; check gateway.settings_dir for a typo",
+                dir.display()
+            ),
         );
     }
 }

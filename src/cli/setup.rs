@@ -58,6 +58,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mode = retry(&mut ask, |ask| {
         match ask
             .line("Trading mode, live or paper", Some("live"))?
+            .trim()
+            .to_ascii_lowercase()
             .as_str()
         {
             "live" => Ok(TradingMode::Live),
@@ -77,11 +79,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if p.is_empty() {
             bail!("the password cannot be empty");
         }
-        if ask.is_terminal() {
-            let again = ask.secret("Password again")?;
-            if again.expose() != p.expose() {
-                bail!("the two passwords differ");
-            }
+        // Asked from a pipe too: a script answers the same questions a person does.
+        let again = ask.secret("Password again")?;
+        if again.expose() != p.expose() {
+            bail!("the two passwords differ");
         }
         Ok(p)
     })?;
@@ -101,8 +102,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "Gateway install directory (empty: find it in ~/Jts/ibgateway or /opt/ibgateway)",
         None,
     )?;
+    // Looked for now, as `run` will; not finding it is said, not refused (the gateway may
+    // be installed after setup).
+    let query = ibwarden::gateway::install::InstallQuery {
+        program: Some(ibwarden::core::Program::Gateway),
+        install_dir: (!install_dir.trim().is_empty()).then(|| PathBuf::from(install_dir.trim())),
+        home: std::env::var_os("HOME").map(PathBuf::from),
+        path_env: std::env::var_os("PATH"),
+        ..Default::default()
+    };
+    match ibwarden::gateway::install::discover(&query) {
+        Ok(found) => eprintln!("Found the gateway in {}.", found.dir.display()),
+        Err(e) => eprintln!(
+            "Note: {e}. The config is written anyway; install IB Gateway there (or fix \
+             gateway.install_dir) before `ibwarden run`."
+        ),
+    }
 
     let files = Files::for_config(&path);
+    // A config switched to paper must not leave the live activation code behind.
+    if code.is_none() && files.totp.exists() {
+        std::fs::remove_file(&files.totp)
+            .with_context(|| format!("cannot remove the old {}", files.totp.display()))?;
+        eprintln!(
+            "Removed {} (paper mode needs no activation code).",
+            files.totp.display()
+        );
+    }
     write_files(
         &files,
         mode,

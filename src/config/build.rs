@@ -361,7 +361,20 @@ pub(super) fn build(
         .map(Spanned::into_inner)
         .unwrap_or_else(|| "America/New_York".to_string());
     let timezone = match TimeZone::get(&timezone_name) {
-        Ok(tz) => Some(tz),
+        Ok(tz) => {
+            if is_fixed_offset_name(&timezone_name) {
+                ctx.warn(
+                    s.span_of("timezone"),
+                    Some(s.key("timezone")),
+                    format!(
+                        "{timezone_name:?} is a fixed UTC offset without daylight saving time, \
+                         so for half the year the schedule is an hour off the clocks of any \
+                         place; use the city's name, e.g. \"America/New_York\""
+                    ),
+                );
+            }
+            Some(tz)
+        }
         Err(_) => {
             ctx.error(
                 s.span_of("timezone"),
@@ -543,7 +556,20 @@ pub(super) fn build(
     // [health]
     let listen = match ctx.string(&h, "listen") {
         Some(v) => match v.get_ref().parse::<SocketAddr>() {
-            Ok(a) => Some(a),
+            Ok(a) => {
+                if !a.ip().is_loopback() {
+                    ctx.warn(
+                        v.span(),
+                        Some(h.key("listen")),
+                        format!(
+                            "{a} is reachable from other machines and /metrics, /readyz and \
+                             /livez answer anyone; use 127.0.0.1 unless a firewall or a \
+                             container network decides who reaches it"
+                        ),
+                    );
+                }
+                Some(a)
+            }
             Err(_) => {
                 ctx.error(
                     v.span(),
@@ -662,4 +688,17 @@ fn looks_like_display(name: &str) -> bool {
         }
         None => false,
     }
+}
+
+/// Time zone names that are a fixed offset although people mean a place with daylight
+/// saving time: `EST`, `MST`, `HST` and `Etc/GMT+5`-style names (`UTC` is meant as such).
+fn is_fixed_offset_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    matches!(upper.as_str(), "EST" | "MST" | "HST")
+        || ((upper.starts_with("ETC/GMT") || upper.starts_with("GMT"))
+            && upper
+                .trim_start_matches("ETC/")
+                .trim_start_matches("GMT")
+                .len()
+                > 1)
 }

@@ -384,7 +384,24 @@ impl Config {
         let (root, syntax) = DeTable::parse_recoverable(text);
         for e in &syntax {
             let span = e.span().unwrap_or(0..0);
-            ctx.error(span, None, format!("invalid TOML: {}", e.message().trim()));
+            let message = e.message().trim();
+            // The parser says only "duplicate key": name it (the span is the key itself).
+            let what = if message.starts_with("duplicate") {
+                let key = text
+                    .get(span.clone())
+                    .map(|k| k.trim().trim_matches(['[', ']', '"', '\'']).trim())
+                    .filter(|k| !k.is_empty() && k.len() <= 64 && !k.contains('\n'));
+                match key {
+                    Some(k) => format!(
+                        "invalid TOML: {message} `{k}`: it is set twice in the same table; \
+                         keep one"
+                    ),
+                    None => format!("invalid TOML: {message}"),
+                }
+            } else {
+                format!("invalid TOML: {message}")
+            };
+            ctx.error(span, None, what);
         }
         // After a syntax error the tree is partial: checking it would add misleading
         // "missing key" errors, so only the syntax errors are reported.
@@ -401,7 +418,9 @@ impl Config {
             }
         }
         let mut diagnostics = ctx.errors;
-        diagnostics.sort_by_key(|d| (d.line, d.column));
+        // A misspelt section name is the cause; the "required key is missing" errors it
+        // leads to come after it, whatever their lines.
+        diagnostics.sort_by_key(|d| (!d.message.contains("unknown section"), d.line, d.column));
         diagnostics.dedup();
         if diagnostics.is_empty() {
             // build() returns None only after recording an error; keep a message anyway.

@@ -645,3 +645,60 @@ fn invalid_mode_does_not_cascade() {
     assert_eq!(msg.lines().count(), 1, "{msg}");
     assert!(msg.contains("did you mean \"paper\"?"), "{msg}");
 }
+
+#[test]
+fn a_duplicate_key_is_named() {
+    let msg = errors(&format!(
+        "{MINIMAL}\n[probe]\ninterval = \"2s\"\ninterval = \"3s\"\n"
+    ));
+    assert!(msg.contains("duplicate key `interval`"), "{msg}");
+    assert!(msg.contains("set twice"), "{msg}");
+}
+
+#[test]
+fn a_misspelt_section_is_reported_before_the_keys_it_hides() {
+    let msg = errors(
+        "[gateway]\ntrading_mode = \"paper\"\n[acount]\nusername = \"u\"\npassword_file = \"p\"\n",
+    );
+    let first = msg.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("unknown section; did you mean `account`?"),
+        "{msg}"
+    );
+    assert!(msg.contains("required key is missing"), "{msg}");
+}
+
+#[test]
+fn silent_acceptances_warn_a_fixed_offset_zone_and_a_public_health_port() {
+    for (tz, warns) in [
+        ("EST", true),
+        ("Etc/GMT+5", true),
+        ("America/New_York", false),
+        ("UTC", false),
+        ("Etc/GMT", false),
+    ] {
+        let c = parse(&format!("{MINIMAL}\n[schedule]\ntimezone = \"{tz}\"\n")).expect(tz);
+        assert_eq!(
+            c.warnings
+                .iter()
+                .any(|w| w.message.contains("without daylight saving")),
+            warns,
+            "{tz}: {:?}",
+            c.warnings
+        );
+    }
+    for (listen, warns) in [
+        ("0.0.0.0:9187", true),
+        ("127.0.0.1:9187", false),
+        ("[::1]:9187", false),
+    ] {
+        let c = parse(&format!("{MINIMAL}\n[health]\nlisten = \"{listen}\"\n")).expect(listen);
+        assert_eq!(
+            c.warnings
+                .iter()
+                .any(|w| w.message.contains("reachable from other machines")),
+            warns,
+            "{listen}"
+        );
+    }
+}
