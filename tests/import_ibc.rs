@@ -582,3 +582,26 @@ fn a_mapped_command_server_gets_a_random_private_token() {
     let o = import(&[ini.as_os_str(), "--out".as_ref(), out.as_os_str()]);
     assert!(!o.status.success());
 }
+
+#[test]
+fn the_ibc_settings_table_in_docs_is_what_the_converter_does() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ibwarden"))
+        .args(["import-ibc", "--settings-table"])
+        .output()
+        .expect("ibwarden");
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).expect("utf8");
+    assert!(
+        table.lines().count() > 50,
+        "one row per IBC setting: {table}"
+    );
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ibc-settings.md"),
+    )
+    .expect("docs/ibc-settings.md");
+    assert!(
+        doc.contains(&table),
+        "docs/ibc-settings.md is out of date: regenerate its table with \
+         `ibwarden import-ibc --settings-table`"
+    );
+}

@@ -26,8 +26,14 @@ use ibwarden::state;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// IBC's config.ini.
-    #[arg(value_name = "CONFIG_INI", required_unless_present = "env_file")]
+    #[arg(
+        value_name = "CONFIG_INI",
+        required_unless_present_any = ["env_file", "settings_table"]
+    )]
     ini: Option<PathBuf>,
+    /// Print what import-ibc does with each IBC setting (a markdown table) and exit.
+    #[arg(long, conflicts_with_all = ["ini", "env_file", "out"])]
+    settings_table: bool,
     /// The env file of an IBC Docker image (gnzsnz/ib-gateway-docker's .env, ...); its
     /// values override config.ini's.
     #[arg(long, value_name = "FILE")]
@@ -55,6 +61,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.settings_table {
+        print!("{}", ibc_import::settings_table());
+        return Ok(ExitCode::SUCCESS);
+    }
     let ini_text = match &args.ini {
         Some(p) => Some(read_text(p)?),
         None => None,

@@ -703,6 +703,9 @@ impl Converter<'_> {
 mod env;
 mod parse;
 mod rules;
+mod table;
+
+pub use table::settings_table;
 #[cfg(test)]
 mod tests;
 
