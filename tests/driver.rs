@@ -253,12 +253,18 @@ impl World for FakeWorld {
             }
             Action::Probe => {
                 let serving = lock(&self.shared).jvm.serving;
+                // IBKR numbers paper accounts D…, live ones U….
+                let account = if lock(&self.shared).jvm.live {
+                    "U1234567"
+                } else {
+                    "DU1234567"
+                };
                 let (delay, outcome) = if alive && serving && !hung {
                     (
                         Duration::from_millis(5),
                         ProbeOutcome::Up {
                             server_version: 176,
-                            accounts: vec!["DU1234567".into()],
+                            accounts: vec![account.into()],
                             link_lost: false,
                         },
                     )

@@ -147,3 +147,41 @@ fn hyphenated_names_of_newer_versions_log_in_normally() {
         w.stop_and_wait(Duration::from_secs(60));
     }
 }
+
+#[test]
+fn a_gateway_that_serves_paper_accounts_to_a_live_config_is_closed_and_never_ready() {
+    // The server hands the live login paper accounts (the same as a login that ended up in
+    // the other mode): nothing may trade on them as if they were the live account.
+    let install = SimInstall::new(&Scenario::new().set("accounts", "DU7654321"));
+    let mut w = Warden::start(&install, "live", "");
+    w.wait_log("notify kind=WrongTradingMode", READY);
+    // The gateway is closed: its process exits and no API client can use it.
+    w.wait_log("gateway JVM exited", Duration::from_secs(30));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", install.api_port)).is_err(),
+        "the API port is closed"
+    );
+    w.drain_notifications();
+    assert!(
+        !w.notifications
+            .iter()
+            .any(|m| m.lines().any(|l| l == "READY=1")),
+        "{:?}",
+        w.notifications
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ibwarden"))
+        .args(["status", "--json", "--config"])
+        .arg(&w.config)
+        .env("HOME", w.dir.path())
+        .output()
+        .expect("status");
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(st["ready"], false, "{st}");
+    assert!(
+        st["phase"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("Halted")),
+        "{st}"
+    );
+    w.stop_and_wait(Duration::from_secs(60));
+}

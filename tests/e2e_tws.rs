@@ -123,7 +123,7 @@ fn assert_live_tws_login(install: &SimInstall) {
 
     // Ready came from the API handshake on the TWS port, after the main window.
     assert!(evs.iter().any(|e| is_ev(e, "window_shown")
-        && e["title"] == "DU1234567 Interactive Brokers"
+        && e["title"] == "U1234567 Interactive Brokers"
         && e["kind"] == "frame"));
     let listen = events(&rec, "api_listen");
     assert_eq!(listen[0]["port"], install.api_port as u64);

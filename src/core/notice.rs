@@ -44,4 +44,6 @@ pub enum NoticeKind {
     HumanStep,
     /// IBKR does not offer the API for this account: logins stopped.
     ApiUnavailable,
+    /// The gateway served the other trading mode's accounts: closed, logins stopped.
+    WrongTradingMode,
 }

@@ -83,7 +83,8 @@ pub fn repeat_after(kind: NoticeKind) -> Option<Duration> {
         NoticeKind::LoginFailed
         | NoticeKind::CodeRejected
         | NoticeKind::SessionConflict
-        | NoticeKind::ClockBehind => None,
+        | NoticeKind::ClockBehind
+        | NoticeKind::WrongTradingMode => None,
         // Each push needs its own approval, but not a message per retry.
         NoticeKind::HumanApproval => Some(Duration::from_secs(5 * MIN)),
         NoticeKind::Crash => Some(Duration::from_secs(10 * MIN)),
@@ -116,6 +117,7 @@ pub fn kind_name(kind: NoticeKind) -> &'static str {
         NoticeKind::FormUnseen => "form_unseen",
         NoticeKind::HumanStep => "human_step",
         NoticeKind::ApiUnavailable => "api_unavailable",
+        NoticeKind::WrongTradingMode => "wrong_trading_mode",
     }
 }
 
@@ -136,6 +138,7 @@ fn kind_title(kind: NoticeKind) -> &'static str {
         NoticeKind::FormUnseen => "the login form cannot be read",
         NoticeKind::HumanStep => "IBKR asks for a step only you can do",
         NoticeKind::ApiUnavailable => "IBKR offers no API for this account",
+        NoticeKind::WrongTradingMode => "logged in to the wrong trading mode",
     }
 }
 

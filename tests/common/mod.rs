@@ -358,7 +358,7 @@ impl Default for Scenario {
 }
 
 impl Scenario {
-    /// Test defaults: known user/password/secret, account DU1234567, `time_factor=0.05`, and
+    /// Test defaults: known user/password/secret, live account U1234567, paper account DU1234567, `time_factor=0.05`, and
     /// a 2FA timeout of 60 s real (`twofa_timeout_s=1200` scaled): the gateway's own 180 s
     /// scaled by 0.05 would be 9 s, shorter than a TOTP wait (up to 8 s) plus the form checks
     /// on a loaded 2-core box, which no real login ever faces. Tests of the timeout set their
@@ -371,7 +371,9 @@ impl Scenario {
         s.entries.insert("password".into(), TEST_PASSWORD.into());
         s.entries
             .insert("totp_secret".into(), TEST_TOTP_SECRET.into());
-        s.entries.insert("accounts".into(), "DU1234567".into());
+        s.entries.insert("accounts".into(), "U1234567".into());
+        s.entries
+            .insert("paper_accounts".into(), "DU1234567".into());
         s.entries.insert("time_factor".into(), "0.05".into());
         s.entries.insert("twofa_timeout_s".into(), "1200".into());
         s

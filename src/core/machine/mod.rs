@@ -31,6 +31,8 @@ use super::settings::{CoreConfig, Persisted, Stats};
 mod lifecycle;
 mod login;
 mod probing;
+#[cfg(test)]
+pub(crate) use probing::mode_of_accounts;
 mod seeing;
 mod session;
 // TWS's in-frame second factor and exit path.

@@ -25,6 +25,12 @@ impl Supervisor {
                     ..
                 },
             ) => {
+                if let Some(mode) = mode_of_accounts(&accounts) {
+                    if mode != self.cfg.trading_mode {
+                        self.wrong_trading_mode(now, mode, &accounts);
+                        return;
+                    }
+                }
                 self.timers.stop(Timer::LoginDeadline);
                 self.timers.stop(Timer::LaunchDeadline);
                 self.timers.stop(Timer::IbKeyDeadline);
@@ -116,5 +122,51 @@ impl Supervisor {
             }
             _ => {}
         }
+    }
+}
+
+/// The trading mode the managed accounts belong to: IBKR numbers paper accounts with a `D`
+/// (`DU…`, `DF…` for an advisor's), live ones without (`U…`, `F…`, `I…`). `None` for a
+/// mix or an empty list: nothing is concluded.
+pub(crate) fn mode_of_accounts(accounts: &[String]) -> Option<TradingMode> {
+    let paper = |a: &String| a.trim_start().starts_with(['D', 'd']);
+    if accounts.is_empty() {
+        None
+    } else if accounts.iter().all(paper) {
+        Some(TradingMode::Paper)
+    } else if !accounts.iter().any(paper) {
+        Some(TradingMode::Live)
+    } else {
+        None
+    }
+}
+
+impl Supervisor {
+    /// The gateway serves the other mode's accounts (a mode toggle that did not take, a
+    /// gateway version whose form ibwarden misread): never ready. Trading code connected to
+    /// it would trade the wrong account — real money where paper was meant, or paper where
+    /// real orders were meant — so the gateway is closed and ibwarden waits for a person.
+    fn wrong_trading_mode(&mut self, now: Now, mode: TradingMode, accounts: &[String]) {
+        tracing::error!(
+            configured = self.cfg.trading_mode.as_str(),
+            served = mode.as_str(),
+            accounts = %accounts.join(","),
+            "the gateway logged in to the other trading mode"
+        );
+        self.halt(
+            "logged in to the wrong trading mode",
+            NoticeKind::WrongTradingMode,
+            format!(
+                "The gateway logged in to {} account(s) {} although gateway.trading_mode is \
+                 \"{}\". ibwarden closed it so that nothing trades on the wrong account. Check \
+                 the trading mode and the username in the config (`ibwarden check`), then run \
+                 `ibwarden restart`.",
+                mode.as_str(),
+                accounts.join(","),
+                self.cfg.trading_mode.as_str()
+            ),
+        );
+        self.push(Action::TerminateGateway);
+        self.timers.set(Timer::TermGrace, now.mono + TERM_GRACE);
     }
 }

@@ -731,3 +731,67 @@ fn a_clock_behind_the_last_step_waits_before_typing_anything_and_says_so() {
     }
     assert!(typed, "the login resumes once the clock has caught up");
 }
+
+#[test]
+fn a_gateway_serving_the_other_modes_accounts_is_closed_and_never_ready() {
+    use crate::core::machine::mode_of_accounts;
+    let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        mode_of_accounts(&s(&["DU1", "DF2"])),
+        Some(TradingMode::Paper)
+    );
+    assert_eq!(mode_of_accounts(&s(&["U1", "F2"])), Some(TradingMode::Live));
+    assert_eq!(mode_of_accounts(&s(&["U1", "DU2"])), None);
+    assert_eq!(mode_of_accounts(&[]), None);
+    for (mode, served) in [
+        (TradingMode::Live, "DU1234567"),
+        (TradingMode::Paper, "U1234567"),
+    ] {
+        let mut h = H::new(
+            CoreConfig {
+                trading_mode: mode,
+                ..CoreConfig::default()
+            },
+            Persisted::default(),
+        );
+        let a = h.open_login_frame();
+        h.complete_typing(&a);
+        h.input(Input::TitleChanged {
+            id: FRAME,
+            title: "IBKR Gateway".into(),
+        });
+        h.step(Duration::from_secs(1));
+        let a = h.input(Input::Probe(ProbeOutcome::Up {
+            server_version: 176,
+            accounts: vec![served.into()],
+            link_lost: false,
+        }));
+        assert!(!h.ready(), "{mode:?}");
+        assert!(matches!(h.sv.phase(), Phase::Halted { .. }), "{mode:?}");
+        assert!(a.contains(&Action::TerminateGateway), "{a:?}");
+        assert!(a.iter().any(|x| matches!(
+            x,
+            Action::Notify {
+                kind: NoticeKind::WrongTradingMode,
+                severity: Severity::Critical,
+                ..
+            }
+        )));
+        assert!(
+            !a.iter()
+                .any(|x| matches!(x, Action::Status { ready: true, .. })),
+            "{a:?}"
+        );
+        // The JVM goes; nothing is relaunched.
+        let a = h.input(Input::Exited {
+            code: Some(0),
+            signal: None,
+            hs_err: None,
+        });
+        assert!(
+            !a.iter().any(|x| matches!(x, Action::Launch { .. })),
+            "{a:?}"
+        );
+        assert!(matches!(h.sv.phase(), Phase::Halted { .. }));
+    }
+}

@@ -18,11 +18,14 @@ struct H {
     sees: Option<FormVerdict>,
     /// Where the form's parts are, in the answer.
     targets: FormTargets,
+    /// The configured mode: what the fake probe's accounts belong to.
+    mode: TradingMode,
 }
 
 impl H {
     fn new(cfg: CoreConfig, persisted: Persisted) -> H {
         H {
+            mode: cfg.trading_mode,
             sv: Supervisor::new(cfg, persisted),
             // 2026-11-24 08:00:05 UTC: 25 s left in the current step.
             now: Now {
@@ -163,10 +166,18 @@ impl H {
         }
     }
 
+    /// An account of the configured mode, as IBKR numbers them (paper `D…`).
+    fn account(&self) -> String {
+        match self.mode {
+            TradingMode::Paper => "DU1234567".into(),
+            TradingMode::Live => "U1234567".into(),
+        }
+    }
+
     fn probe_up(&mut self) -> Vec<Action> {
         self.input(Input::Probe(ProbeOutcome::Up {
             server_version: 176,
-            accounts: vec!["DU1234567".into()],
+            accounts: vec![self.account()],
             link_lost: false,
         }))
     }

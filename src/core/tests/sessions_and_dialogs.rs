@@ -274,7 +274,7 @@ fn a_probe_with_the_ib_link_down_is_not_ready() {
     h.step(Duration::from_secs(2));
     h.input(Input::Probe(ProbeOutcome::Up {
         server_version: 176,
-        accounts: vec!["DU1234567".into()],
+        accounts: vec![h.account()],
         link_lost: true,
     }));
     assert_eq!(h.sv.phase(), &Phase::AwaitApi);
@@ -492,7 +492,7 @@ fn ib_link_loss_is_reported_not_ready_and_ready_again_when_it_returns() {
     assert!(a.contains(&Action::Probe));
     let a = h.input(Input::Probe(ProbeOutcome::Up {
         server_version: 176,
-        accounts: vec!["DU1234567".into()],
+        accounts: vec![h.account()],
         link_lost: true,
     }));
     assert!(a

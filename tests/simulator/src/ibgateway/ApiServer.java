@@ -25,7 +25,6 @@ final class ApiServer {
     private final int configuredPort;
     private int port;
     private final int serverVersion;
-    private final List<String> accounts;
     private ServerSocket server;
     private final List<Conn> conns = new ArrayList<>();
     private volatile boolean linkUp = true;
@@ -38,7 +37,6 @@ final class ApiServer {
         this.configuredPort = sc.integer("api_port", -1);
         this.port = configuredPort;
         this.serverVersion = Math.min(200, sc.integer("server_version", 176));
-        this.accounts = sc.list("accounts", "DU1234567");
         this.hangHandshake = sc.bool("api_hang_handshake", false);
         this.nextOrderId = sc.integer("order_id", 1);
     }
@@ -229,6 +227,7 @@ final class ApiServer {
                 return;
             }
             app.rec.event("api_request", "msg", id, "client_id", clientId);
+            List<String> accounts = app.accounts();
             String firstAccount = accounts.isEmpty() ? "" : accounts.get(0);
             switch (id) {
                 case 71: { // START_API

@@ -112,8 +112,8 @@ public final class GWClient {
         restartDir = System.getProperty("restart");
         if (tws) {
             title = sc.oneOf("title", "Login", "Login", "New Login");
-            String acct = sc.list("accounts", "DU1234567").isEmpty() ? "" : sc.list("accounts", "DU1234567").get(0);
-            mainTitle = sc.str("main_title", acct + " Interactive Brokers");
+            // The account of the mode logged in to comes first; see mainTitle().
+            mainTitle = sc.str("main_title", "");
         } else {
             title = sc.oneOf("title", sc.bool("hyphenated_names", false) ? "IBKR-Gateway" : "IBKR Gateway",
                     "IBKR Gateway", "IB Gateway", "Interactive Brokers Gateway", "IBKR-Gateway");
@@ -680,6 +680,24 @@ public final class GWClient {
         }
     }
 
+    /**
+     * The accounts of the mode logged in to, as IBKR numbers them: live accounts `U…`
+     * (`accounts`), paper accounts `DU…` (`paper_accounts`). The API's managedAccounts and
+     * TWS's main window title show them.
+     */
+    List<String> accounts() {
+        return mode.equals("paper") ? sc.list("paper_accounts", "DU1234567") : sc.list("accounts", "U1234567");
+    }
+
+    /** TWS: `<first account> Interactive Brokers`; the gateway: its frame title. */
+    String mainTitle() {
+        if (!mainTitle.isEmpty()) {
+            return mainTitle;
+        }
+        List<String> a = accounts();
+        return (a.isEmpty() ? "" : a.get(0)) + " Interactive Brokers";
+    }
+
     void startTwofa() {
         List<String> devices = sc.list("devices", "Mobile Authenticator app");
         openTwofaWindow();
@@ -894,7 +912,7 @@ public final class GWClient {
         apiStatus = new JLabel("disconnected");
         top.add(apiStatus);
         p.add(top, BorderLayout.NORTH);
-        p.add(new JScrollPane(Ui.textArea("Accounts: " + String.join(",", sc.list("accounts", "DU1234567"))
+        p.add(new JScrollPane(Ui.textArea("Accounts: " + String.join(",", accounts())
                 + "\nMode: " + mode)), BorderLayout.CENTER);
         JMenuBar mb = new JMenuBar();
         JMenu file = new JMenu("File");
@@ -913,14 +931,14 @@ public final class GWClient {
         mb.add(file);
         mb.add(new JMenu("Configure"));
         JMenu help = new JMenu("Help");
-        help.add(new JMenuItem(tws ? "About Trader Workstation" : "About " + mainTitle));
+        help.add(new JMenuItem(tws ? "About Trader Workstation" : "About " + mainTitle()));
         mb.add(help);
         if (tws && !frameIsMain) {
             // TWS: the login frame goes away and a separate main frame appears.
             Ui.close(frame);
             buildFrame();
             frameIsMain = true;
-            frame.setTitle(mainTitle + (mode.equals("paper") ? " (Simulated Trading)" : ""));
+            frame.setTitle(mainTitle() + (mode.equals("paper") ? " (Simulated Trading)" : ""));
             frame.setContentPane(p);
             frame.setJMenuBar(mb);
             frame.setFocusTraversalPolicy(new Ui.Order(null));
@@ -932,7 +950,7 @@ public final class GWClient {
             frame.setFocusTraversalPolicy(new Ui.Order(null));
             frame.setSize(790, 560);
             frame.validate();
-            Ui.setTitle(frame, tws ? frame.getTitle() : mainTitle);
+            Ui.setTitle(frame, tws ? frame.getTitle() : mainTitle());
         }
         inProgress = false;
         boolean wasLoggedIn = loggedIn;
