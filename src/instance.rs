@@ -66,6 +66,13 @@ impl Instance {
         })
     }
 
+    /// The instance whose config `path` is (`/etc/ibwarden/NAME.toml`), if it is one.
+    pub fn for_config(path: &Path) -> Option<Instance> {
+        let name = path.file_stem()?.to_str()?;
+        let inst = Instance::new(name).ok()?;
+        (path.extension()? == "toml" && inst.config() == path).then_some(inst)
+    }
+
     /// The name.
     pub fn name(&self) -> &str {
         &self.name

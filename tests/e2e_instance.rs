@@ -238,6 +238,19 @@ fn status_check_totp_and_restart_reach_a_unit_run_instance_by_its_name() {
         root.encrypted
     );
 
+    // `--config /etc/ibwarden/NAME.toml`, as the unit's own command line has it, reaches the
+    // same instance while its runtime directory exists.
+    let o = Command::new(env!("CARGO_BIN_EXE_ibwarden"))
+        .args(["status", "--json", "--config"])
+        .arg(root.path(&format!("etc/ibwarden/{NAME}.toml")))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", root.dir.path())
+        .env("IBWARDEN_SYSTEM_ROOT", root.dir.path())
+        .output()
+        .expect("status --config");
+    assert!(o.status.success(), "{}", text(&o));
+
     let o = root.cli(&["restart"]);
     assert!(o.status.success(), "{}", text(&o));
     let mut rec = install.record();

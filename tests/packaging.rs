@@ -4,8 +4,11 @@
 //! machine with `dpkg -i`, used (`ibwarden --version`, `man ibwarden`, the installed unit
 //! verified with its man page), then purged.
 //!
-//! Needs (CI): systemd (systemd-analyze), dpkg-deb, man-db, python3 (scripts/build-deb), root
-//! for `dpkg -i`. The install test holds an exclusive lock on
+//! The .deb also passes lintian (no error; each accepted warning named below with why), and
+//! the maintainer scripts run with a fake `systemctl` show that an upgrade restarts nothing.
+//!
+//! Needs (CI): systemd (systemd-analyze), dpkg-deb, man-db, python3 (scripts/build-deb),
+//! binutils (strip), lintian, root for `dpkg -i`. The install test holds an exclusive lock on
 //! /tmp/ibwarden-packaging-test.lock, so parallel runs of it (several checkouts on one
 //! machine) take turns over /usr/bin/ibwarden. It purges the package at the end, including a
 //! previously installed one.
@@ -19,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use ibwarden::config::{Config, Env};
 use ibwarden::secret::SecretSource;
+
+mod common;
 
 const UNIT: &str = "packaging/systemd/ibwarden@.service";
 const EXAMPLE: &str = "packaging/systemd/example.toml";
@@ -308,21 +313,18 @@ impl Drop for Purge {
     }
 }
 
-#[test]
-fn deb_builds_installs_and_works() {
-    assert!(
-        nix::unistd::Uid::effective().is_root(),
-        "this test installs the package with dpkg -i: run the tests as root"
-    );
-    let _lock = lock("/tmp/ibwarden-packaging-test.lock");
-    let work = tempfile::tempdir().expect("tempdir");
-    let out_dir = work.path().join("out");
+/// Builds the .deb with `scripts/build-deb` from the debug binary under test (stripped in
+/// the package), into `work`; returns its path.
+fn build_deb(work: &Path) -> String {
+    common::require_tool("dpkg-deb", "dpkg");
+    common::require_tool("python3", "python3");
+    common::require_tool("strip", "binutils");
     let started = Instant::now();
     let out = run(Command::new(root().join("scripts/build-deb"))
         .args(["--fast", "--binary", BIN, "--gen-dir"])
-        .arg(work.path().join("gen"))
+        .arg(work.join("gen"))
         .arg("--out")
-        .arg(&out_dir));
+        .arg(work.join("out")));
     assert!(out.status.success(), "build-deb: {}", text(&out.stderr));
     let deb = text(&out.stdout)
         .lines()
@@ -331,6 +333,18 @@ fn deb_builds_installs_and_works() {
         .to_string();
     eprintln!("built {deb} in {:?}", started.elapsed());
     assert!(deb.ends_with(".deb") && Path::new(&deb).is_file());
+    deb
+}
+
+#[test]
+fn deb_builds_installs_and_works() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test installs the package with dpkg -i: run the tests as root"
+    );
+    let _lock = lock("/tmp/ibwarden-packaging-test.lock");
+    let work = tempfile::tempdir().expect("tempdir");
+    let deb = build_deb(work.path());
 
     let field = |name: &str| {
         let out = run(Command::new("dpkg-deb").args(["-f", &deb, name]));
@@ -399,6 +413,8 @@ fn deb_builds_installs_and_works() {
         ("/usr/share/fish/vendor_completions.d/ibwarden.fish", 0o644),
         ("/usr/share/man/man1/ibwarden.1.gz", 0o644),
         ("/usr/share/man/man5/ibwarden.toml.5.gz", 0o644),
+        ("/usr/share/doc/ibwarden/copyright", 0o644),
+        ("/usr/share/doc/ibwarden/changelog.Debian.gz", 0o644),
         ("/usr/bin/ibwarden", 0o755),
     ] {
         let meta = fs::metadata(path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -480,4 +496,359 @@ fn example_config_reads_the_units_credentials() {
         stdout.contains("FAIL password") && stdout.contains("credentials/password"),
         "{stdout}"
     );
+}
+
+/// Warnings lintian may give the package, each with why it stays. Errors: none accepted.
+const LINTIAN_ACCEPTED: &[(&str, &str)] = &[(
+    "initial-upload-closes-no-bugs",
+    "not uploaded to Debian: there is no ITP bug for the first changelog entry to close",
+)];
+
+/// What lintian said about the package before it was fixed; none of it may come back.
+const LINTIAN_FIXED: &[&str] = &[
+    "no-copyright-file",
+    "no-changelog",
+    "unstripped-binary-or-object",
+    "synopsis-too-long",
+    "maintainer-script-calls-systemctl",
+];
+
+#[test]
+fn deb_passes_lintian() {
+    let lintian = common::require_tool("lintian", "lintian");
+    let work = tempfile::tempdir().expect("tempdir");
+    let deb = build_deb(work.path());
+    // --no-cfg: no ~/.lintianrc or /etc/lintianrc changes what is reported.
+    let out = run(Command::new(lintian)
+        .args(["--no-cfg", "--display-info", "--fail-on", "none"])
+        .arg(&deb));
+    let report = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "lintian did not run: {}{report}",
+        text(&out.stderr)
+    );
+    // "W: ibwarden: tag-name [context]"
+    let tags: Vec<(&str, &str)> = report
+        .lines()
+        .filter_map(|l| {
+            let (level, rest) = l.split_once(": ")?;
+            let (_package, rest) = rest.split_once(": ")?;
+            Some((level, rest.split_whitespace().next()?))
+        })
+        .collect();
+    eprintln!("lintian:\n{report}");
+    let errors: Vec<_> = tags.iter().filter(|(l, _)| *l == "E").collect();
+    assert!(errors.is_empty(), "lintian errors:\n{report}");
+    let unaccepted: Vec<_> = tags
+        .iter()
+        .filter(|(l, t)| *l == "W" && !LINTIAN_ACCEPTED.iter().any(|(a, _)| a == t))
+        .collect();
+    assert!(
+        unaccepted.is_empty(),
+        "lintian warnings not in LINTIAN_ACCEPTED (fix them, or add one with its reason): \
+         {unaccepted:?}\n{report}"
+    );
+    for fixed in LINTIAN_FIXED {
+        assert!(
+            !tags.iter().any(|(_, t)| t == fixed),
+            "{fixed} is back:\n{report}"
+        );
+    }
+
+    // The scripts the other tests run are the ones in the package, and the doc files are
+    // the ones in packaging/debian.
+    for script in ["postinst", "prerm", "postrm"] {
+        let out = run(Command::new("dpkg-deb").args(["--info", &deb, script]));
+        assert!(out.status.success(), "{script} not in the package");
+        let ours = fs::read(root().join("packaging/debian").join(script)).expect("script");
+        assert_eq!(
+            out.stdout, ours,
+            "{script} differs from packaging/debian/{script}"
+        );
+    }
+    let unpacked = work.path().join("unpacked");
+    let out = run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked));
+    assert!(out.status.success(), "dpkg-deb -x: {}", text(&out.stderr));
+    let doc = unpacked.join("usr/share/doc/ibwarden");
+    assert_eq!(
+        fs::read(doc.join("copyright")).expect("copyright"),
+        fs::read(root().join("packaging/debian/copyright")).expect("copyright source")
+    );
+    let out = run(Command::new("gzip")
+        .arg("-dc")
+        .arg(doc.join("changelog.Debian.gz")));
+    assert_eq!(
+        out.stdout,
+        fs::read(root().join("packaging/debian/changelog")).expect("changelog source")
+    );
+    // The changelog's first entry is the package's version (build-deb refuses otherwise).
+    let first = text(&out.stdout).lines().next().unwrap_or("").to_string();
+    assert!(
+        first.starts_with(&format!("ibwarden ({}-1) ", env!("CARGO_PKG_VERSION"))),
+        "{first}"
+    );
+    // The binary in the package is stripped; the one under test is not touched.
+    let readelf = common::require_tool("readelf", "binutils");
+    let symtab = |path: &Path| {
+        let out = run(Command::new(&readelf).arg("-S").arg(path));
+        assert!(out.status.success(), "readelf: {}", text(&out.stderr));
+        text(&out.stdout).contains(".symtab")
+    };
+    assert!(!symtab(&unpacked.join("usr/bin/ibwarden")), "not stripped");
+    assert!(symtab(Path::new(BIN)), "build-deb stripped its input");
+}
+
+/// A package maintainer script run by `sh` the way dpkg runs it, with fakes first on PATH
+/// (`systemctl`, `deb-systemd-invoke`, `getent`, `adduser`, `chmod`) that log their
+/// arguments, and the script's systemd test (`[ -d /run/systemd/system ]`) pointed at a
+/// directory of the test's.
+struct Maint {
+    dir: tempfile::TempDir,
+}
+
+/// What a [`Maint`] run did.
+struct MaintRun {
+    out: Output,
+    /// One line per faked command: `name args...`.
+    calls: Vec<String>,
+}
+
+impl MaintRun {
+    fn stdout(&self) -> String {
+        text(&self.out.stdout)
+    }
+
+    fn systemctl(&self) -> Vec<&str> {
+        self.calls
+            .iter()
+            .filter_map(|c| c.strip_prefix("systemctl "))
+            .collect()
+    }
+}
+
+impl Maint {
+    fn new() -> Maint {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = dir.path().join("bin");
+        fs::create_dir(&bin).expect("mkdir");
+        let fake = "#!/bin/sh\n\
+            name=$(basename \"$0\")\n\
+            printf '%s %s\\n' \"$name\" \"$*\" >> \"$FAKE_LOG\"\n\
+            case \"$name\" in\n\
+            systemctl|deb-systemd-invoke)\n\
+                [ -z \"$FAKE_SYSTEMCTL_FAILS\" ] || exit 1\n\
+                [ \"$1\" != list-units ] || cat \"$FAKE_UNITS\" ;;\n\
+            getent) [ -z \"$FAKE_NO_USER\" ] || exit 2 ;;\n\
+            esac\n\
+            exit 0\n";
+        for name in [
+            "systemctl",
+            "deb-systemd-invoke",
+            "getent",
+            "adduser",
+            "chmod",
+        ] {
+            let p = bin.join(name);
+            fs::write(&p, fake).expect("write fake");
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        Maint { dir }
+    }
+
+    fn systemd_dir(&self) -> PathBuf {
+        self.dir.path().join("run-systemd-system")
+    }
+
+    /// Runs `packaging/debian/<script> args...`; `systemd`: whether systemd is PID 1;
+    /// `units`: what `systemctl list-units` prints.
+    fn run(&self, script: &str, args: &[&str], systemd: bool, units: &str) -> MaintRun {
+        self.run_with(script, args, systemd, units, &[])
+    }
+
+    fn run_with(
+        &self,
+        script: &str,
+        args: &[&str],
+        systemd: bool,
+        units: &str,
+        env: &[(&str, &str)],
+    ) -> MaintRun {
+        let source = fs::read_to_string(root().join("packaging/debian").join(script))
+            .expect("maintainer script");
+        assert!(
+            source.starts_with("#!/bin/sh\n"),
+            "{script} is not a sh script"
+        );
+        assert!(source.contains("[ -d /run/systemd/system ]"), "{script}");
+        let copy = self.dir.path().join(script);
+        let dir = self.systemd_dir();
+        fs::write(
+            &copy,
+            source.replace("/run/systemd/system", &dir.display().to_string()),
+        )
+        .expect("write script");
+        let _ = fs::remove_dir(&dir);
+        if systemd {
+            fs::create_dir(&dir).expect("mkdir");
+        }
+        let log = self.dir.path().join("calls.log");
+        let _ = fs::remove_file(&log);
+        let units_file = self.dir.path().join("units");
+        fs::write(&units_file, units).expect("write units");
+        let path = format!(
+            "{}:/usr/sbin:/usr/bin:/sbin:/bin",
+            self.dir.path().join("bin").display()
+        );
+        let out = run(Command::new("sh")
+            .arg(&copy)
+            .args(args)
+            .env_clear()
+            .env("PATH", path)
+            .env("FAKE_LOG", &log)
+            .env("FAKE_UNITS", &units_file)
+            .envs(env.iter().copied()));
+        let calls = fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        MaintRun { out, calls }
+    }
+}
+
+/// `systemctl list-units --no-legend --plain` lines for two instances.
+const TWO_RUNNING: &str = "ibwarden@main.service loaded active running ibwarden: IB Gateway kept logged in (main)\n\
+     ibwarden@paper-2.service loaded activating start ibwarden: IB Gateway kept logged in (paper-2)\n";
+
+#[test]
+fn an_upgrade_restarts_no_gateway_and_names_the_instances_on_the_old_binary() {
+    let m = Maint::new();
+    let upgrade = m.run("postinst", &["configure", "0.0.9"], true, TWO_RUNNING);
+    assert!(
+        upgrade.out.status.success(),
+        "postinst failed: {}",
+        text(&upgrade.out.stderr)
+    );
+    // Nothing is started, stopped or restarted: systemd reloads units and is asked a list.
+    let systemctl = upgrade.systemctl();
+    assert!(systemctl.contains(&"daemon-reload"), "{systemctl:?}");
+    for call in &systemctl {
+        let verb = call.split_whitespace().next().unwrap_or("");
+        assert!(
+            ["daemon-reload", "list-units"].contains(&verb),
+            "postinst ran `systemctl {call}` on upgrade"
+        );
+        assert!(!call.contains("restart"), "{call}");
+    }
+    let list = systemctl
+        .iter()
+        .find(|c| c.starts_with("list-units"))
+        .expect("postinst did not list the running instances");
+    assert!(list.contains("ibwarden@*.service"), "{list}");
+    assert!(
+        !upgrade
+            .calls
+            .iter()
+            .any(|c| c.starts_with("deb-systemd-invoke")),
+        "{:?}",
+        upgrade.calls
+    );
+    // It names them, and how to load the new binary.
+    let said = upgrade.stdout();
+    for name in ["ibwarden@main", "ibwarden@paper-2"] {
+        assert!(said.contains(name), "{name} not named:\n{said}");
+    }
+    assert!(said.contains("systemctl restart ibwarden@NAME"), "{said}");
+
+    // Nothing running: nothing to say.
+    let idle = m.run("postinst", &["configure", "0.0.9"], true, "");
+    assert!(idle.out.status.success());
+    assert_eq!(idle.stdout(), "");
+
+    // systemctl failing (a broken or busy systemd) never fails the upgrade.
+    let broken = m.run_with(
+        "postinst",
+        &["configure", "0.0.9"],
+        true,
+        TWO_RUNNING,
+        &[("FAKE_SYSTEMCTL_FAILS", "1")],
+    );
+    assert!(
+        broken.out.status.success(),
+        "postinst failed with systemctl failing: {}",
+        text(&broken.out.stderr)
+    );
+    assert!(!broken.stdout().contains("ibwarden@main"));
+
+    // Without systemd as PID 1 (a container, a chroot), systemctl is not called at all.
+    let chroot = m.run("postinst", &["configure", "0.0.9"], false, TWO_RUNNING);
+    assert!(chroot.out.status.success());
+    assert!(chroot.systemctl().is_empty(), "{:?}", chroot.calls);
+}
+
+#[test]
+fn a_first_install_creates_the_user_and_lists_nothing() {
+    let m = Maint::new();
+    let install = m.run_with(
+        "postinst",
+        &["configure"],
+        true,
+        TWO_RUNNING,
+        &[("FAKE_NO_USER", "1")],
+    );
+    assert!(
+        install.out.status.success(),
+        "postinst failed: {}",
+        text(&install.out.stderr)
+    );
+    assert_eq!(install.systemctl(), ["daemon-reload"]);
+    let adduser = install
+        .calls
+        .iter()
+        .find(|c| c.starts_with("adduser "))
+        .expect("no adduser");
+    for arg in [
+        "--system",
+        "--no-create-home",
+        "/usr/sbin/nologin",
+        " ibwarden",
+    ] {
+        assert!(adduser.contains(arg), "{adduser}");
+    }
+    assert!(install
+        .calls
+        .contains(&"chmod 0755 /etc/ibwarden".to_string()));
+    assert_eq!(install.stdout(), "");
+}
+
+#[test]
+fn prerm_stops_the_gateways_on_removal_only() {
+    let m = Maint::new();
+    let upgrade = m.run("prerm", &["upgrade", "0.2.0-1"], true, TWO_RUNNING);
+    assert!(upgrade.out.status.success());
+    assert!(
+        upgrade.calls.is_empty(),
+        "prerm upgrade ran {:?}",
+        upgrade.calls
+    );
+
+    let remove = m.run("prerm", &["remove"], true, TWO_RUNNING);
+    assert!(remove.out.status.success());
+    assert_eq!(
+        remove.calls,
+        ["deb-systemd-invoke stop ibwarden@*.service"],
+        "prerm remove"
+    );
+    let chroot = m.run("prerm", &["remove"], false, TWO_RUNNING);
+    assert!(chroot.out.status.success());
+    assert!(chroot.calls.is_empty(), "{:?}", chroot.calls);
+    let failing = m.run_with(
+        "prerm",
+        &["remove"],
+        true,
+        "",
+        &[("FAKE_SYSTEMCTL_FAILS", "1")],
+    );
+    assert!(failing.out.status.success());
 }

@@ -84,7 +84,18 @@ impl ConfigArg {
         if let Some(name) = &self.instance {
             return Ok(ibwarden::instance::Instance::new(name)?.activate());
         }
-        Ok(self.default_path())
+        let path = self.default_path();
+        // `--config /etc/ibwarden/NAME.toml` from a shell while the unit ibwarden@NAME has
+        // its runtime directory: the same instance, so the same state, socket and
+        // credentials (the unit itself has its directories set and is not affected).
+        if std::env::var_os("STATE_DIRECTORY").is_none() {
+            if let Some(inst) = ibwarden::instance::Instance::for_config(&path) {
+                if inst.runtime_dir().is_dir() {
+                    return Ok(inst.activate());
+                }
+            }
+        }
+        Ok(path)
     }
 
     fn default_path(&self) -> PathBuf {

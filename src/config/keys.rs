@@ -267,18 +267,21 @@ fn reload_text(k: &Key) -> &'static str {
     }
 }
 
+/// Text for a roff text line: a backslash starts an escape, `-` is a hyphen (`\-` is the
+/// minus sign man pages use in options and paths), and a leading dot or quote a request.
+pub(crate) fn roff_escape(s: &str) -> String {
+    let s = s.replace('\\', "\\e").replace('-', "\\-");
+    if s.starts_with('.') || s.starts_with('\'') {
+        format!("\\&{s}")
+    } else {
+        s
+    }
+}
+
 /// The reference of every key as the man page `ibwarden.toml(5)` (roff), generated from this
 /// table so it cannot drift from what the reader accepts.
 pub(crate) fn reference_man(version: &str) -> String {
-    fn esc(s: &str) -> String {
-        // roff: a backslash starts an escape, a leading dot or quote a request.
-        let s = s.replace('\\', "\\e").replace('-', "\\-");
-        if s.starts_with('.') || s.starts_with('\'') {
-            format!("\\&{s}")
-        } else {
-            s
-        }
-    }
+    let esc = roff_escape;
     let mut out = format!(
         ".TH IBWARDEN.TOML 5 \"\" \"ibwarden {}\" \"File Formats\"\n",
         esc(version)
@@ -286,10 +289,11 @@ pub(crate) fn reference_man(version: &str) -> String {
     out.push_str(
         ".SH NAME\nibwarden.toml \\- configuration of ibwarden\n\
          .SH DESCRIPTION\n\
-         ibwarden reads one TOML file (default \\fI/etc/ibwarden/config.toml\\fR, or \\fB\\-\\-config\\fR). \
+         ibwarden reads one TOML file (\\fB\\-\\-config\\fR FILE, \\fB\\-\\-instance\\fR NAME for \
+         \\fI/etc/ibwarden/NAME.toml\\fR, else the defaults under FILES). \
          Unknown keys, wrong types and values out of range are errors that name the file, \
          line and key. \\fBibwarden check\\fR validates a file without starting anything; \
-         a SIGHUP re-reads it and applies what can change at runtime.\n\
+         a SIGHUP re\\-reads it and applies what can change at runtime.\n\
          Secrets (password, activation code) are never values in this file: it names files, \
          systemd credentials or environment variables that hold them.\n",
     );
@@ -308,13 +312,62 @@ pub(crate) fn reference_man(version: &str) -> String {
         }
     }
     out.push_str(
-        ".SH FILES\n\
-         .TP\n/etc/ibwarden/NAME.toml\nThe config of the systemd unit ibwarden@NAME.service.\n\
-         .TP\n/etc/ibwarden/config.toml, ~/.config/ibwarden/config.toml\nThe default file of \
-         \\fB\\-\\-config\\fR for root and for other users.\n\
+        ".SH ENVIRONMENT\n\
+         Defaults that depend on where ibwarden runs:\n\
+         .TP\nSTATE_DIRECTORY, XDG_STATE_HOME, HOME\n\
+         \\fBstate.dir\\fR: $STATE_DIRECTORY (systemd \\fBStateDirectory=\\fR), else \
+         $XDG_STATE_HOME/ibwarden, else ~/.local/state/ibwarden.\n\
+         .TP\nRUNTIME_DIRECTORY\n\
+         \\fBcontrol.socket\\fR: $RUNTIME_DIRECTORY/control.sock (systemd \
+         \\fBRuntimeDirectory=\\fR), else <state dir>/control.sock.\n\
+         .TP\nCREDENTIALS_DIRECTORY\n\
+         Where \\fBpassword_credential\\fR and \\fBtotp_credential\\fR are read from \
+         (systemd \\fBLoadCredential=\\fR).\n\
+         .TP\nHOME\n\
+         \\fB~/\\fR in paths; the default \\fBinstall_dir\\fR is looked for under ~/Jts/ibgateway.\n\
+         .P\nThe variables named by \\fBpassword_env\\fR and \\fBtotp_env\\fR are read once \
+         and removed from ibwarden's environment before the gateway starts.\n\
+         .SH FILES\n\
+         .TP\n/etc/ibwarden/NAME.toml\nThe config of the systemd unit ibwarden@NAME.service \
+         (and of \\fB\\-\\-instance\\fR NAME).\n\
+         .TP\n/etc/ibwarden/config.toml\nThe default of \\fB\\-\\-config\\fR for root.\n\
+         .TP\n$XDG_CONFIG_HOME/ibwarden/config.toml, ~/.config/ibwarden/config.toml\n\
+         The default of \\fB\\-\\-config\\fR for other users ($IBWARDEN_CONFIG overrides both).\n\
+         .TP\n/etc/ibwarden/example.toml\nA config for the unit, installed by the package.\n\
          .TP\n/usr/share/doc/ibwarden/config.toml.example\nEvery key with its default and a comment.\n\
          .SH SEE ALSO\n\\fBibwarden\\fR(1), \\fBibwarden\\-check\\fR(1)\n",
     );
+    out
+}
+
+/// The keys of every section, each `name = default` (a bare name when there is none), and
+/// the ones a reload does not apply: the CONFIGURATION section of `ibwarden(1)`, which
+/// points to `ibwarden.toml(5)` for the rest.
+pub(crate) fn summary_man() -> String {
+    let esc = roff_escape;
+    let mut out = String::new();
+    for section in SECTIONS {
+        let keys: Vec<&Key> = KEYS.iter().filter(|k| k.section == *section).collect();
+        let list: Vec<String> = keys
+            .iter()
+            .map(|k| match k.default {
+                Some(d) => format!("{} = {d}", k.name),
+                None => k.name.to_string(),
+            })
+            .collect();
+        out.push_str(&format!(".TP\n.B [{section}]\n{}\n", esc(&list.join(", "))));
+        let restart: Vec<&str> = keys
+            .iter()
+            .filter(|k| k.reload == Restart)
+            .map(|k| k.name)
+            .collect();
+        if !restart.is_empty() {
+            out.push_str(&format!(
+                ".br\nApplied only when ibwarden itself starts again, not by a reload: {}.\n",
+                esc(&restart.join(", "))
+            ));
+        }
+    }
     out
 }
 
@@ -342,11 +395,61 @@ mod tests {
         for line in page.lines().filter(|l| l.starts_with('.')) {
             let request = line.split_whitespace().next().unwrap_or("");
             assert!(
-                [".TH", ".SH", ".TP", ".B", ".br"].contains(&request),
+                [".TH", ".SH", ".TP", ".B", ".br", ".P"].contains(&request),
                 "stray roff request: {line}"
             );
         }
         assert!(page.contains("ibwarden 1.2.3"));
+        for heading in [".SH ENVIRONMENT", ".SH FILES", ".SH SEE ALSO"] {
+            assert!(page.contains(heading), "{heading} missing");
+        }
+        // Every variable the defaults of the table name is explained.
+        for var in ["STATE_DIRECTORY", "RUNTIME_DIRECTORY", "XDG_STATE_HOME"] {
+            assert!(
+                KEYS.iter().any(|k| k.doc.contains(var)),
+                "{var} is in no doc"
+            );
+            let env = &page[page.find(".SH ENVIRONMENT").expect("ENVIRONMENT")..];
+            assert!(env.contains(&format!(".TP\n{var}")) || env.contains(&format!(", {var}")));
+        }
+    }
+
+    #[test]
+    fn the_summary_names_every_key_with_its_default_and_reload() {
+        let summary = summary_man();
+        for section in SECTIONS {
+            let heading = format!(".B [{section}]\n");
+            let at = summary.find(&heading).expect(&heading);
+            let body = &summary[at + heading.len()..];
+            let body = &body[..body.find(".TP").unwrap_or(body.len())];
+            let (list, restart) = body.split_once(".br\n").unwrap_or((body, ""));
+            for k in KEYS.iter().filter(|k| k.section == *section) {
+                let name = roff_escape(k.name);
+                let entry = match k.default {
+                    Some(d) => roff_escape(&format!("{} = {d}", k.name)),
+                    None => name.clone(),
+                };
+                assert!(list.contains(&entry), "{} missing: {list}", k.dotted());
+                assert_eq!(
+                    restart.contains(&name),
+                    k.reload == Restart,
+                    "{}: reload not told",
+                    k.dotted()
+                );
+            }
+        }
+        for line in summary.lines().filter(|l| l.starts_with('.')) {
+            let request = line.split_whitespace().next().unwrap_or("");
+            assert!([".TP", ".B", ".br"].contains(&request), "{line}");
+        }
+    }
+
+    #[test]
+    fn roff_escape_keeps_text_text() {
+        assert_eq!(roff_escape("a-b"), "a\\-b");
+        assert_eq!(roff_escape("back\\slash"), "back\\eslash");
+        assert_eq!(roff_escape(".5 s"), "\\&.5 s");
+        assert_eq!(roff_escape("'q'"), "\\&'q'");
     }
 
     #[test]

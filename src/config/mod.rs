@@ -25,6 +25,13 @@ pub(crate) mod keys;
 pub fn reference_man(version: &str) -> String {
     keys::reference_man(version)
 }
+
+/// The CONFIGURATION section of `ibwarden(1)` (roff body, without the `.SH` line): each
+/// section's keys with their defaults, and the ones a reload does not apply, from the same
+/// key table; `ibwarden.toml(5)` ([`reference_man`]) has the rest.
+pub fn summary_man() -> String {
+    keys::summary_man()
+}
 mod reader;
 pub(crate) mod units;
 
