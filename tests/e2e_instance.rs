@@ -129,57 +129,97 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// An instance run as the unit runs it: its directories, the credentials systemd would have
+/// copied, NOTIFY_SOCKET. `bin`: the ibwarden binary to run.
+struct Unit {
+    child: ChildGuard,
+    notify: UnixDatagram,
+    state: PathBuf,
+    runtime: PathBuf,
+    log: PathBuf,
+}
+
+impl Unit {
+    fn start(root: &Root, install: &SimInstall, bin: &Path) -> Unit {
+        // systemd creates the directories and copies (decrypting) the credentials into a
+        // private directory of its own.
+        let state = root.path(&format!("var/lib/ibwarden/{NAME}"));
+        let runtime = root.path(&format!("run/ibwarden/{NAME}"));
+        let creds = root.path("creds");
+        for d in [&state, &runtime, &creds] {
+            fs::create_dir_all(d).expect("mkdir");
+            fs::set_permissions(d, fs::Permissions::from_mode(0o700)).expect("chmod");
+        }
+        private(
+            &creds.join("password"),
+            &format!("{}\n", install.scenario.password()),
+        );
+        private(&creds.join("totp"), &format!("{TEST_TOTP_SECRET}\n"));
+        let notify_path = root.path("notify.sock");
+        let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+        notify
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let log_path = root.path("ibwarden.log");
+        let log = fs::File::create(&log_path).expect("log");
+        let mut cmd = Command::new(bin);
+        cmd.args(["--log-format", "human", "run", "--instance", NAME])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", root.dir.path())
+            .env("IBWARDEN_SYSTEM_ROOT", root.dir.path())
+            .env("STATE_DIRECTORY", &state)
+            .env("RUNTIME_DIRECTORY", &runtime)
+            .env("CREDENTIALS_DIRECTORY", &creds)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log);
+        Unit {
+            child: ChildGuard::spawn("ibwarden", &mut cmd),
+            notify,
+            state,
+            runtime,
+            log: log_path,
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the next `READY=1` datagram.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY;
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
+                    return;
+                }
+            }
+            assert!(
+                self.child.try_wait().is_none(),
+                "ibwarden exited:\n{}",
+                self.log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "not ready in {READY:?}:\n{}",
+                self.log()
+            );
+        }
+    }
+}
+
 #[test]
 fn status_check_totp_and_restart_reach_a_unit_run_instance_by_its_name() {
     let install = SimInstall::new(&Scenario::new());
     let root = Root::new(&install);
-    // The unit's environment: systemd creates the directories and copies (decrypting) the
-    // credentials into a private directory of its own.
-    let state = root.path(&format!("var/lib/ibwarden/{NAME}"));
-    let runtime = root.path(&format!("run/ibwarden/{NAME}"));
-    let creds = root.path("creds");
-    for d in [&state, &runtime, &creds] {
-        fs::create_dir_all(d).expect("mkdir");
-        fs::set_permissions(d, fs::Permissions::from_mode(0o700)).expect("chmod");
-    }
-    private(
-        &creds.join("password"),
-        &format!("{}\n", install.scenario.password()),
-    );
-    private(&creds.join("totp"), &format!("{TEST_TOTP_SECRET}\n"));
-    let notify_path = root.path("notify.sock");
-    let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
-    notify
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    let log = fs::File::create(root.path("ibwarden.log")).expect("log");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ibwarden"));
-    cmd.args(["--log-format", "human", "run", "--instance", NAME])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", root.dir.path())
-        .env("IBWARDEN_SYSTEM_ROOT", root.dir.path())
-        .env("STATE_DIRECTORY", &state)
-        .env("RUNTIME_DIRECTORY", &runtime)
-        .env("CREDENTIALS_DIRECTORY", &creds)
-        .env("NOTIFY_SOCKET", &notify_path)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("dup"))
-        .stderr(log);
-    let mut child = ChildGuard::spawn("ibwarden", &mut cmd);
-    let _log = LogOnPanic(root.path("ibwarden.log"));
-    let deadline = Instant::now() + READY;
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Ok(n) = notify.recv(&mut buf) {
-            if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
-                break;
-            }
-        }
-        let log = fs::read_to_string(root.path("ibwarden.log")).unwrap_or_default();
-        assert!(child.try_wait().is_none(), "ibwarden exited:\n{log}");
-        assert!(Instant::now() < deadline, "not ready in {READY:?}:\n{log}");
-    }
+    let mut unit = Unit::start(&root, &install, Path::new(env!("CARGO_BIN_EXE_ibwarden")));
+    let _log = LogOnPanic(unit.log.clone());
+    unit.wait_ready();
+    let (state, runtime) = (unit.state.clone(), unit.runtime.clone());
     assert!(
         runtime.join("control.sock").exists(),
         "the socket is in RUNTIME_DIRECTORY"
@@ -258,7 +298,7 @@ fn status_check_totp_and_restart_reach_a_unit_run_instance_by_its_name() {
     rec.wait_ev("start", READY);
     let o = root.cli(&["stop"]);
     assert!(o.status.success(), "{}", text(&o));
-    let st = child.wait_exit(Duration::from_secs(120));
+    let st = unit.child.wait_exit(Duration::from_secs(120));
     assert!(st.success(), "{st:?}");
 }
 
@@ -308,4 +348,53 @@ fn a_missing_credential_names_both_credstore_paths() {
             .any(|l| l.starts_with("ok") && l.contains("password:")),
         "{out}"
     );
+}
+
+/// `/proc/PID/exe` of a process.
+fn exe_of(pid: u32) -> String {
+    fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_upgraded_binary_takes_over_at_the_next_gateway_restart_in_the_same_pid() {
+    let install = SimInstall::new(&Scenario::new());
+    let root = Root::new(&install);
+    let bin = root.path("usr/bin/ibwarden");
+    fs::create_dir_all(bin.parent().expect("parent")).expect("mkdir");
+    fs::copy(env!("CARGO_BIN_EXE_ibwarden"), &bin).expect("install the binary");
+    let mut unit = Unit::start(&root, &install, &bin);
+    let _log = LogOnPanic(unit.log.clone());
+    unit.wait_ready();
+    let pid = unit.child.pid();
+    // The package upgrade: the new file is renamed over the old one, as dpkg does.
+    let new = root.path("usr/bin/ibwarden.dpkg-new");
+    fs::copy(env!("CARGO_BIN_EXE_ibwarden"), &new).expect("copy");
+    fs::rename(&new, &bin).expect("rename over");
+    assert!(exe_of(pid).ends_with("(deleted)"), "{}", exe_of(pid));
+    // Nothing happens until the gateway restarts anyway.
+    let o = root.cli(&["restart"]);
+    assert!(o.status.success(), "{}", text(&o));
+    unit.wait_ready();
+    assert!(
+        unit.log()
+            .contains("ibwarden was upgraded: starting the new binary before the gateway"),
+        "{}",
+        unit.log()
+    );
+    assert!(unit.child.try_wait().is_none(), "the same process");
+    assert_eq!(exe_of(pid), bin.display().to_string(), "now the new file");
+    let o = root.cli(&["status", "--json"]);
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status json");
+    assert_eq!(st["ready"], true, "{st}");
+    // One gateway at a time throughout: the old one exited before the new one started.
+    let rec = install.record();
+    let evs = rec.events();
+    let starts = evs.iter().filter(|e| is_ev(e, "start")).count();
+    assert_eq!(starts, 2, "two gateway starts in all");
+    let o = root.cli(&["stop"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let st = unit.child.wait_exit(Duration::from_secs(120));
+    assert!(st.success(), "{st:?}");
 }

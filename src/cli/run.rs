@@ -42,5 +42,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         secrets,
         status: None,
     }))?;
+    // Every adapter has stopped; no thread but this one may remain for an exec.
+    drop(runtime);
+    driver::exec_if_requested().context("cannot start the upgraded ibwarden")?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

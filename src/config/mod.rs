@@ -129,6 +129,16 @@ pub struct AccountConfig {
     pub totp: Option<SecretSource>,
 }
 
+impl AccountConfig {
+    /// A secret comes from an environment variable (`*_env`), which ibwarden wipes from its
+    /// own environment at start.
+    pub fn has_env_secret(&self) -> bool {
+        std::iter::once(&self.password)
+            .chain(&self.totp)
+            .any(|s| matches!(s, SecretSource::Env(_)))
+    }
+}
+
 /// `[login]`: login policy.
 #[derive(Clone, Debug)]
 pub struct LoginConfig {

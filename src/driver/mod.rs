@@ -23,8 +23,10 @@ use crate::core::{Action, Input, Now, Supervisor};
 pub(crate) mod real;
 mod screen;
 mod seeing;
+mod upgrade;
 mod wiring;
 
+pub use upgrade::exec_if_requested;
 pub use wiring::{apply_reload, core_config, exit, run, schedule, Reload, RunOptions};
 
 /// What reaches the loop.

@@ -95,6 +95,10 @@ pub(crate) struct RealWorld {
     takeover_stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// Keys changed on reload that wait for a restart of ibwarden (shown by `status`).
     restart_pending: Vec<String>,
+    /// Gateway launches so far (the first is never replaced by a re-exec).
+    launches: u32,
+    /// The "upgraded but cannot re-exec" warning was given.
+    upgrade_warned: bool,
     /// Round-trip of the last probe in microseconds while it passed; [`NO_LATENCY`] after a
     /// failed one (written by the probe task, read when publishing).
     probe_latency_us: Arc<AtomicU64>,
@@ -137,6 +141,8 @@ impl RealWorld {
             takeover_stop: None,
             restart_pending: Vec::new(),
             probe_latency_us: Arc::new(AtomicU64::new(NO_LATENCY)),
+            launches: 0,
+            upgrade_warned: false,
         }
     }
 
@@ -175,6 +181,28 @@ impl RealWorld {
     }
 
     fn launch(&mut self, use_restart_token: bool) -> Option<Input> {
+        if self.launches > 0 {
+            if let Some(new) = super::upgrade::replaced_binary() {
+                if self.cfg.account.has_env_secret() {
+                    if !self.upgrade_warned {
+                        self.upgrade_warned = true;
+                        warn!(
+                            binary = %new.display(),
+                            "ibwarden was upgraded, but a secret comes from the environment and \
+                             would not survive a re-exec: restart the service to run the new binary"
+                        );
+                    }
+                } else {
+                    info!(
+                        binary = %new.display(),
+                        "ibwarden was upgraded: starting the new binary before the gateway"
+                    );
+                    super::upgrade::request(new);
+                    return Some(Input::Stop);
+                }
+            }
+        }
+        self.launches += 1;
         let Some(screen) = &self.screen else {
             return Some(Input::SpawnFailed {
                 reason: "no display".into(),
@@ -719,7 +747,12 @@ impl World for RealWorld {
     }
 
     async fn shutdown(&mut self) {
-        self.sd.send("STOPPING=1");
+        if super::upgrade::requested() {
+            // The same pid comes back as the new binary: systemd must not see a stop.
+            self.sd.send("STATUS=starting the upgraded ibwarden");
+        } else {
+            self.sd.send("STOPPING=1");
+        }
         if let Some(stop) = self.takeover_stop.take() {
             let _ = stop.send(());
         }
