@@ -114,6 +114,26 @@ fn a_prefilled_username_is_replaced_not_appended() {
 }
 
 #[test]
+fn a_gateway_that_paints_the_code_late_is_waited_for_not_refilled() {
+    // Each digit blocks Swing for 300 ms: the field shows the code 1.8 s after the keys went
+    // in, long after a capture looks settled (what a starved JVM on a loaded machine does).
+    let install = SimInstall::new(&Scenario::new().set("code_key_stall_ms", 300));
+    let mut w = ready_with_one_right_attempt(&install, "live", "");
+    let log = w.log();
+    assert!(
+        !log.contains("filling it again by target form=\"code field\""),
+        "the code was not re-typed: {}",
+        w.log_tail(40)
+    );
+    assert!(
+        log.contains("form looked at again"),
+        "the partial field was looked at again: {}",
+        w.log_tail(40)
+    );
+    w.stop_and_wait(Duration::from_secs(60));
+}
+
+#[test]
 fn nimbus_and_flat_looks_log_in_live_and_paper_with_verified_forms() {
     for look in ["nimbus", "flat"] {
         for mode in ["live", "paper"] {

@@ -24,6 +24,8 @@ const SETTLE: Duration = Duration::from_millis(1500);
 
 /// How long a form that looked wrong is watched for a late repaint before it is judged again.
 const LATE_PAINT: Duration = Duration::from_millis(600);
+/// How long, in all, a form that looks wrong is looked at again before it counts as wrong.
+const LATE_PAINT_TOTAL: Duration = Duration::from_secs(3);
 
 /// A form check for the typist thread.
 pub(super) struct CheckJob {
@@ -63,30 +65,35 @@ pub(super) fn check(
         }
     };
     let (mut verdict, mut targets) = judge(&img, ocr, secrets, job.form, &job.device);
-    if matches!(verdict, FormVerdict::Differs(_)) {
-        // Swing may not have painted the last keys yet: on a loaded machine its repaint can
-        // come after a capture that looked settled. A difference is only believed after a
-        // second look, once the picture changed or [`LATE_PAINT`] passed; a refill (or a
-        // relaunch after two) costs far more than this wait.
+    // Swing may not have painted the last keys yet: on a loaded machine the gateway's event
+    // thread can lag the X server by more than a "settled" capture waits, and the field then
+    // shows part of what was typed. A difference is only believed after the picture has had
+    // [`LATE_PAINT_TOTAL`] to change: each further look waits for a change (or
+    // [`LATE_PAINT`]). A refill (and the relaunch after two) costs far more than this wait.
+    let mut last = img;
+    let looking_since = Instant::now();
+    while matches!(verdict, FormVerdict::Differs(_)) && looking_since.elapsed() < LATE_PAINT_TOTAL {
         let deadline = Instant::now() + LATE_PAINT;
         while Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(40));
             match crate::x11::screenshot::capture(target, Some(job.window)) {
-                Ok(now) if now != img => break,
+                Ok(now) if now != last => break,
                 Ok(_) => {}
                 Err(_) => break,
             }
         }
-        if let Ok(again) = capture_settled(target, Some(job.window), SETTLE) {
-            let first = verdict;
-            (verdict, targets) = judge(&again, ocr, secrets, job.form, &job.device);
-            debug!(
-                ticket = job.ticket,
-                ?first,
-                ?verdict,
-                "form looked at again"
-            );
-        }
+        let Ok(again) = capture_settled(target, Some(job.window), SETTLE) else {
+            break;
+        };
+        let first = verdict;
+        (verdict, targets) = judge(&again, ocr, secrets, job.form, &job.device);
+        debug!(
+            ticket = job.ticket,
+            ?first,
+            ?verdict,
+            "form looked at again"
+        );
+        last = again;
     }
     debug!(
         ticket = job.ticket,

@@ -456,5 +456,21 @@ impl Drop for Warden {
             "ibwarden's log at the failure (INFO and up, last 150 lines):\n{}",
             lines[lines.len().saturating_sub(150)..].join("\n")
         );
+        // The screenshots ibwarden took (a form that differed, input that failed) outlive the
+        // temp dir, for a look at what it saw.
+        let shots = self.state_dir.join("screenshots");
+        if let Ok(rd) = fs::read_dir(&shots) {
+            let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+                "failed-{}",
+                self.dir.path().display().to_string().replace('/', "_")
+            ));
+            if fs::create_dir_all(&keep).is_ok() {
+                for e in rd.flatten() {
+                    let _ = fs::copy(e.path(), keep.join(e.file_name()));
+                }
+                let _ = fs::copy(&self.log_path, keep.join("ibwarden.log"));
+                eprintln!("ibwarden's screenshots and full log: {}", keep.display());
+            }
+        }
     }
 }

@@ -758,6 +758,21 @@ public final class GWClient {
         } else {
             JTextField code = new JTextField(10);
             code.setName("code");
+            int stall = sc.integer("code_key_stall_ms", 0);
+            if (stall > 0) {
+                // A gateway whose event thread lags (a loaded machine): each key blocks the EDT,
+                // so the field is painted one digit at a time, long after X delivered the keys.
+                code.addKeyListener(new java.awt.event.KeyAdapter() {
+                    @Override
+                    public void keyTyped(java.awt.event.KeyEvent e) {
+                        try {
+                            Thread.sleep(stall);
+                        } catch (InterruptedException ignored) {
+                            Thread.currentThread().interrupt();
+                        }
+                    }
+                });
+            }
             JButton ok = Ui.button("OK", () -> checkCode(code.getText()));
             JButton cancel = Ui.button("Cancel", () -> resetLogin("twofa_cancel"));
             cancel.setDefaultCapable(false);

@@ -18,7 +18,7 @@ import java.util.Set;
  */
 final class Scenario {
     static final Set<String> KEYS = new HashSet<>(Arrays.asList(
-            "username", "password", "paper_username", "paper_password", "totp_secret", "accounts", "paper_accounts",
+            "username", "password", "paper_username", "paper_password", "totp_secret", "accounts", "paper_accounts", "code_key_stall_ms",
             "api_port", "server_version", "title", "main_title", "devices", "time_factor",
             "clock_offset_s", "max_failures", "lockout_seconds", "lockout_title", "existing_session",
             "existing_session_style", "relogin_after_s", "nightly_restart_after_s", "token_ttl_s",
