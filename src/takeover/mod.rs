@@ -551,11 +551,21 @@ where
 enum ConnMsg {
     Authenticated,
     WrongPassword,
-    Closed { authenticated: bool },
+    /// Viewer `id`'s connection is over.
+    Closed {
+        id: u64,
+        authenticated: bool,
+    },
 }
+
+/// How long a new viewer waits for the previous connection to finish closing (a wrong
+/// password and an immediate retry; measured: the retry can arrive before the proxy task of
+/// the failed one has ended, on a loaded machine).
+const PREVIOUS_CLOSE: Duration = Duration::from_secs(2);
 
 /// One viewer: connect to x11vnc, relay the handshake (bounded), then bytes both ways.
 async fn serve_viewer(
+    id: u64,
     mut client: TcpStream,
     socket: PathBuf,
     handshake_within: Duration,
@@ -586,7 +596,7 @@ async fn serve_viewer(
     if let Err(e) = result {
         debug!(error = %e, "takeover connection ended");
     }
-    let _ = tx.send(ConnMsg::Closed { authenticated });
+    let _ = tx.send(ConnMsg::Closed { id, authenticated });
 }
 
 struct Supervised {
@@ -611,7 +621,8 @@ async fn supervise(s: Supervised) {
         opts,
     } = s;
     let (conn_tx, mut conn_rx) = mpsc::unbounded_channel();
-    let mut active: Option<JoinHandle<()>> = None;
+    let mut active: Option<(u64, JoinHandle<()>)> = None;
+    let mut next_id: u64 = 0;
     let mut connected = false;
     let mut ever_connected = false;
     let mut failed = 0u32;
@@ -643,18 +654,27 @@ async fn supervise(s: Supervised) {
                         continue;
                     }
                 };
-                if active.is_some() {
-                    debug!(%peer, "takeover: a viewer is already connected; closing the new one");
-                    drop(stream);
-                    continue;
+                if let Some((_, handle)) = active.as_mut() {
+                    // The previous connection may be closing (a wrong password, then a retry
+                    // at once): wait for it a little before turning the new one away.
+                    if !handle.is_finished() {
+                        let _ = tokio::time::timeout(PREVIOUS_CLOSE, &mut *handle).await;
+                    }
+                    if !handle.is_finished() {
+                        debug!(%peer, "takeover: a viewer is already connected; closing the new one");
+                        drop(stream);
+                        continue;
+                    }
                 }
                 debug!(%peer, "takeover: viewer connecting");
-                active = Some(tokio::spawn(serve_viewer(
+                next_id += 1;
+                active = Some((next_id, tokio::spawn(serve_viewer(
+                    next_id,
                     stream,
                     socket.clone(),
                     opts.handshake_within,
                     conn_tx.clone(),
-                )));
+                ))));
             }
             Some(msg) = conn_rx.recv() => match msg {
                 ConnMsg::Authenticated => {
@@ -672,8 +692,10 @@ async fn supervise(s: Supervised) {
                         break format!("stopped after {failed} wrong VNC passwords");
                     }
                 }
-                ConnMsg::Closed { authenticated } => {
-                    active = None;
+                ConnMsg::Closed { id, authenticated } => {
+                    if active.as_ref().is_some_and(|(a, _)| *a == id) {
+                        active = None;
+                    }
                     if authenticated && connected {
                         connected = false;
                         info!("the person disconnected from the takeover server");
@@ -696,8 +718,8 @@ async fn supervise(s: Supervised) {
 /// Closes the proxied connection, if any (both sockets). Done before signalling x11vnc:
 /// measured, x11vnc signalled while a client socket is still open can hang in its clean-up
 /// until the SIGKILL.
-async fn close_viewer(active: &mut Option<JoinHandle<()>>) {
-    if let Some(a) = active.take() {
+async fn close_viewer(active: &mut Option<(u64, JoinHandle<()>)>) {
+    if let Some((_, a)) = active.take() {
         a.abort();
         let _ = a.await;
     }
