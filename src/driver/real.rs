@@ -218,7 +218,7 @@ impl RealWorld {
             None
         };
         let with_token = restart.is_some();
-        clear_blocking_log(&self.cfg.gateway.settings_dir.join("launcher.log"));
+        crate::launcher_log::clear_blocking(&self.cfg.gateway.settings_dir.join("launcher.log"));
         let mut extra_jvm_args = self.cfg.gateway.jvm_args.clone();
         if self.atspi_bus.is_some() {
             match AtspiBus::jvm_args() {
@@ -770,34 +770,6 @@ impl World for RealWorld {
             .is_err()
         {
             warn!("some adapter tasks did not end within 5 s of the stop");
-        }
-    }
-}
-
-/// The gateway opens `launcher.log` for appending as it starts: a FIFO (or a socket, or a
-/// symlink to one) at that path would block its start for good, before any window, and a
-/// relaunch would block again. The settings directory is ibwarden's, so the thing is
-/// removed, with a warning, and the gateway creates a regular log as usual.
-fn clear_blocking_log(path: &std::path::Path) {
-    use std::os::unix::fs::FileTypeExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return;
-    };
-    let target = if meta.file_type().is_symlink() {
-        match std::fs::metadata(path) {
-            Ok(m) => m.file_type(),
-            // A dangling link: the gateway creates its target, which is harmless.
-            Err(_) => return,
-        }
-    } else {
-        meta.file_type()
-    };
-    if target.is_fifo() || target.is_socket() {
-        match std::fs::remove_file(path) {
-            Ok(()) => warn!(path = %path.display(),
-                "launcher.log was a FIFO or socket, which would block the gateway's start; removed it"),
-            Err(e) => warn!(path = %path.display(), error = %e,
-                "launcher.log is a FIFO or socket, which blocks the gateway's start, and cannot be removed"),
         }
     }
 }

@@ -655,5 +655,33 @@ pub fn read_all(path: &Path) -> Result<Vec<LauncherEvent>, LauncherLogError> {
     Ok(out)
 }
 
+/// The gateway opens `launcher.log` for appending as it starts: a FIFO (or a socket, or a
+/// symlink to one) at that path would block its start for good, before any window, and a
+/// relaunch would block again. The settings directory is ibwarden's, so the thing is
+/// removed, with a warning, and the gateway creates a regular log as usual.
+pub fn clear_blocking(path: &std::path::Path) {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    let target = if meta.file_type().is_symlink() {
+        match std::fs::metadata(path) {
+            Ok(m) => m.file_type(),
+            // A dangling link: the gateway creates its target, which is harmless.
+            Err(_) => return,
+        }
+    } else {
+        meta.file_type()
+    };
+    if target.is_fifo() || target.is_socket() {
+        match std::fs::remove_file(path) {
+            Ok(()) => warn!(path = %path.display(),
+                "launcher.log was a FIFO or socket, which would block the gateway's start; removed it"),
+            Err(e) => warn!(path = %path.display(), error = %e,
+                "launcher.log is a FIFO or socket, which blocks the gateway's start, and cannot be removed"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
