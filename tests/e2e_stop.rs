@@ -66,6 +66,31 @@ fn a_third_stop_request_kills_a_gateway_that_does_not_close() {
         .find_map(|e| e["pid"].as_u64())
         .expect("the gateway recorded its pid");
     kill(Pid::from_raw(jvm as i32), Signal::SIGSTOP).expect("SIGSTOP the gateway");
+    // kill() only queues the stop: wait until the kernel shows every thread stopped, or
+    // the close request below can still be handled (measured once in a full run).
+    let stopped = || {
+        std::fs::read_dir(format!("/proc/{jvm}/task"))
+            .map(|rd| {
+                rd.flatten().all(|t| {
+                    std::fs::read_to_string(t.path().join("stat"))
+                        .ok()
+                        .and_then(|st| {
+                            st.rsplit_once(") ")
+                                .map(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+                        })
+                        .unwrap_or(true)
+                })
+            })
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !stopped() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the JVM never stopped"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     w.child.signal_group(Signal::SIGINT);
     w.child.signal_group(Signal::SIGTERM);
     // The kernel merges a pending signal with a second one of the same number: the third
