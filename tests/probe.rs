@@ -511,7 +511,7 @@ async fn probe_against_the_simulator_api_server() {
         report.outcome,
         ProbeOutcome::Up {
             server_version: 176,
-            accounts: vec!["DU1234567".into()],
+            accounts: vec!["U1234567".into()],
             link_lost: false
         }
     );
