@@ -224,11 +224,18 @@ fn read_regular(path: &Path, max: u64, follow: bool) -> Result<Vec<u8>, ReadErro
 /// a small file (an install's, an X authority file) that must be regular and at most `max`
 /// bytes. A refusal is `InvalidData` with the reason.
 pub fn read_file_capped(path: &Path, max: u64) -> io::Result<Vec<u8>> {
-    read_regular_file_following(path, max).map_err(|e| match e {
-        ReadError::Io(e) => e,
-        ReadError::Missing => io::Error::from_raw_os_error(libc::ENOENT),
-        ReadError::Refused(why) => io::Error::new(io::ErrorKind::InvalidData, why),
-    })
+    read_regular_file_following(path, max).map_err(io::Error::from)
+}
+
+impl From<ReadError> for io::Error {
+    /// `ENOENT` for a missing file, `InvalidData` with the reason for a refused one.
+    fn from(e: ReadError) -> io::Error {
+        match e {
+            ReadError::Io(e) => e,
+            ReadError::Missing => io::Error::from_raw_os_error(libc::ENOENT),
+            ReadError::Refused(why) => io::Error::new(io::ErrorKind::InvalidData, why),
+        }
+    }
 }
 
 impl std::fmt::Display for ReadError {

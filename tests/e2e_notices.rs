@@ -111,13 +111,7 @@ fn an_account_without_the_api_stops_and_is_never_ready() {
     let mut w = Warden::start(&install, "paper", "");
     w.wait_log("this account has no API", READY);
     w.drain_notifications();
-    assert!(
-        !w.notifications
-            .iter()
-            .any(|m| m.lines().any(|l| l == "READY=1")),
-        "{:?}",
-        w.notifications
-    );
+    assert!(!w.sent_ready(), "{:?}", w.notifications);
     // Its OK was pressed (the paper account's own `Warning` is accepted too).
     let mut rec = install.record();
     rec.wait_for("the notice's OK", Duration::from_secs(10), |e| {
@@ -162,13 +156,7 @@ fn a_gateway_that_serves_paper_accounts_to_a_live_config_is_closed_and_never_rea
         "the API port is closed"
     );
     w.drain_notifications();
-    assert!(
-        !w.notifications
-            .iter()
-            .any(|m| m.lines().any(|l| l == "READY=1")),
-        "{:?}",
-        w.notifications
-    );
+    assert!(!w.sent_ready(), "{:?}", w.notifications);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ibwarden"))
         .args(["status", "--json", "--config"])
         .arg(&w.config)

@@ -346,7 +346,6 @@ pub const MAX_CONFIG: u64 = 1024 * 1024;
 impl Config {
     /// Reads and validates a config file, with defaults from the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        use crate::state::{read_regular_file_following, ReadError};
         use std::io;
         // A regular file of at most 1 MiB (a FIFO or /dev/zero named by mistake is refused,
         // not read forever).
@@ -354,11 +353,7 @@ impl Config {
             path: path.to_path_buf(),
             source,
         };
-        let bytes = read_regular_file_following(path, MAX_CONFIG).map_err(|e| match e {
-            ReadError::Missing => read_err(io::Error::from_raw_os_error(libc::ENOENT)),
-            ReadError::Refused(why) => read_err(io::Error::new(io::ErrorKind::InvalidInput, why)),
-            ReadError::Io(e) => read_err(e),
-        })?;
+        let bytes = crate::state::read_file_capped(path, MAX_CONFIG).map_err(read_err)?;
         let text = String::from_utf8(bytes).map_err(|_| {
             read_err(io::Error::new(
                 io::ErrorKind::InvalidData,

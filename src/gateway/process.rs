@@ -625,10 +625,7 @@ pub fn read_pidfile(path: &Path) -> Result<Option<u32>, ProcessError> {
     let text = match read_regular_file(path, 32) {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(ReadError::Missing) => return Ok(None),
-        Err(ReadError::Refused(why)) => {
-            return Err(io(io::Error::new(io::ErrorKind::InvalidData, why)))
-        }
-        Err(ReadError::Io(e)) => return Err(io(e)),
+        Err(e) => return Err(io(e.into())),
     };
     match text.trim().parse::<u32>() {
         Ok(pid) if pid > 1 => Ok(Some(pid)),

@@ -254,6 +254,14 @@ timeout = "1500ms"
         }
     }
 
+    /// True once a `READY=1` datagram has arrived (call [`Warden::drain_notifications`]
+    /// first to see the latest).
+    pub fn sent_ready(&self) -> bool {
+        self.notifications
+            .iter()
+            .any(|m| m.lines().any(|l| l == "READY=1"))
+    }
+
     /// Reads every notify datagram that has arrived so far (non-blocking beyond 200 ms).
     pub fn drain_notifications(&mut self) {
         let mut buf = [0u8; 4096];
@@ -293,11 +301,7 @@ timeout = "1500ms"
         let deadline = Instant::now() + timeout;
         let mut buf = [0u8; 4096];
         loop {
-            if self
-                .notifications
-                .iter()
-                .any(|m| m.lines().any(|l| l == "READY=1"))
-            {
+            if self.sent_ready() {
                 return Ok("ready".into());
             }
             if let Some(line) = self.log().lines().find(|l| l.contains("to=Halted")) {
