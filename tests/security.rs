@@ -9,7 +9,6 @@ mod warden;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -354,18 +353,22 @@ fn the_control_socket_refuses_another_user() {
     let mode = fs::metadata(&sock).expect("socket").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "socket mode {mode:o}");
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_ibwarden"));
+    // setpriv, not Command::uid: setpriv changes uid keeping its capabilities until the exec,
+    // so the binary is reachable even when the checkout lies under a 0700 directory (a clone
+    // in /root, CI's mktemp dir); the program itself then runs with none.
     let as_nobody = |args: &[&str]| {
-        let mut c = Command::new(&bin);
-        c.args(args)
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
+            .args(args)
             .arg("--socket")
             .arg(&sock)
             .env_clear()
             .env("HOME", "/nonexistent")
             .env("PATH", "/usr/bin:/bin")
-            .current_dir("/")
-            .uid(65534)
-            .gid(65534);
-        c.output().expect("run ibwarden as nobody")
+            .current_dir("/");
+        c.output()
+            .expect("run ibwarden as nobody (setpriv, util-linux)")
     };
     // The owner (root here) gets an answer: the test can tell refusal from breakage.
     let out = ibwarden(&["status", "--socket"])
