@@ -61,12 +61,15 @@ const PHASES: &[&str] = &[
 pub struct HealthOptions {
     /// `/livez` fails when the driver's heartbeat is older than this.
     pub stale_after: Duration,
+    /// The API relay's counters, when `[relay]` is on (shown in `/metrics`).
+    pub relay: Option<Arc<crate::relay::RelayStats>>,
 }
 
 impl Default for HealthOptions {
     fn default() -> Self {
         HealthOptions {
             stale_after: Duration::from_secs(60),
+            relay: None,
         }
     }
 }
@@ -371,7 +374,13 @@ pub fn route(path: &str, snap: &Snapshot, now_unix_ms: u64, opts: &HealthOptions
             status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8",
             headers: Vec::new(),
-            body: metrics(snap, now_unix_ms),
+            body: {
+                let mut body = metrics(snap, now_unix_ms);
+                if let Some(r) = &opts.relay {
+                    relay_metrics(&mut body, r);
+                }
+                body
+            },
         },
         "/" => Response::text(200, "ibwarden: /livez /readyz /metrics\n"),
         _ => Response::text(404, "not found\n"),
@@ -415,6 +424,60 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// The `/metrics` body.
+/// The relay's families, appended to `/metrics` when `[relay]` is on.
+pub fn relay_metrics(o: &mut String, r: &crate::relay::RelayStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    family(
+        o,
+        "ibwarden_relay_listening",
+        "gauge",
+        "1 while the API relay accepts clients (the gateway serves), else 0.",
+    );
+    let _ = writeln!(o, "ibwarden_relay_listening {}", r.listening.load(Relaxed));
+    family(
+        o,
+        "ibwarden_relay_connections",
+        "gauge",
+        "API relay connections open now.",
+    );
+    let _ = writeln!(o, "ibwarden_relay_connections {}", r.open.load(Relaxed));
+    family(
+        o,
+        "ibwarden_relay_connections_total",
+        "counter",
+        "API relay connections by outcome.",
+    );
+    for (result, v) in [
+        ("relayed", &r.accepted),
+        ("refused_source", &r.refused_source),
+        ("refused_limit", &r.refused_limit),
+        ("upstream_failed", &r.upstream_failed),
+        ("cut", &r.cut),
+    ] {
+        let _ = writeln!(
+            o,
+            "ibwarden_relay_connections_total{{result=\"{result}\"}} {}",
+            v.load(Relaxed)
+        );
+    }
+    family(
+        o,
+        "ibwarden_relay_bytes_total",
+        "counter",
+        "Bytes the API relay carried, by direction.",
+    );
+    for (dir, v) in [
+        ("to_gateway", &r.bytes_to_gateway),
+        ("to_clients", &r.bytes_to_clients),
+    ] {
+        let _ = writeln!(
+            o,
+            "ibwarden_relay_bytes_total{{direction=\"{dir}\"}} {}",
+            v.load(Relaxed)
+        );
+    }
+}
+
 pub fn metrics(snap: &Snapshot, now_unix_ms: u64) -> String {
     let mut o = String::with_capacity(4096);
     family(
@@ -648,6 +711,7 @@ mod tests {
     fn livez_goes_stale() {
         let o = HealthOptions {
             stale_after: Duration::from_secs(10),
+            relay: None,
         };
         let s = snap();
         assert_eq!(route("/livez", &s, 1_005_000, &o).status, 200);

@@ -20,6 +20,7 @@
 //!   command server.
 //! - [`status`]: the published snapshot read by `status`, `/readyz` and `/metrics`.
 //! - [`health`]: the HTTP health endpoint (`/livez`, `/readyz`, `/metrics`).
+//! - [`relay`]: the API relay for clients on other hosts, open only while the gateway serves.
 //! - [`notify`]: telling a person (desktop, command hook, webhook), deduplicated.
 //! - [`dialog_text`]: dialog text (OCR, AT-SPI) for dialogs titles cannot tell apart.
 //! - [`launcher_log`]: the gateway's `launcher.log` followed with inotify, turned into events
@@ -52,6 +53,7 @@ pub mod logging;
 pub mod notify;
 pub mod probe;
 pub mod procfs;
+pub mod relay;
 pub mod screen;
 pub mod sdnotify;
 pub mod secret;

@@ -130,6 +130,7 @@ async fn readyz_follows_the_published_snapshot() {
 async fn livez_fails_when_the_heartbeat_stops() {
     let (addr, st) = start(HealthOptions {
         stale_after: Duration::from_millis(300),
+        ..HealthOptions::default()
     })
     .await;
     update(&st, |_| {});

@@ -29,6 +29,16 @@ impl SocketArgs {
             return Ok(p.clone());
         }
         let path = self.config.path()?;
+        // No config file, but a running instance's socket where systemd (RuntimeDirectory=)
+        // and the container image put it: `docker exec NAME ibwarden status` just works.
+        if self.config.config.is_none() && self.config.instance.is_none() && !path.exists() {
+            if let Some(dir) = std::env::var_os("RUNTIME_DIRECTORY").filter(|d| !d.is_empty()) {
+                let sock = PathBuf::from(dir).join("control.sock");
+                if sock.exists() {
+                    return Ok(sock);
+                }
+            }
+        }
         let config = Config::load(&path)?;
         Ok(config.control.socket)
     }

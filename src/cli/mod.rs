@@ -18,6 +18,7 @@ use ibwarden::config::ConfigError;
 use ibwarden::logging::{self, LogFormat};
 
 mod check;
+mod container;
 mod control;
 mod generate;
 mod import_ibc;
@@ -149,6 +150,10 @@ enum Command {
     /// display and print the SSH tunnel command and a one-time password (typing pauses
     /// while they are connected). `--stop` ends it.
     Vnc(vnc::Args),
+    /// The container image's entrypoint: runs a mounted /etc/ibwarden/ibwarden.toml, or
+    /// a config made from the environment (the IBC images' TWS_USERID, TWS_PASSWORD_FILE,
+    /// TRADING_MODE, ... and IBWARDEN_*), with the API relay and the health endpoint on.
+    Container(container::Args),
     /// Convert an IBC config.ini (and/or an IBC Docker image's env file) into an ibwarden
     /// config, with a report of what mapped and what did not.
     ImportIbc(import_ibc::Args),
@@ -188,6 +193,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => control::inspect(args),
         Command::Vnc(args) => vnc::run(args),
         Command::ImportIbc(args) => import_ibc::run(args),
+        Command::Container(args) => container::run(args),
         Command::Generate(cmd) => generate::run(cmd),
     }
 }

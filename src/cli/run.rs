@@ -24,7 +24,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // is the account's business only, whatever umask the shell or unit had.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let path = args.config.path()?;
-    let config = Config::load(&path)?;
+    run_config(&path)
+}
+
+/// Runs the supervisor for the config file at `path` (`run`, and `container` once it has
+/// its config).
+pub fn run_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let config = Config::load(path)?;
     for w in &config.warnings {
         tracing::warn!(warning = %w.display_with(&config.path), "config");
     }

@@ -183,6 +183,7 @@ pub(super) fn build(
     let st = ctx.section(root, "state");
     let c = ctx.section(root, "control");
     let h = ctx.section(root, "health");
+    let r = ctx.section(root, "relay");
     let n = ctx.section(root, "notify");
 
     // [state] first: other defaults live under it.
@@ -585,6 +586,66 @@ pub(super) fn build(
         None => None,
     };
 
+    // [relay]
+    let relay_listen = match ctx.string(&r, "listen") {
+        Some(v) => match v.get_ref().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                ctx.error(
+                    v.span(),
+                    Some(r.key("listen")),
+                    format!(
+                        "{:?} is not an address:port like \"0.0.0.0:4003\"",
+                        v.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let relay_allow = match ctx.string_list(&r, "allow") {
+        Some(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                match item.parse::<crate::relay::Cidr>() {
+                    Ok(c) => out.push(c),
+                    Err(e) => ctx.error(
+                        r.span_of("allow"),
+                        Some(r.key("allow")),
+                        format!("item {}: {e}", i + 1),
+                    ),
+                }
+            }
+            out
+        }
+        None => ["127.0.0.0/8", "::1/128"]
+            .iter()
+            .filter_map(|c| c.parse().ok())
+            .collect(),
+    };
+    let relay_max = int_key_or_default(ctx, &r, "max_connections") as u32;
+    if let (Some(a), false) = (relay_listen, r.has("allow")) {
+        if !a.ip().is_loopback() {
+            ctx.warn(
+                r.span_of("listen"),
+                Some(r.key("listen")),
+                "relay.allow is not set, so only loopback clients are relayed; list the \
+                 address blocks of the API clients (e.g. allow = [\"172.16.0.0/12\"])"
+                    .into(),
+            );
+        }
+    }
+    if let Some(a) = relay_listen {
+        if a.ip().is_loopback() && a.port() == api_port {
+            ctx.error(
+                r.span_of("listen"),
+                Some(r.key("listen")),
+                format!("{a} is the gateway's own API port (gateway.api_port)"),
+            );
+        }
+    }
+
     // [notify]
     let webhook_preset = ctx
         .choice(
@@ -674,6 +735,11 @@ pub(super) fn build(
             ibc_command_open: no_token,
         },
         health: HealthConfig { listen },
+        relay: RelayConfig {
+            listen: relay_listen,
+            allow: relay_allow,
+            max_connections: relay_max,
+        },
         notify,
         warnings: Vec::new(),
     })

@@ -117,7 +117,7 @@ macro_rules! key {
 /// The sections, in file order.
 pub(crate) const SECTIONS: &[&str] = &[
     "gateway", "account", "login", "schedule", "display", "probe", "state", "control", "health",
-    "notify",
+    "relay", "notify",
 ];
 
 /// Every key. Adding one here makes the reader accept it; the tests then require it in
@@ -224,6 +224,13 @@ pub(crate) const KEYS: &[Key] = &[
     // [health]
     key!("health", "listen", Addr, None, Restart, "\"127.0.0.1:9187\"",
         "Serve /healthz, /readyz and /metrics here (default: off)."),
+    // [relay]
+    key!("relay", "listen", Addr, None, Restart, "\"0.0.0.0:4003\"",
+        "Relay API clients from other hosts to the gateway's API port, while it is ready (default: off)."),
+    key!("relay", "allow", List, Some("[\"127.0.0.0/8\", \"::1/128\"]"), Restart, "[\"10.0.0.0/8\"]",
+        "Client source address blocks the relay accepts; others are reset."),
+    key!("relay", "max_connections", Int { min: 1, max: 4096 }, Some("32"), Restart, "8",
+        "Relayed connections open at once; more are reset."),
     // [notify]
     key!("notify", "desktop", Bool, Some("true"), Live, "false",
         "Desktop notifications (D-Bus)."),

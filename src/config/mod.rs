@@ -245,6 +245,17 @@ pub struct HealthConfig {
     pub listen: Option<SocketAddr>,
 }
 
+/// `[relay]`: API clients from other hosts (see [`crate::relay`]).
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// Where clients connect; `None`: no relay.
+    pub listen: Option<SocketAddr>,
+    /// Source address blocks accepted.
+    pub allow: Vec<crate::relay::Cidr>,
+    /// Relayed connections open at once.
+    pub max_connections: u32,
+}
+
 /// `[notify]`: how a person is told.
 #[derive(Clone, Debug)]
 pub struct NotifyConfig {
@@ -286,6 +297,8 @@ pub struct Config {
     pub control: ControlConfig,
     /// `[health]`.
     pub health: HealthConfig,
+    /// `[relay]`.
+    pub relay: RelayConfig,
     /// `[notify]`.
     pub notify: NotifyConfig,
     /// Non-fatal remarks (e.g. a secret read from an environment variable).

@@ -61,6 +61,8 @@ pub(crate) struct Parts {
     pub(crate) reader: ContentReader,
     pub(crate) atspi_bus: Option<AtspiBus>,
     pub(crate) status: SharedStatus,
+    /// Whether the gateway serves, for the API relay.
+    pub(crate) serving: tokio::sync::watch::Sender<crate::relay::Serving>,
     pub(crate) notifier: Notifier,
     pub(crate) tx: mpsc::UnboundedSender<Event<Msg>>,
     pub(crate) tasks: TaskTracker,
@@ -89,6 +91,7 @@ pub(crate) struct RealWorld {
     /// When the current launch began (for the time-to-ready figure).
     launched_at: Instant,
     status: SharedStatus,
+    serving: tokio::sync::watch::Sender<crate::relay::Serving>,
     notifier: Notifier,
     /// A person is connected over VNC: the typist sends nothing (shared with its thread).
     human: Arc<AtomicBool>,
@@ -136,6 +139,7 @@ impl RealWorld {
             sd: crate::sdnotify::Systemd::from_env(),
             launched_at: Instant::now(),
             status: p.status,
+            serving: p.serving,
             notifier: p.notifier,
             human: Arc::new(AtomicBool::new(false)),
             takeover_stop: None,
@@ -737,7 +741,16 @@ impl World for RealWorld {
             NO_LATENCY => None,
             us => Some(us as f64 / 1000.0),
         };
+        let serving = crate::relay::Serving {
+            ready: snap.ready,
+            epoch: snap.readies,
+        };
         st::publish(&self.status, snap);
+        self.serving.send_if_modified(|s| {
+            let changed = *s != serving;
+            *s = serving;
+            changed
+        });
     }
 
     fn tick(&mut self) {

@@ -3,6 +3,7 @@
 //! hands everything to the loop ([`super::drive`]).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -121,6 +122,10 @@ pub(crate) fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     );
     check("health.listen", old.health.listen != new.health.listen);
     check(
+        "relay",
+        format!("{:?}", old.relay) != format!("{:?}", new.relay),
+    );
+    check(
         "display",
         format!("{:?}", old.display) != format!("{:?}", new.display),
     );
@@ -189,6 +194,7 @@ fn keep_restart_only(old: &Config, new: &mut Config) {
     new.state = old.state.clone();
     new.control = old.control.clone();
     new.health = old.health.clone();
+    new.relay = old.relay.clone();
     new.display = old.display.clone();
     new.gateway.program = old.gateway.program;
     new.gateway.install_dir = old.gateway.install_dir.clone();
@@ -257,12 +263,37 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         }
     }
     drop(ctl_tx);
+    // The relay follows what the driver publishes: listening only while ready.
+    let (serving_tx, serving_rx) = tokio::sync::watch::channel(crate::relay::Serving::default());
+    let relay_stats = match cfg.relay.listen {
+        Some(listen) => {
+            let stats = Arc::new(crate::relay::RelayStats::default());
+            let opts = crate::relay::RelayOptions {
+                listen,
+                allow: cfg.relay.allow.clone(),
+                max_connections: cfg.relay.max_connections,
+                target: std::net::SocketAddr::from(([127, 0, 0, 1], cfg.gateway.api_port)),
+            };
+            info!(%listen, "API relay configured: it listens while the gateway is ready");
+            tasks.spawn(cancel.clone().run_until_cancelled_owned(crate::relay::run(
+                opts,
+                serving_rx,
+                stats.clone(),
+            )));
+            Some(stats)
+        }
+        None => None,
+    };
     if let Some(addr) = cfg.health.listen {
         match crate::health::bind(addr).await {
             Ok(listener) => {
                 let status = status.clone();
+                let relay = relay_stats.clone();
                 tasks.spawn(cancel.clone().run_until_cancelled_owned(async move {
-                    let opts = crate::health::HealthOptions::default();
+                    let opts = crate::health::HealthOptions {
+                        relay,
+                        ..crate::health::HealthOptions::default()
+                    };
                     if let Err(e) = crate::health::serve_listener(listener, status, opts).await {
                         warn!(error = %e, "health endpoint stopped");
                     }
@@ -334,6 +365,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         reader,
         atspi_bus,
         status,
+        serving: serving_tx,
         notifier,
         tx,
         tasks,

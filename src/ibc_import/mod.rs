@@ -335,6 +335,17 @@ fn env_to_ibc(name: &str) -> Option<&'static str> {
     Some(key)
 }
 
+/// True for a variable of the common IBC Docker images that the converter reads, when it is
+/// found in a process environment (`ibwarden container`). The launcher scripts' generic
+/// `USERNAME` and `PASSWORD` are left out there: a process environment has them for other
+/// reasons.
+pub fn is_image_variable(name: &str) -> bool {
+    if matches!(name, "USERNAME" | "PASSWORD") {
+        return false;
+    }
+    env_to_ibc(name).is_some() || is_known_env(name)
+}
+
 /// Docker-image variables that are not IBC settings but are understood (see
 /// `Converter::env_settings`).
 fn is_known_env(name: &str) -> bool {
