@@ -172,6 +172,8 @@ pub async fn run(
     stats: Arc<RelayStats>,
 ) {
     let opts = Arc::new(opts);
+    // A port held by something else is retried every second; said once, not every second.
+    let mut bind_failing = false;
     loop {
         // Wait for a serving gateway.
         let session = {
@@ -182,9 +184,15 @@ pub async fn run(
             }
         };
         let listener = match bind(opts.listen) {
-            Ok(l) => l,
+            Ok(l) => {
+                bind_failing = false;
+                l
+            }
             Err(e) => {
-                warn!(listen = %opts.listen, error = %e, "API relay cannot listen; retrying");
+                if !bind_failing {
+                    warn!(listen = %opts.listen, error = %e, "API relay cannot listen; retrying every second");
+                }
+                bind_failing = true;
                 tokio::select! {
                     _ = tokio::time::sleep(RETRY) => {}
                     r = serving.changed() => if r.is_err() { return; },

@@ -274,3 +274,21 @@ fn the_device_chooser_shows_which_row_is_selected() {
         }
     }
 }
+
+/// A code field the simulator drew in a CI run (the code dialog, 479778 typed). One OCR
+/// pass read it as 479773, so a correctly filled form was refused three times and the login
+/// started over. The check now reads digits at 3x and, on a mismatch, looks again at 4x.
+#[test]
+fn a_code_with_an_eight_is_read_as_typed_and_a_wrong_code_still_differs() {
+    let path = common::repo_root().join("tests/fixtures/screen/code-479778.png");
+    let img = Image::from_png(&std::fs::read(&path).expect("fixture")).expect("png");
+    let model = Model::build(&img);
+    let ocr = ocr();
+    assert_eq!(check_code(&img, &model, &ocr, "479778"), Verdict::Matches);
+    for wrong in ["479773", "479788", "47977", "4797788", "179778"] {
+        assert!(
+            matches!(check_code(&img, &model, &ocr, wrong), Verdict::Differs(_)),
+            "{wrong} must not pass for a field holding 479778"
+        );
+    }
+}

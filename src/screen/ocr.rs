@@ -241,7 +241,22 @@ impl Ocr {
         blank: &[u32],
         digits_only: bool,
     ) -> Option<String> {
-        let crop = crop_scaled(img, rect, 2, 12, blank);
+        // Digits at 3x: at 2x tesseract took an 8 of the gateway's font for a 3.
+        let scale = if digits_only { 3 } else { 2 };
+        self.line_in_at(img, rect, blank, digits_only, scale, 12)
+    }
+
+    /// [`Ocr::line_in`] with the crop's scale and margin chosen by the caller.
+    pub fn line_in_at(
+        &self,
+        img: &Image,
+        rect: Rect,
+        blank: &[u32],
+        digits_only: bool,
+        scale: u32,
+        margin: u32,
+    ) -> Option<String> {
+        let crop = crop_scaled(img, rect, scale, margin, blank);
         let png = crop.to_png().ok()?;
         let mut args = vec!["--psm", "7"];
         if digits_only {
