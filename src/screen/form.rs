@@ -189,7 +189,8 @@ pub fn check_code(img: &Image, model: &Model, reader: &dyn FieldReader, code: &s
     match reader.read(img, field, true) {
         Some(text) if matches(&text) => Verdict::Matches,
         // One OCR pass can misread a digit the field holds correctly (measured: tesseract
-        // read 479778 as 479773 at 2x with a 12 px margin, and right at 3x and 4x). A second
+        // read 479778 as 479773 at 2x with a 12 px margin, and right at 4x with 4 px; but
+        // 4x alone misreads others that 2x reads right). A second
         // reading, prepared differently, may decide, and only when the field shows as many
         // glyphs as the code has digits: a field holding more or fewer characters never
         // passes on a lucky second reading.

@@ -241,9 +241,7 @@ impl Ocr {
         blank: &[u32],
         digits_only: bool,
     ) -> Option<String> {
-        // Digits at 3x: at 2x tesseract took an 8 of the gateway's font for a 3.
-        let scale = if digits_only { 3 } else { 2 };
-        self.line_in_at(img, rect, blank, digits_only, scale, 12)
+        self.line_in_at(img, rect, blank, digits_only, 2, 12)
     }
 
     /// [`Ocr::line_in`] with the crop's scale and margin chosen by the caller.
