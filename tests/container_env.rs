@@ -58,8 +58,8 @@ fn print_config(dir: &Path, var: &str, value: &str) -> Output {
 
 /// (variables, claim) rows of the README table under "Moving from gnzsnz".
 fn table() -> Vec<(Vec<String>, String)> {
-    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
+    let readme =
+        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
     let start = readme
         .find("**Moving from gnzsnz/ib-gateway-docker:**")
         .expect("the migration paragraph");
@@ -101,8 +101,14 @@ fn every_row_of_the_readme_migration_table_is_what_the_entrypoint_does() {
             let report = String::from_utf8_lossy(&out.stderr).into_owned();
             let ctx = format!("{var} ({claim}):\n{toml}\n{report}");
             if var.contains("PASSWORD") || var.contains("VNC") {
-                assert!(!toml.contains(&value) || var == "TWS_PASSWORD_FILE", "{ctx}");
-                assert!(!report.contains("hunter2") && !report.contains("vnc-secret"), "{ctx}");
+                assert!(
+                    !toml.contains(&value) || var == "TWS_PASSWORD_FILE",
+                    "{ctx}"
+                );
+                assert!(
+                    !report.contains("hunter2") && !report.contains("vnc-secret"),
+                    "{ctx}"
+                );
             }
             if claim.starts_with("refused") {
                 assert_eq!(out.status.code(), Some(78), "{ctx}");
@@ -132,7 +138,10 @@ fn every_row_of_the_readme_migration_table_is_what_the_entrypoint_does() {
                 let name = if var == "SSH_*" { "SSH_TUNNEL" } else { &var };
                 assert!(not.contains(&format!(": {name}")), "{ctx}");
             } else if claim.starts_with("the zone") {
-                assert!(report.contains(&format!(": {var} = \"Europe/Zurich\"")), "{ctx}");
+                assert!(
+                    report.contains(&format!(": {var} = \"Europe/Zurich\"")),
+                    "{ctx}"
+                );
             } else {
                 panic!("a claim this test does not know how to check: {ctx}");
             }

@@ -19,7 +19,9 @@ async fn echo_server() -> SocketAddr {
     let addr = l.local_addr().expect("addr");
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else { return };
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 loop {
@@ -92,13 +94,25 @@ async fn listens_while_serving_caps_counts_and_cuts_at_a_new_session() {
     let e = TcpStream::connect(listen).await.expect_err("refused");
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
 
-    tx.send_replace(Serving { ready: true, epoch: 1 });
-    until(&stats, "listening", |s| s.listening.load(Ordering::SeqCst) == 1).await;
+    tx.send_replace(Serving {
+        ready: true,
+        epoch: 1,
+    });
+    until(&stats, "listening", |s| {
+        s.listening.load(Ordering::SeqCst) == 1
+    })
+    .await;
     let mut a = TcpStream::connect(listen).await.expect("a");
     let mut b = TcpStream::connect(listen).await.expect("b");
     assert_eq!(round_trip(&mut a, b"reqIds").await, b"reqIds");
-    assert_eq!(round_trip(&mut b, b"reqAccountSummary").await, b"reqAccountSummary");
-    until(&stats, "two relayed", |s| s.accepted.load(Ordering::SeqCst) == 2).await;
+    assert_eq!(
+        round_trip(&mut b, b"reqAccountSummary").await,
+        b"reqAccountSummary"
+    );
+    until(&stats, "two relayed", |s| {
+        s.accepted.load(Ordering::SeqCst) == 2
+    })
+    .await;
     assert_eq!(stats.open.load(Ordering::SeqCst), 2);
     // Counted after each write, so the last count may trail the echo by a moment.
     until(&stats, "bytes both ways", |s| {
@@ -108,7 +122,9 @@ async fn listens_while_serving_caps_counts_and_cuts_at_a_new_session() {
     .await;
 
     // A third is past the cap: reset, and never reaches the gateway.
-    let mut c = TcpStream::connect(listen).await.expect("c connects (the kernel accepts)");
+    let mut c = TcpStream::connect(listen)
+        .await
+        .expect("c connects (the kernel accepts)");
     let r = next_read(&mut c).await;
     assert!(matches!(r, Ok(0) | Err(_)), "the third is closed: {r:?}");
     until(&stats, "refused at the cap", |s| {
@@ -118,7 +134,10 @@ async fn listens_while_serving_caps_counts_and_cuts_at_a_new_session() {
     assert_eq!(stats.accepted.load(Ordering::SeqCst), 2);
 
     // A new session (a restart too quick to publish "not ready" in between): both cut.
-    tx.send_replace(Serving { ready: true, epoch: 2 });
+    tx.send_replace(Serving {
+        ready: true,
+        epoch: 2,
+    });
     for s in [&mut a, &mut b] {
         let r = next_read(s).await;
         assert!(matches!(r, Ok(0)), "a clean close (FIN), got {r:?}");
@@ -134,9 +153,15 @@ async fn listens_while_serving_caps_counts_and_cuts_at_a_new_session() {
     assert_eq!(round_trip(&mut d, b"again").await, b"again");
 
     // Not serving: the client is cut and new connects are refused.
-    tx.send_replace(Serving { ready: false, epoch: 2 });
+    tx.send_replace(Serving {
+        ready: false,
+        epoch: 2,
+    });
     assert!(matches!(next_read(&mut d).await, Ok(0)));
-    until(&stats, "closed", |s| s.listening.load(Ordering::SeqCst) == 0).await;
+    until(&stats, "closed", |s| {
+        s.listening.load(Ordering::SeqCst) == 0
+    })
+    .await;
     let e = TcpStream::connect(listen).await.expect_err("refused again");
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
 }
@@ -157,14 +182,21 @@ async fn a_source_outside_the_allow_list_is_reset_before_the_gateway_sees_it() {
         target,
     };
     tokio::spawn(relay::run(opts, rx, stats.clone()));
-    until(&stats, "listening", |s| s.listening.load(Ordering::SeqCst) == 1).await;
+    until(&stats, "listening", |s| {
+        s.listening.load(Ordering::SeqCst) == 1
+    })
+    .await;
     let sock = tokio::net::TcpSocket::new_v4().expect("socket");
-    sock.bind("127.0.0.2:0".parse().expect("addr")).expect("bind 127.0.0.2");
+    sock.bind("127.0.0.2:0".parse().expect("addr"))
+        .expect("bind 127.0.0.2");
     let mut s = sock.connect(listen).await.expect("connect");
     let _ = s.write_all(b"API\0").await;
     let r = next_read(&mut s).await;
     assert!(r.is_err() || matches!(r, Ok(0)), "{r:?}");
-    until(&stats, "refused", |s| s.refused_source.load(Ordering::SeqCst) == 1).await;
+    until(&stats, "refused", |s| {
+        s.refused_source.load(Ordering::SeqCst) == 1
+    })
+    .await;
     assert_eq!(stats.accepted.load(Ordering::SeqCst), 0);
     assert_eq!(stats.bytes_to_gateway.load(Ordering::SeqCst), 0);
 }
