@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //!
+//! - [`clientportal`]: the Client Portal gateway's web session (`program = "clientportal"`):
+//!   its sans-IO machine, the login in headless Chromium over CDP, tickle and reauthenticate.
 //! - [`config`]: the TOML schema, defaults and validation with `file:line:col` errors.
 //! - [`secret`]: secrets read from files, systemd credentials or the environment; redacted.
 //! - [`totp`]: IBKR Mobile Authenticator codes (RFC 6238) and the freshness/no-reuse policy.
@@ -39,6 +41,7 @@
 #![warn(clippy::unwrap_used)]
 #![warn(unreachable_pub)]
 
+pub mod clientportal;
 pub mod config;
 pub mod control;
 pub mod core;

@@ -210,7 +210,41 @@ fn check_memory(report: &mut Report, jvm_options: &[String]) {
     }
 }
 
+/// `program = "clientportal"`: the install (bin/run.sh, the port in root/conf.yaml) and
+/// Chromium for the login page.
+fn check_client_portal(report: &mut Report, config: &Config) {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    match ibwarden::clientportal::install::discover(
+        config.gateway.install_dir.as_deref(),
+        home.as_deref(),
+    ) {
+        Ok(i) => report.line(
+            Status::Ok,
+            "client portal gateway",
+            format!(
+                "{} (port {}, {})",
+                i.dir.display(),
+                i.port,
+                if i.ssl { "https" } else { "http" }
+            ),
+        ),
+        Err(e) => report.line(Status::Fail, "client portal gateway", e),
+    }
+    match ibwarden::clientportal::browser::find_chromium(std::env::var_os("PATH").as_deref()) {
+        Some(p) => report.line(Status::Ok, "chromium", p.display().to_string()),
+        None => report.line(
+            Status::Fail,
+            "chromium",
+            "not found on PATH (Debian: apt-get install chromium)",
+        ),
+    }
+}
+
 fn check_install(report: &mut Report, config: &Config) {
+    if config.gateway.client_portal {
+        check_client_portal(report, config);
+        return;
+    }
     let g = &config.gateway;
     let program = gateway_program(g.program);
     let home = std::env::var_os("HOME").map(PathBuf::from);
@@ -274,6 +308,9 @@ fn check_install(report: &mut Report, config: &Config) {
 }
 
 fn check_display(report: &mut Report, config: &Config) {
+    if config.gateway.client_portal {
+        return; // no display: the login runs in headless Chromium
+    }
     match config.display.mode {
         DisplayMode::Xvfb => match find_on_path("Xvfb", std::env::var_os("PATH")) {
             Some(p) => report.line(

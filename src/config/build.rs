@@ -204,13 +204,18 @@ pub(super) fn build(
     };
 
     // [gateway]
-    let program = ctx
+    // `clientportal` is not a desktop program: no display, no windows (src/clientportal).
+    let (program, client_portal) = ctx
         .choice(
             &g,
             "program",
-            &[("gateway", Program::Gateway), ("tws", Program::Tws)],
+            &[
+                ("gateway", (Program::Gateway, false)),
+                ("tws", (Program::Tws, false)),
+                ("clientportal", (Program::Gateway, true)),
+            ],
         )
-        .unwrap_or(Program::Gateway);
+        .unwrap_or((Program::Gateway, false));
     let trading_mode_read = ctx.choice(
         &g,
         "trading_mode",
@@ -710,6 +715,7 @@ pub(super) fn build(
         path: path.to_path_buf(),
         gateway: GatewayConfig {
             program,
+            client_portal,
             install_dir,
             settings_dir,
             trading_mode,

@@ -124,8 +124,8 @@ pub(crate) const SECTIONS: &[&str] = &[
 /// `config.toml.example`, a default that parses, and a builder that reads it.
 pub(crate) const KEYS: &[Key] = &[
     // [gateway]
-    key!("gateway", "program", Choice(&["gateway", "tws"]), Some("\"gateway\""), Restart, "\"tws\"",
-        "IB Gateway or Trader Workstation."),
+    key!("gateway", "program", Choice(&["gateway", "tws", "clientportal"]), Some("\"gateway\""), Restart, "\"tws\"",
+        "IB Gateway, Trader Workstation, or the Client Portal gateway (clientportal.gw, logged in with headless Chromium)."),
     key!("gateway", "install_dir", Path, None, Restart, "\"/opt/ibgateway\"",
         "The offline install; default: the newest under ~/Jts/ibgateway, then /opt/ibgateway."),
     key!("gateway", "settings_dir", Path, None, Restart, "\"/srv/jts\"",

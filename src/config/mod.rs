@@ -98,8 +98,12 @@ pub enum WebhookPreset {
 /// `[gateway]`: what to run and where.
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
-    /// Gateway or TWS.
+    /// Gateway or TWS (`Gateway` too when `client_portal`: unused then).
     pub program: Program,
+    /// `program = "clientportal"`: IBKR's Client Portal gateway (`clientportal.gw`), logged
+    /// in through its web page with headless Chromium instead of windows (see
+    /// [`crate::clientportal`]).
+    pub client_portal: bool,
     /// The install directory, if configured; `None` means discover it (`gateway::install`:
     /// `~/Jts/ibgateway/<highest version>`, `/opt/ibgateway`, ...).
     pub install_dir: Option<PathBuf>,

@@ -26,6 +26,7 @@ mod seeing;
 mod upgrade;
 mod wiring;
 
+pub(crate) use real::unix_ms;
 pub use upgrade::exec_if_requested;
 pub use wiring::{apply_reload, core_config, exit, run, schedule, Reload, RunOptions};
 

@@ -316,6 +316,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     if let Err(e) = process::become_subreaper() {
         warn!(error = %e, "cannot become a subreaper; a forking launcher could escape");
     }
+    if cfg.gateway.client_portal {
+        return run_client_portal(cfg, secrets, status, notifier, ctl_rx, tasks, cancel).await;
+    }
     let query = install::InstallQuery {
         program: Some(cfg.gateway.program),
         install_dir: cfg.gateway.install_dir.clone(),
@@ -372,6 +375,54 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         cancel,
     });
     Ok(super::drive(&mut core, &mut world, &mut rx).await)
+}
+
+/// `program = "clientportal"`: the web session's own loop (no display, no windows).
+async fn run_client_portal(
+    cfg: Config,
+    secrets: crate::secret::Secrets,
+    status: SharedStatus,
+    notifier: Notifier,
+    ctl_rx: mpsc::Receiver<ControlRequest>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+) -> anyhow::Result<i32> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let install = match crate::clientportal::install::discover(
+        cfg.gateway.install_dir.as_deref(),
+        home.as_deref(),
+    ) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!(error = %e, "Client Portal gateway install not usable");
+            eprintln!("ibwarden: {e}");
+            return Ok(exit::CONFIG);
+        }
+    };
+    let dir = cfg.state.dir.clone();
+    let persisted = match tokio::task::spawn_blocking(move || PersistedState::load(&dir))
+        .await
+        .context("loading the state file")?
+    {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "state file refused");
+            eprintln!("ibwarden: {e}");
+            return Ok(exit::CONFIG);
+        }
+    };
+    crate::clientportal::driver::run(crate::clientportal::driver::Parts {
+        cfg,
+        secrets,
+        install,
+        persisted,
+        status,
+        notifier,
+        control: ctl_rx,
+        tasks,
+        cancel,
+    })
+    .await
 }
 
 /// AT-SPI is opt-in only (a peer saw the ATK bridge deadlock the real gateway): `auto`

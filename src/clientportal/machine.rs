@@ -1,0 +1,989 @@
+//! The Client Portal session as a sans-IO state machine: inputs in, actions out, `now` a
+//! parameter. The same guarantees as the IB Gateway core: a rejected password halts (and
+//! the halt is saved before anything else happens), every code is typed at most once
+//! (`last_totp_step` saved before the browser types it), failed logins are counted in the
+//! persisted budget, full logins wait out IBKR's maintenance window, and every wait has a
+//! deadline.
+
+use std::time::Duration;
+
+use crate::core::domain::SessionPolicy;
+use crate::core::schedule::{timestamp_from_unix_ms, Schedule};
+use crate::core::Persisted;
+use crate::core::{NoticeKind, Severity};
+use crate::totp;
+
+/// What `auth/status` (or a tickle) said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthStatus {
+    /// The brokerage session is authenticated.
+    pub authenticated: bool,
+    /// The gateway is connected to IBKR.
+    pub connected: bool,
+    /// Another session (TWS, a phone, another gateway) competes for the account.
+    pub competing: bool,
+}
+
+/// An answer of the gateway's API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiReply {
+    /// A status (from `auth/status` or `tickle`).
+    Status(AuthStatus),
+    /// 401: no session at all; only a full login helps.
+    Unauthorized,
+    /// Nothing usable (connection refused, TLS, timeout, 5xx): the reason.
+    Down(String),
+}
+
+/// How a browser login ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoginOutcome {
+    /// The page said the login succeeded.
+    LoggedIn,
+    /// The page said the username or password is wrong.
+    WrongCredentials,
+    /// The code was refused.
+    CodeRejected,
+    /// The second-factor list has no Mobile Authenticator option (a push-only account).
+    NoAuthenticator,
+    /// Too many attempts: IBKR locked logins for a while.
+    Locked,
+    /// Anything else (a page not understood, a deadline, the browser failed): why.
+    Failed(String),
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Begin (after the state was loaded).
+    Start,
+    /// The gateway's JVM runs.
+    JvmStarted,
+    /// The gateway's JVM exited.
+    JvmExited {
+        /// Its exit code, if it exited by itself.
+        code: Option<i32>,
+    },
+    /// An API answer (to the last [`Action::Status`], [`Action::Tickle`] or
+    /// [`Action::Reauthenticate`]).
+    Api(ApiReply),
+    /// A browser login ended.
+    Login(LoginOutcome),
+    /// The wake-up time ([`Machine::next_wake_ms`]) was reached.
+    Timer,
+    /// Stop for good (SIGTERM, `ibwarden stop`).
+    Stop,
+    /// A person asked for a restart (`ibwarden restart`): a halt is lifted.
+    Restart,
+}
+
+/// What to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Save this state atomically before doing anything else.
+    Save(Persisted),
+    /// Start the gateway's JVM.
+    Launch,
+    /// Kill the gateway's JVM (it is hung or must start over).
+    Kill,
+    /// Stop the gateway cleanly (logout, then SIGTERM, then SIGKILL after the grace).
+    StopGateway,
+    /// Ask `auth/status`.
+    Status,
+    /// `POST /tickle` (keeps the session; answers with the status).
+    Tickle,
+    /// `POST /iserver/reauthenticate`, then ask the status.
+    Reauthenticate,
+    /// Log in through the web page; type the code of `step` (after `wait`) if a code is
+    /// asked.
+    Login {
+        /// The TOTP step whose code to type (already saved as used).
+        step: u64,
+        /// Wait this long before typing the code (the step has not begun yet).
+        wait: Duration,
+    },
+    /// Tell a person.
+    Notify {
+        /// What kind of notice.
+        kind: NoticeKind,
+        /// How urgent.
+        severity: Severity,
+        /// The text.
+        text: String,
+    },
+    /// Everything stopped: exit with this code.
+    Exit(i32),
+}
+
+/// Why logins stopped until a person acts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HaltWhy {
+    /// The password (or username) was rejected.
+    LoginFailed,
+    /// Codes were rejected `max_code_rejections` times in a row.
+    CodeRejected,
+    /// The account offers no authenticator-app login.
+    NoAuthenticator,
+}
+
+/// Where the session is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Not started.
+    Idle,
+    /// The JVM is being started.
+    Launching,
+    /// The JVM runs; waiting for its HTTPS port to answer.
+    WaitHttp,
+    /// The browser is logging in.
+    LoggingIn,
+    /// Logged in on the page; waiting for `auth/status` to say authenticated.
+    Authenticating,
+    /// Authenticated, connected, not competing.
+    Ready,
+    /// `reauthenticate` sent; waiting for authenticated again.
+    Reauthenticating,
+    /// Waiting before the next step (back-off, maintenance, budget, another session).
+    Waiting,
+    /// Logins stopped until a person acts.
+    Halted(HaltWhy),
+    /// Stopping the gateway.
+    Stopping,
+    /// Done.
+    Stopped,
+}
+
+/// The knobs, from the config.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Time between tickles while ready (IBKR: about once a minute).
+    pub tickle_interval: Duration,
+    /// From the JVM's start to its HTTPS port answering, at most.
+    pub http_timeout: Duration,
+    /// From the start of a browser login to its outcome, at most (added to a code wait).
+    pub login_timeout: Duration,
+    /// From a login or reauthenticate to `authenticated: true`, at most.
+    pub auth_timeout: Duration,
+    /// Failed logins allowed within an hour before waiting.
+    pub max_failed_logins_per_hour: u32,
+    /// Rejected codes in a row before halting.
+    pub max_code_rejections: u32,
+    /// A code with less than this left is not typed.
+    pub min_code_validity: Duration,
+    /// What to do about a competing session.
+    pub existing_session: SessionPolicy,
+    /// First back-off after a failure; doubles up to `backoff_max`.
+    pub backoff_initial: Duration,
+    /// Longest back-off.
+    pub backoff_max: Duration,
+    /// API failures in a row while ready before the JVM counts as hung.
+    pub failures_before_restart: u32,
+    /// IBKR's calendar (maintenance window), if known.
+    pub schedule: Option<Schedule>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            tickle_interval: Duration::from_secs(60),
+            http_timeout: Duration::from_secs(120),
+            login_timeout: Duration::from_secs(120),
+            auth_timeout: Duration::from_secs(60),
+            max_failed_logins_per_hour: 3,
+            max_code_rejections: 3,
+            min_code_validity: Duration::from_secs(8),
+            existing_session: SessionPolicy::Primary,
+            backoff_initial: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(300),
+            failures_before_restart: 3,
+            schedule: None,
+        }
+    }
+}
+
+/// Poll interval while waiting for the port, for authentication or for a reauthenticate.
+const POLL: Duration = Duration::from_secs(1);
+/// How often a waiting-for-another-session instance looks again.
+const COMPETING_POLL: Duration = Duration::from_secs(60);
+/// How long IBKR locks logins after too many attempts (its message says 15 minutes).
+const LOCKOUT: Duration = Duration::from_secs(15 * 60);
+/// A code wait longer than this is told to a person (the clock moved back).
+const CLOCK_WAIT_NOTICE: Duration = Duration::from_secs(120);
+/// The failed-login budget's window.
+const HOUR_SECS: u64 = 3600;
+
+/// What the next [`Input::Timer`] means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wake {
+    /// Ask the status again.
+    Poll,
+    /// Tickle.
+    Tickle,
+    /// The wait is over: log in.
+    Login,
+    /// The wait is over: launch.
+    Launch,
+}
+
+/// The Client Portal session.
+#[derive(Debug)]
+pub struct Machine {
+    s: Settings,
+    state: Persisted,
+    phase: Phase,
+    reason: String,
+    wake: Option<(u64, Wake)>,
+    deadline_ms: Option<u64>,
+    backoff: Duration,
+    api_failures: u32,
+    code_rejections: u32,
+    /// The JVM runs (between JvmStarted and JvmExited).
+    jvm: bool,
+    /// A problem was told: the next ready says "recovered".
+    told: bool,
+    /// Competing sessions taken over within the last hour (unix seconds).
+    takeovers: Vec<u64>,
+    readies: u64,
+}
+
+impl Machine {
+    /// A machine with the persisted `state`.
+    pub fn new(settings: Settings, state: Persisted) -> Machine {
+        let backoff = settings.backoff_initial;
+        Machine {
+            s: settings,
+            state,
+            phase: Phase::Idle,
+            reason: "starting".into(),
+            wake: None,
+            deadline_ms: None,
+            backoff,
+            api_failures: 0,
+            code_rejections: 0,
+            jvm: false,
+            told: false,
+            takeovers: Vec::new(),
+            readies: 0,
+        }
+    }
+
+    /// Where it is.
+    pub fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    /// Why, in words.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// Ready: authenticated, connected, not competing.
+    pub fn is_ready(&self) -> bool {
+        self.phase == Phase::Ready
+    }
+
+    /// Times it became ready.
+    pub fn readies(&self) -> u64 {
+        self.readies
+    }
+
+    /// The persisted state as it stands.
+    pub fn persisted(&self) -> &Persisted {
+        &self.state
+    }
+
+    /// Failed logins left in this hour's budget.
+    pub fn login_budget_left(&self, now_ms: u64) -> u32 {
+        let used = self.state.failed_logins_within(now_ms / 1000, HOUR_SECS) as u32;
+        self.s.max_failed_logins_per_hour.saturating_sub(used)
+    }
+
+    /// When to send [`Input::Timer`] (unix ms), if anything is awaited.
+    pub fn next_wake_ms(&self) -> Option<u64> {
+        match (self.wake, self.deadline_ms) {
+            (Some((w, _)), Some(d)) => Some(w.min(d)),
+            (Some((w, _)), None) => Some(w),
+            (None, d) => d,
+        }
+    }
+
+    /// Feeds one input at `now_ms`; returns the actions, in order.
+    pub fn on(&mut self, input: Input, now_ms: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        match input {
+            Input::Start => self.start(now_ms, &mut out),
+            Input::JvmStarted => {
+                self.jvm = true;
+                if self.phase == Phase::Launching {
+                    self.set(Phase::WaitHttp, "waiting for the gateway's web server");
+                    self.deadline_ms = Some(now_ms + ms(self.s.http_timeout));
+                    out.push(Action::Status);
+                }
+            }
+            Input::JvmExited { code } => self.jvm_exited(code, now_ms, &mut out),
+            Input::Api(reply) => self.api(reply, now_ms, &mut out),
+            Input::Login(outcome) => self.login_outcome(outcome, now_ms, &mut out),
+            Input::Timer => self.timer(now_ms, &mut out),
+            Input::Stop => {
+                if !matches!(self.phase, Phase::Stopping | Phase::Stopped) {
+                    self.wake = None;
+                    self.deadline_ms = None;
+                    if self.jvm {
+                        self.set(Phase::Stopping, "stopping");
+                        out.push(Action::StopGateway);
+                    } else {
+                        self.set(Phase::Stopped, "stopped");
+                        out.push(Action::Exit(0));
+                    }
+                }
+            }
+            Input::Restart => {
+                if matches!(self.phase, Phase::Stopping | Phase::Stopped) {
+                    return out;
+                }
+                if self.state.credentials_rejected.take().is_some() {
+                    out.push(Action::Save(self.state.clone()));
+                }
+                self.code_rejections = 0;
+                self.backoff = self.s.backoff_initial;
+                self.wake = None;
+                self.deadline_ms = None;
+                if self.jvm {
+                    self.set(Phase::Launching, "restart requested");
+                    out.push(Action::Kill);
+                } else {
+                    self.launch(&mut out);
+                }
+            }
+        }
+        out
+    }
+
+    fn set(&mut self, phase: Phase, reason: impl Into<String>) {
+        self.phase = phase;
+        self.reason = reason.into();
+    }
+
+    fn start(&mut self, now_ms: u64, out: &mut Vec<Action>) {
+        if self.state.credentials_rejected.is_some() {
+            self.halt(
+                HaltWhy::LoginFailed,
+                "IBKR rejected the username or password earlier, so ibwarden does not type it \
+                 again. Fix the secret (`ibwarden secret set password`), then run `ibwarden \
+                 restart`.",
+                out,
+            );
+            return;
+        }
+        let _ = now_ms;
+        self.launch(out);
+    }
+
+    fn launch(&mut self, out: &mut Vec<Action>) {
+        self.set(Phase::Launching, "launching the Client Portal gateway");
+        self.wake = None;
+        self.deadline_ms = None;
+        out.push(Action::Launch);
+    }
+
+    fn halt(&mut self, why: HaltWhy, text: &str, out: &mut Vec<Action>) {
+        self.set(Phase::Halted(why), text.to_string());
+        self.wake = None;
+        self.deadline_ms = None;
+        self.told = true;
+        let kind = match why {
+            HaltWhy::LoginFailed => NoticeKind::LoginFailed,
+            HaltWhy::CodeRejected => NoticeKind::CodeRejected,
+            HaltWhy::NoAuthenticator => NoticeKind::HumanStep,
+        };
+        out.push(Action::Notify {
+            kind,
+            severity: Severity::Critical,
+            text: text.to_string(),
+        });
+    }
+
+    fn wait_then(&mut self, now_ms: u64, wait: Duration, then: Wake, reason: String) {
+        self.set(Phase::Waiting, reason);
+        self.deadline_ms = None;
+        self.wake = Some((now_ms + ms(wait), then));
+    }
+
+    /// Back-off before `then`, doubling.
+    fn back_off(&mut self, now_ms: u64, then: Wake, why: &str) {
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(self.s.backoff_max);
+        self.wait_then(
+            now_ms,
+            wait,
+            then,
+            format!("{why}; next attempt in {}s", wait.as_secs().max(1)),
+        );
+    }
+
+    fn jvm_exited(&mut self, code: Option<i32>, now_ms: u64, out: &mut Vec<Action>) {
+        self.jvm = false;
+        match self.phase {
+            Phase::Stopping | Phase::Stopped => {
+                self.set(Phase::Stopped, "stopped");
+                out.push(Action::Exit(0));
+            }
+            Phase::Halted(_) => {}
+            Phase::Launching => {
+                // A restart killed it: start the new one.
+                out.push(Action::Launch);
+            }
+            _ => {
+                if code != Some(0) {
+                    self.told = true;
+                    out.push(Action::Notify {
+                        kind: NoticeKind::Crash,
+                        severity: Severity::Warning,
+                        text: format!(
+                            "The Client Portal gateway's JVM exited ({}); ibwarden starts it \
+                             again.",
+                            code.map_or("killed".to_string(), |c| format!("code {c}"))
+                        ),
+                    });
+                }
+                self.back_off(now_ms, Wake::Launch, "the gateway exited");
+            }
+        }
+    }
+
+    fn api(&mut self, reply: ApiReply, now_ms: u64, out: &mut Vec<Action>) {
+        match (&self.phase, reply) {
+            (Phase::WaitHttp, ApiReply::Down(_)) => {
+                self.wake = Some((now_ms + ms(POLL), Wake::Poll));
+            }
+            (Phase::WaitHttp | Phase::Ready, ApiReply::Unauthorized) => {
+                self.api_failures = 0;
+                self.full_login(now_ms, "no session: logging in", out);
+            }
+            (Phase::WaitHttp, ApiReply::Status(st)) => {
+                self.deadline_ms = None;
+                self.judge(st, now_ms, out, true);
+            }
+            (Phase::Authenticating | Phase::Reauthenticating, ApiReply::Status(st)) => {
+                if st.authenticated && st.connected && !st.competing {
+                    self.ready(now_ms, out);
+                } else if st.competing {
+                    self.judge(st, now_ms, out, false);
+                } else {
+                    self.wake = Some((now_ms + ms(POLL), Wake::Poll));
+                }
+            }
+            (Phase::Authenticating | Phase::Reauthenticating, ApiReply::Unauthorized) => {
+                let why = if self.phase == Phase::Reauthenticating {
+                    "reauthenticate failed (no session left): logging in"
+                } else {
+                    "the session vanished after the login: logging in again"
+                };
+                self.full_login(now_ms, why, out);
+            }
+            (Phase::Authenticating | Phase::Reauthenticating, ApiReply::Down(_)) => {
+                self.wake = Some((now_ms + ms(POLL), Wake::Poll));
+            }
+            (Phase::Ready, ApiReply::Status(st)) => {
+                self.api_failures = 0;
+                if st.authenticated && st.connected && !st.competing {
+                    self.wake = Some((now_ms + ms(self.s.tickle_interval), Wake::Tickle));
+                } else {
+                    self.judge(st, now_ms, out, false);
+                }
+            }
+            (Phase::Ready, ApiReply::Down(why)) => {
+                self.api_failures += 1;
+                if self.api_failures >= self.s.failures_before_restart {
+                    self.api_failures = 0;
+                    self.told = true;
+                    self.set(
+                        Phase::Launching,
+                        format!("the gateway stopped answering ({why}): restarting it"),
+                    );
+                    out.push(Action::Kill);
+                } else {
+                    self.wake = Some((now_ms + ms(POLL * 5), Wake::Tickle));
+                }
+            }
+            (Phase::Waiting, ApiReply::Status(st)) => {
+                // Waiting out another session: look again.
+                self.judge(st, now_ms, out, false);
+            }
+            (Phase::Waiting, ApiReply::Unauthorized) if self.wake.is_none() => {
+                self.full_login(now_ms, "no session: logging in", out);
+            }
+            _ => {}
+        }
+    }
+
+    /// A status outside the ready path: decide.
+    fn judge(&mut self, st: AuthStatus, now_ms: u64, out: &mut Vec<Action>, fresh: bool) {
+        if st.competing {
+            self.competing(now_ms, out);
+        } else if st.authenticated && st.connected {
+            self.ready(now_ms, out);
+        } else if st.authenticated || fresh || self.phase == Phase::Ready {
+            // The SSO session lives but the brokerage session is down (IBKR's reset, a
+            // dropped connection): reauthenticate first, a full login only if that fails.
+            self.set(Phase::Reauthenticating, "reauthenticating the session");
+            self.deadline_ms = Some(now_ms + ms(self.s.auth_timeout));
+            self.wake = None;
+            out.push(Action::Reauthenticate);
+        } else {
+            self.wake = Some((now_ms + ms(POLL), Wake::Poll));
+        }
+    }
+
+    fn competing(&mut self, now_ms: u64, out: &mut Vec<Action>) {
+        let now = now_ms / 1000;
+        self.takeovers.retain(|&t| t + HOUR_SECS > now);
+        let take = match self.s.existing_session {
+            SessionPolicy::Primary => true,
+            // Takes the session once; yields to a later login elsewhere.
+            SessionPolicy::PrimaryOverride => self.takeovers.is_empty(),
+            SessionPolicy::Secondary | SessionPolicy::Manual => false,
+        };
+        if take && self.takeovers.len() < 3 {
+            self.takeovers.push(now);
+            self.full_login(
+                now_ms,
+                "another session holds the account: taking it over",
+                out,
+            );
+            return;
+        }
+        if !self.told {
+            self.told = true;
+            let text = if take {
+                "Another session keeps taking this account's session (3 takeovers in an hour); \
+                 ibwarden stopped fighting and waits. Close the other session (TWS, the \
+                 mobile app, another gateway)."
+            } else {
+                "Another session holds this account; by login.existing_session ibwarden does \
+                 not take it over and waits until it ends."
+            };
+            out.push(Action::Notify {
+                kind: NoticeKind::SessionConflict,
+                severity: Severity::Warning,
+                text: text.into(),
+            });
+        }
+        self.set(Phase::Waiting, "another session holds the account");
+        self.deadline_ms = None;
+        self.wake = Some((now_ms + ms(COMPETING_POLL), Wake::Poll));
+    }
+
+    fn ready(&mut self, now_ms: u64, out: &mut Vec<Action>) {
+        self.set(Phase::Ready, "ready: authenticated and connected");
+        self.readies += 1;
+        self.deadline_ms = None;
+        self.api_failures = 0;
+        self.code_rejections = 0;
+        self.backoff = self.s.backoff_initial;
+        self.wake = Some((now_ms + ms(self.s.tickle_interval), Wake::Tickle));
+        if self.told {
+            self.told = false;
+            out.push(Action::Notify {
+                kind: NoticeKind::Recovered,
+                severity: Severity::Info,
+                text: "The Client Portal session is authenticated again.".into(),
+            });
+        }
+    }
+
+    /// A full browser login, if the calendar and the budget allow; else a wait.
+    fn full_login(&mut self, now_ms: u64, why: &str, out: &mut Vec<Action>) {
+        self.wake = None;
+        self.deadline_ms = None;
+        if let Some(until) = self
+            .s
+            .schedule
+            .as_ref()
+            .and_then(|s| s.full_login_blocked_until(timestamp_from_unix_ms(now_ms)))
+        {
+            let wait_ms = u64::try_from(until.as_millisecond())
+                .unwrap_or(0)
+                .saturating_sub(now_ms);
+            self.wait_then(
+                now_ms,
+                Duration::from_millis(wait_ms),
+                Wake::Login,
+                "IBKR's maintenance window: the login waits for its end".into(),
+            );
+            return;
+        }
+        let now = now_ms / 1000;
+        self.state.prune_failed_logins(now, HOUR_SECS);
+        let used = self.state.failed_logins_within(now, HOUR_SECS) as u32;
+        if used >= self.s.max_failed_logins_per_hour {
+            let oldest = self.state.failed_logins.first().copied().unwrap_or(now);
+            let wait = Duration::from_secs((oldest + HOUR_SECS + 1).saturating_sub(now));
+            self.told = true;
+            out.push(Action::Notify {
+                kind: NoticeKind::LockoutGuard,
+                severity: Severity::Warning,
+                text: format!(
+                    "{used} failed logins within an hour: ibwarden waits {} min before the \
+                     next, so IBKR does not lock the account.",
+                    wait.as_secs().div_ceil(60)
+                ),
+            });
+            self.wait_then(
+                now_ms,
+                wait,
+                Wake::Login,
+                "failed-login budget spent".into(),
+            );
+            return;
+        }
+        let plan = totp::plan(now_ms, self.s.min_code_validity, self.state.last_totp_step);
+        if plan.wait > CLOCK_WAIT_NOTICE {
+            self.told = true;
+            out.push(Action::Notify {
+                kind: NoticeKind::ClockBehind,
+                severity: Severity::Warning,
+                text: format!(
+                    "The clock is behind the last authenticator code used; the login waits \
+                     {} s for a code that was never typed.",
+                    plan.wait.as_secs()
+                ),
+            });
+        }
+        // The step counts as used from here: saved before the browser can type it.
+        self.state.record_totp_step(plan.step);
+        out.push(Action::Save(self.state.clone()));
+        self.set(Phase::LoggingIn, why.to_string());
+        self.deadline_ms = Some(now_ms + ms(plan.wait + self.s.login_timeout));
+        out.push(Action::Login {
+            step: plan.step,
+            wait: plan.wait,
+        });
+    }
+
+    fn failed_login(&mut self, now_ms: u64, out: &mut Vec<Action>) {
+        self.state.record_failed_login(now_ms / 1000, HOUR_SECS);
+        out.push(Action::Save(self.state.clone()));
+    }
+
+    fn login_outcome(&mut self, outcome: LoginOutcome, now_ms: u64, out: &mut Vec<Action>) {
+        if self.phase != Phase::LoggingIn {
+            return;
+        }
+        match outcome {
+            LoginOutcome::LoggedIn => {
+                self.set(Phase::Authenticating, "logged in; waiting for the session");
+                self.deadline_ms = Some(now_ms + ms(self.s.auth_timeout));
+                self.wake = None;
+                out.push(Action::Status);
+            }
+            LoginOutcome::WrongCredentials => {
+                // Saved before it is told: a crash right after cannot forget the halt.
+                self.state.credentials_rejected = Some(now_ms / 1000);
+                self.failed_login(now_ms, out);
+                self.halt(
+                    HaltWhy::LoginFailed,
+                    "IBKR rejected the username or password. ibwarden stopped logging in so \
+                     the account is not locked. Fix the secret (`ibwarden secret set \
+                     password`) and run `ibwarden restart`.",
+                    out,
+                );
+            }
+            LoginOutcome::CodeRejected => {
+                self.code_rejections += 1;
+                self.failed_login(now_ms, out);
+                if self.code_rejections >= self.s.max_code_rejections {
+                    self.halt(
+                        HaltWhy::CodeRejected,
+                        "IBKR rejected the authenticator code several times in a row: the \
+                         clock or the activation code is wrong. Check `ibwarden totp` against \
+                         the app, then run `ibwarden restart`.",
+                        out,
+                    );
+                } else {
+                    // The next code: the plan never repeats a step.
+                    self.full_login(now_ms, "the code was rejected: the next one", out);
+                }
+            }
+            LoginOutcome::NoAuthenticator => self.halt(
+                HaltWhy::NoAuthenticator,
+                "The login page offers no Mobile Authenticator option for this account (a \
+                 push-only account): enrol the authenticator app in Client Portal, or log in \
+                 by hand.",
+                out,
+            ),
+            LoginOutcome::Locked => {
+                self.failed_login(now_ms, out);
+                self.told = true;
+                out.push(Action::Notify {
+                    kind: NoticeKind::LockoutGuard,
+                    severity: Severity::Warning,
+                    text: "IBKR locked logins after too many attempts; ibwarden waits 15 \
+                           minutes."
+                        .into(),
+                });
+                self.wait_then(now_ms, LOCKOUT, Wake::Login, "IBKR's login lockout".into());
+            }
+            LoginOutcome::Failed(why) => {
+                self.failed_login(now_ms, out);
+                self.back_off(now_ms, Wake::Login, &format!("login failed: {why}"));
+            }
+        }
+    }
+
+    fn timer(&mut self, now_ms: u64, out: &mut Vec<Action>) {
+        let deadline_due = self.deadline_ms.is_some_and(|d| d <= now_ms);
+        let wake_due = self.wake.filter(|(w, _)| *w <= now_ms).map(|(_, k)| k);
+        if deadline_due {
+            self.deadline_ms = None;
+            self.wake = None;
+            match self.phase {
+                Phase::WaitHttp => {
+                    self.told = true;
+                    self.set(
+                        Phase::Launching,
+                        "the gateway's web server did not answer in time: restarting it",
+                    );
+                    out.push(Action::Kill);
+                }
+                Phase::LoggingIn => {
+                    self.failed_login(now_ms, out);
+                    self.back_off(now_ms, Wake::Login, "the login did not finish in time");
+                }
+                Phase::Authenticating => {
+                    self.failed_login(now_ms, out);
+                    self.full_login(now_ms, "not authenticated after the login: again", out);
+                }
+                Phase::Reauthenticating => {
+                    self.full_login(now_ms, "reauthenticate did not bring the session back", out);
+                }
+                _ => {}
+            }
+            return;
+        }
+        let Some(kind) = wake_due else { return };
+        self.wake = None;
+        match kind {
+            Wake::Poll | Wake::Tickle if self.phase == Phase::Ready => out.push(Action::Tickle),
+            Wake::Poll | Wake::Tickle => out.push(Action::Status),
+            Wake::Login => self.full_login(now_ms, "logging in", out),
+            Wake::Launch => self.launch(out),
+        }
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: u64 = 59_866_667 * 30_000 + 3_000; // 3 s into a step
+
+    fn up() -> AuthStatus {
+        AuthStatus {
+            authenticated: true,
+            connected: true,
+            competing: false,
+        }
+    }
+
+    fn started(m: &mut Machine) {
+        assert_eq!(m.on(Input::Start, T0), vec![Action::Launch]);
+        assert_eq!(m.on(Input::JvmStarted, T0), vec![Action::Status]);
+    }
+
+    fn login_step(actions: &[Action]) -> Option<u64> {
+        actions.iter().find_map(|a| match a {
+            Action::Login { step, .. } => Some(*step),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn no_session_logs_in_once_and_is_ready_after_auth_status() {
+        let mut m = Machine::new(Settings::default(), Persisted::default());
+        started(&mut m);
+        let a = m.on(Input::Api(ApiReply::Unauthorized), T0);
+        let step = login_step(&a).expect("a login");
+        // The step is saved as used before the login action.
+        let save = a
+            .iter()
+            .position(|x| matches!(x, Action::Save(p) if p.last_totp_step == Some(step)));
+        let login = a.iter().position(|x| matches!(x, Action::Login { .. }));
+        assert!(save < login && save.is_some(), "{a:?}");
+        assert_eq!(
+            m.on(Input::Login(LoginOutcome::LoggedIn), T0 + 5_000),
+            vec![Action::Status]
+        );
+        assert!(!m.is_ready());
+        m.on(Input::Api(ApiReply::Status(up())), T0 + 6_000);
+        assert!(m.is_ready());
+        assert_eq!(m.next_wake_ms(), Some(T0 + 66_000), "tickle a minute later");
+        assert_eq!(m.on(Input::Timer, T0 + 66_000), vec![Action::Tickle]);
+    }
+
+    #[test]
+    fn an_expired_session_is_reauthenticated_then_fully_logged_in_when_that_fails() {
+        let mut m = Machine::new(Settings::default(), Persisted::default());
+        started(&mut m);
+        m.on(Input::Api(ApiReply::Status(up())), T0);
+        assert!(m.is_ready());
+        let down = AuthStatus {
+            authenticated: false,
+            ..up()
+        };
+        assert_eq!(
+            m.on(Input::Api(ApiReply::Status(down)), T0 + 60_000),
+            vec![Action::Reauthenticate]
+        );
+        assert!(!m.is_ready());
+        // Still not authenticated at the deadline: a full login.
+        let a = m.on(Input::Timer, T0 + 60_000 + 60_000);
+        assert!(login_step(&a).is_some(), "{a:?}");
+    }
+
+    #[test]
+    fn a_rejected_password_halts_and_the_halt_is_saved_first_and_survives() {
+        let mut m = Machine::new(Settings::default(), Persisted::default());
+        started(&mut m);
+        m.on(Input::Api(ApiReply::Unauthorized), T0);
+        let a = m.on(Input::Login(LoginOutcome::WrongCredentials), T0 + 3_000);
+        let saved = a
+            .iter()
+            .position(|x| matches!(x, Action::Save(p) if p.credentials_rejected.is_some()))
+            .expect("saved");
+        let told = a
+            .iter()
+            .position(|x| {
+                matches!(
+                    x,
+                    Action::Notify {
+                        kind: NoticeKind::LoginFailed,
+                        ..
+                    }
+                )
+            })
+            .expect("told");
+        assert!(saved < told);
+        assert_eq!(m.phase(), &Phase::Halted(HaltWhy::LoginFailed));
+        // A new process with that state types nothing.
+        let mut again = Machine::new(Settings::default(), m.persisted().clone());
+        let a = again.on(Input::Start, T0 + 10_000);
+        assert!(!a.contains(&Action::Launch), "{a:?}");
+        assert_eq!(again.phase(), &Phase::Halted(HaltWhy::LoginFailed));
+        // A person fixes it and restarts.
+        let a = again.on(Input::Restart, T0 + 20_000);
+        assert!(a.contains(&Action::Launch));
+        assert!(again.persisted().credentials_rejected.is_none());
+    }
+
+    #[test]
+    fn a_rejected_code_waits_for_the_next_step_and_never_reuses_one() {
+        let mut m = Machine::new(Settings::default(), Persisted::default());
+        started(&mut m);
+        let first = login_step(&m.on(Input::Api(ApiReply::Unauthorized), T0)).expect("login");
+        let a = m.on(Input::Login(LoginOutcome::CodeRejected), T0 + 4_000);
+        let second = login_step(&a).expect("another login");
+        assert_eq!(second, first + 1, "the next step");
+        let wait = a.iter().find_map(|x| match x {
+            Action::Login { wait, .. } => Some(*wait),
+            _ => None,
+        });
+        assert_eq!(wait, Some(Duration::from_millis(30_000 - 7_000)));
+        // Three in a row halt.
+        m.on(Input::Login(LoginOutcome::CodeRejected), T0 + 40_000);
+        m.on(Input::Login(LoginOutcome::CodeRejected), T0 + 80_000);
+        assert_eq!(m.phase(), &Phase::Halted(HaltWhy::CodeRejected));
+    }
+
+    #[test]
+    fn the_budget_is_never_exceeded_and_the_wait_is_told() {
+        let mut st = Persisted::default();
+        for i in 0..3 {
+            st.record_failed_login(T0 / 1000 - 600 + i, HOUR_SECS);
+        }
+        let mut m = Machine::new(Settings::default(), st);
+        started(&mut m);
+        let a = m.on(Input::Api(ApiReply::Unauthorized), T0);
+        assert!(login_step(&a).is_none(), "{a:?}");
+        assert!(a.iter().any(|x| matches!(
+            x,
+            Action::Notify {
+                kind: NoticeKind::LockoutGuard,
+                ..
+            }
+        )));
+        assert_eq!(m.phase(), &Phase::Waiting);
+        let wake = m.next_wake_ms().expect("a wake");
+        assert!(wake > T0 + 2_900_000 && wake < T0 + 3_100_000, "{wake}");
+    }
+
+    #[test]
+    fn a_competing_session_follows_the_policy() {
+        let competing = AuthStatus {
+            competing: true,
+            ..up()
+        };
+        let mut m = Machine::new(Settings::default(), Persisted::default());
+        started(&mut m);
+        let a = m.on(Input::Api(ApiReply::Status(competing)), T0);
+        assert!(login_step(&a).is_some(), "primary takes it over: {a:?}");
+
+        let mut m = Machine::new(
+            Settings {
+                existing_session: SessionPolicy::Secondary,
+                ..Settings::default()
+            },
+            Persisted::default(),
+        );
+        started(&mut m);
+        let a = m.on(Input::Api(ApiReply::Status(competing)), T0);
+        assert!(login_step(&a).is_none(), "{a:?}");
+        assert!(a.iter().any(|x| matches!(
+            x,
+            Action::Notify {
+                kind: NoticeKind::SessionConflict,
+                ..
+            }
+        )));
+        assert!(!m.is_ready());
+        assert_eq!(m.on(Input::Timer, T0 + 60_000), vec![Action::Status]);
+        m.on(Input::Api(ApiReply::Status(up())), T0 + 61_000);
+        assert!(m.is_ready(), "once the other session ends");
+    }
+
+    #[test]
+    fn a_crash_is_relaunched_with_back_off_and_stop_waits_for_the_jvm() {
+        let mut m = Machine::new(Settings::default(), Persisted::default());
+        started(&mut m);
+        m.on(Input::Api(ApiReply::Status(up())), T0);
+        let a = m.on(Input::JvmExited { code: Some(1) }, T0 + 1_000);
+        assert!(a.iter().any(|x| matches!(
+            x,
+            Action::Notify {
+                kind: NoticeKind::Crash,
+                ..
+            }
+        )));
+        assert!(!m.is_ready());
+        assert_eq!(m.on(Input::Timer, T0 + 3_000), vec![Action::Launch]);
+        m.on(Input::JvmStarted, T0 + 3_100);
+        assert_eq!(m.on(Input::Stop, T0 + 4_000), vec![Action::StopGateway]);
+        assert_eq!(
+            m.on(Input::JvmExited { code: Some(0) }, T0 + 5_000),
+            vec![Action::Exit(0)]
+        );
+    }
+
+    #[test]
+    fn the_port_has_a_deadline() {
+        let mut m = Machine::new(Settings::default(), Persisted::default());
+        started(&mut m);
+        m.on(Input::Api(ApiReply::Down("refused".into())), T0);
+        assert_eq!(m.on(Input::Timer, T0 + 1_000), vec![Action::Status]);
+        assert_eq!(m.on(Input::Timer, T0 + 120_000), vec![Action::Kill]);
+    }
+}
