@@ -119,7 +119,9 @@ pub fn filter(verbosity: u8, rust_log: Option<&str>) -> EnvFilter {
         1 => "debug",
         _ => "trace",
     };
-    EnvFilter::builder().parse_lossy(format!("warn,ibwarden={level}"))
+    // chromiumoxide warns about every CDP event its generated types do not know (newer
+    // Chromium sends many); they are harmless, and only an error of it is worth a line.
+    EnvFilter::builder().parse_lossy(format!("warn,chromiumoxide=error,ibwarden={level}"))
 }
 
 /// Installs the global subscriber. Call once, early in `main`. A second call is ignored.
@@ -278,9 +280,9 @@ mod tests {
 
     #[test]
     fn filter_levels() {
-        assert_eq!(filter(0, None).to_string(), "ibwarden=info,warn");
-        assert_eq!(filter(1, None).to_string(), "ibwarden=debug,warn");
-        assert_eq!(filter(3, Some("")).to_string(), "ibwarden=trace,warn");
+        assert_eq!(filter(0, None).to_string(), "chromiumoxide=error,ibwarden=info,warn");
+        assert_eq!(filter(1, None).to_string(), "chromiumoxide=error,ibwarden=debug,warn");
+        assert_eq!(filter(3, Some("")).to_string(), "chromiumoxide=error,ibwarden=trace,warn");
         assert_eq!(
             filter(0, Some("ibwarden::core=trace")).to_string(),
             "ibwarden::core=trace"

@@ -84,6 +84,9 @@ pub async fn run(p: Parts) -> anyhow::Result<i32> {
     info!(install = %install.dir.display(), port = install.port, chromium = %chromium.display(), "Client Portal gateway found");
     let api = Api::new(install.port, install.ssl);
     let settings = Settings {
+        // probe.interval is how often the session is looked at (a tickle answers with the
+        // status); IBKR ends an idle session after about 6 minutes, so at most a minute.
+        tickle_interval: cfg.probe.interval.min(Duration::from_secs(60)),
         login_timeout: cfg.login.login_timeout,
         max_failed_logins_per_hour: cfg.login.max_failed_logins_per_hour,
         max_code_rejections: cfg.login.max_code_rejections,
@@ -200,7 +203,7 @@ pub async fn run(p: Parts) -> anyhow::Result<i32> {
                     severity,
                     text,
                 } => {
-                    warn!(kind = ?kind, "notify {text}");
+                    warn!("notify kind={kind:?} severity={severity:?} {text}");
                     notifier.notify(kind, severity, &text);
                 }
                 Action::Exit(c) => code = c,
@@ -226,8 +229,14 @@ pub async fn run(p: Parts) -> anyhow::Result<i32> {
         let Some(ev) = ev else { break };
         match ev {
             Ev::Input(input) => {
-                if let Input::Login(LoginOutcome::Failed(why)) = &input {
-                    warn!(why = %why, "the browser login failed");
+                match &input {
+                    Input::Login(LoginOutcome::Failed(why)) => {
+                        warn!(why = %why, "the browser login failed after submitting")
+                    }
+                    Input::Login(LoginOutcome::NotSubmitted(why)) => {
+                        warn!(why = %why, "the browser login stopped before submitting anything")
+                    }
+                    _ => {}
                 }
                 queue.extend(machine.on(input, unix_ms()));
             }

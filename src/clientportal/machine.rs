@@ -48,8 +48,12 @@ pub enum LoginOutcome {
     NoAuthenticator,
     /// Too many attempts: IBKR locked logins for a while.
     Locked,
-    /// Anything else (a page not understood, a deadline, the browser failed): why.
+    /// Anything else after the credentials were submitted (a page not understood, a
+    /// deadline): why. Counts as a failed login.
     Failed(String),
+    /// It ended before the credentials were submitted (no browser, no login form, a field
+    /// that did not hold what was typed): why. IBKR saw nothing, so the budget is not spent.
+    NotSubmitted(String),
 }
 
 /// What happened.
@@ -728,6 +732,9 @@ impl Machine {
                 self.failed_login(now_ms, out);
                 self.back_off(now_ms, Wake::Login, &format!("login failed: {why}"));
             }
+            LoginOutcome::NotSubmitted(why) => {
+                self.back_off(now_ms, Wake::Login, &format!("login not attempted: {why}"));
+            }
         }
     }
 
@@ -919,6 +926,24 @@ mod tests {
         assert_eq!(m.phase(), &Phase::Waiting);
         let wake = m.next_wake_ms().expect("a wake");
         assert!(wake > T0 + 2_900_000 && wake < T0 + 3_100_000, "{wake}");
+    }
+
+    #[test]
+    fn a_login_that_never_submitted_does_not_spend_the_budget() {
+        let mut m = Machine::new(Settings::default(), Persisted::default());
+        started(&mut m);
+        m.on(Input::Api(ApiReply::Unauthorized), T0);
+        for i in 0..5u64 {
+            let a = m.on(
+                Input::Login(LoginOutcome::NotSubmitted("no login form".into())),
+                T0 + i * 10_000,
+            );
+            assert!(!a.iter().any(|x| matches!(x, Action::Save(_))), "{a:?}");
+            let wake = m.next_wake_ms().expect("a retry");
+            let a = m.on(Input::Timer, wake);
+            assert!(login_step(&a).is_some(), "retried, budget intact: {a:?}");
+        }
+        assert_eq!(m.login_budget_left(T0 + 60_000), 3);
     }
 
     #[test]

@@ -1,0 +1,499 @@
+//! End-to-end: `program = "clientportal"`. The real binary against the Client Portal gateway
+//! simulator (tests/clientportal-sim: HTTPS, a self-signed certificate, the login pages and
+//! the API), logging in through the page in real headless Chromium. Every assertion about
+//! what happened is on the simulator's record; ibwarden never reads it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{free_port, is_ev, now_ms, processes_with, repo_root, target_dir, ChildGuard, Record};
+use serde_json::Value;
+
+const USER: &str = "cpuser01";
+const PASSWORD: &str = "Cp-Secret_pw!9";
+const TOTP: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+const READY: Duration = Duration::from_secs(120);
+
+/// The simulator's template install (built once per test binary).
+fn template() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = target_dir().join("clientportal-sim");
+        let st = Command::new(repo_root().join("scripts/build-clientportal-sim"))
+            .arg(&out)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run scripts/build-clientportal-sim");
+        assert!(st.success(), "scripts/build-clientportal-sim failed");
+        out.join("clientportal.gw")
+    })
+    .clone()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for e in fs::read_dir(from).expect("read template") {
+        let e = e.expect("entry");
+        let dest = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            fs::copy(e.path(), &dest).expect("copy");
+        }
+    }
+}
+
+/// One account's gateway install, config, secrets and state, and ibwarden running them.
+struct Portal {
+    dir: tempfile::TempDir,
+    install: PathBuf,
+    record: PathBuf,
+    health: SocketAddr,
+    state: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<ChildGuard>,
+    /// Chromium command lines seen while ibwarden ran (sampled from /proc).
+    argv_seen: Arc<Mutex<Vec<String>>>,
+    sampling: Arc<AtomicBool>,
+}
+
+impl Portal {
+    fn new(scenario: &[(&str, &str)], mode: &str, extra: &str) -> Portal {
+        let dir = tempfile::Builder::new()
+            .prefix("ibw-cp-")
+            .tempdir()
+            .expect("tempdir");
+        let install = dir.path().join("clientportal.gw");
+        copy_dir(&template(), &install);
+        let port = free_port();
+        let conf = install.join("root/conf.yaml");
+        let text = fs::read_to_string(&conf).expect("conf.yaml");
+        fs::write(
+            &conf,
+            text.replace("listenPort: 5000", &format!("listenPort: {port}")),
+        )
+        .expect("conf.yaml");
+        let mut sc: BTreeMap<String, String> = BTreeMap::new();
+        sc.insert("username".into(), USER.into());
+        sc.insert("password".into(), PASSWORD.into());
+        sc.insert("totp_secret".into(), TOTP.into());
+        for (k, v) in scenario {
+            sc.insert(k.to_string(), v.to_string());
+        }
+        let scenario_path = dir.path().join("scenario.properties");
+        let props: String = sc.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        fs::write(&scenario_path, props).expect("scenario");
+        let record = dir.path().join("record.jsonl");
+        fs::write(
+            install.join("bin/sim.env"),
+            format!(
+                "SIM_SCENARIO={}\nSIM_RECORD={}\nSIM_STATE={}\n",
+                scenario_path.display(),
+                record.display(),
+                dir.path().join("sim-state").display()
+            ),
+        )
+        .expect("sim.env");
+        let secret = |name: &str, value: &str| {
+            let p = dir.path().join(name);
+            fs::write(&p, format!("{value}\n")).expect("secret");
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).expect("chmod");
+        };
+        secret("password", PASSWORD);
+        secret("totp", TOTP);
+        let health = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let state = dir.path().join("state");
+        let config = dir.path().join("portal.toml");
+        fs::write(
+            &config,
+            format!(
+                "[gateway]\nprogram = \"clientportal\"\ninstall_dir = \"{}\"\ntrading_mode = \
+                 \"{mode}\"\n\n[account]\nusername = \"{USER}\"\npassword_file = \
+                 \"password\"\ntotp_file = \"totp\"\n\n[login]\nmin_code_validity = \"8s\"\n\
+                 {extra}\n[probe]\ninterval = \"2s\"\ntimeout = \"1s\"\n\n[state]\ndir = \"{}\"\n\n[health]\n\
+                 listen = \"{health}\"\n",
+                install.display(),
+                state.display()
+            ),
+        )
+        .expect("config");
+        let log = dir.path().join("ibwarden.log");
+        Portal {
+            dir,
+            install,
+            record,
+            health,
+            state,
+            config,
+            log,
+            child: None,
+            argv_seen: Arc::new(Mutex::new(Vec::new())),
+            sampling: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn start(&mut self) {
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ibwarden"));
+        cmd.args(["--log-format", "human", "-v", "run", "--config"])
+            .arg(&self.config)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out.try_clone().expect("dup")))
+            .stderr(Stdio::from(out));
+        self.child = Some(ChildGuard::spawn("ibwarden (clientportal)", &mut cmd));
+        // Sample every Chromium command line while ibwarden runs: a secret in argv would
+        // show in /proc/PID/cmdline to every user of the machine.
+        if !self.sampling.swap(true, Ordering::SeqCst) {
+            let seen = self.argv_seen.clone();
+            let on = self.sampling.clone();
+            let profile = self.state.join("browser").display().to_string();
+            std::thread::spawn(move || {
+                while on.load(Ordering::SeqCst) {
+                    for pid in processes_with(&profile) {
+                        if let Ok(c) = fs::read(format!("/proc/{pid}/cmdline")) {
+                            let line = String::from_utf8_lossy(&c).replace('\0', " ");
+                            let mut s = seen.lock().expect("lock");
+                            if !s.contains(&line) {
+                                s.push(line);
+                            }
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+        }
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn rec(&self) -> Record {
+        Record::new(&self.record)
+    }
+
+    fn events(&self, ev: &str) -> Vec<Value> {
+        self.rec()
+            .events()
+            .into_iter()
+            .filter(|e| is_ev(e, ev))
+            .collect()
+    }
+
+    fn readyz(&self) -> Option<u16> {
+        let mut s = TcpStream::connect_timeout(&self.health, Duration::from_secs(1)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+        write!(s, "GET /readyz HTTP/1.0\r\n\r\n").ok()?;
+        let mut t = String::new();
+        s.read_to_string(&mut t).ok()?;
+        t.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Waits for `/readyz` 200; panics with both sides' stories.
+    fn wait_ready(&mut self, timeout: Duration) {
+        self.wait_until("ready", timeout, |p| p.readyz() == Some(200));
+    }
+
+    fn wait_until(&mut self, what: &str, timeout: Duration, f: impl Fn(&Portal) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if f(self) {
+                return;
+            }
+            if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait()) {
+                panic!("ibwarden exited ({st}) before {what}:\n{}", self.story());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not {what} in {timeout:?}:\n{}",
+                self.story()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_log(&mut self, needle: &str, timeout: Duration) {
+        self.wait_until(needle, timeout, |p| p.log_text().contains(needle));
+    }
+
+    fn story(&self) -> String {
+        let log: Vec<String> = self
+            .log_text()
+            .lines()
+            .filter(|l| !l.contains(" DEBUG ") && !l.contains(" TRACE "))
+            .map(String::from)
+            .collect();
+        format!(
+            "--- ibwarden (INFO+, last 80) ---\n{}\n--- simulator record (last 30) ---\n{}",
+            log[log.len().saturating_sub(80)..].join("\n"),
+            self.rec().tail_text(30)
+        )
+    }
+
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let c = self.child.as_mut().expect("running");
+        c.signal_group(nix::sys::signal::Signal::SIGTERM);
+        let st = c.wait_exit(Duration::from_secs(60));
+        self.sampling.store(false, Ordering::SeqCst);
+        st
+    }
+
+    /// No secret in the log, in any Chromium argv seen, or left in the profile dir.
+    fn assert_secrets_stayed_home(&self) {
+        let log = self.log_text();
+        assert!(!log.contains(PASSWORD), "the password is in ibwarden's log");
+        let argv = self.argv_seen.lock().expect("lock").clone();
+        assert!(
+            !argv.is_empty(),
+            "Chromium was never seen running (sampling broken?)"
+        );
+        for line in &argv {
+            assert!(
+                !line.contains(PASSWORD),
+                "password in Chromium's argv: {line}"
+            );
+            assert!(!line.contains(USER), "username in Chromium's argv: {line}");
+            assert!(!line.contains(TOTP), "activation code in Chromium's argv");
+        }
+        for code in self.events("code") {
+            if let Some(c) = code["code"].as_str() {
+                assert!(
+                    !log.contains(&format!("{c}\n")) && !log.contains(&format!("code={c}")),
+                    "a code in the log"
+                );
+            }
+        }
+        assert!(
+            !self.state.join("browser").exists(),
+            "the browser profile is wiped after the login"
+        );
+    }
+}
+
+impl Drop for Portal {
+    fn drop(&mut self) {
+        self.sampling.store(false, Ordering::SeqCst);
+        if std::thread::panicking() {
+            eprintln!("{}", self.story());
+        }
+    }
+}
+
+fn chromium_left(p: &Portal) -> Vec<u32> {
+    processes_with(&p.state.join("browser").display().to_string())
+}
+
+#[test]
+fn a_live_login_is_ready_with_one_attempt_one_code_and_no_browser_left() {
+    let mut p = Portal::new(&[], "live", "");
+    let started = now_ms();
+    p.start();
+    p.wait_ready(READY);
+    let attempts = p.events("login_attempt");
+    assert_eq!(attempts.len(), 1, "one login attempt: {attempts:?}");
+    assert_eq!(attempts[0]["username"], USER);
+    assert_eq!(attempts[0]["password_ok"], true);
+    let devices = p.events("device");
+    assert_eq!(devices.len(), 1);
+    assert_eq!(
+        devices[0]["device"], "4",
+        "the authenticator app was chosen"
+    );
+    let codes = p.events("code");
+    assert_eq!(codes.len(), 1, "one code: {codes:?}");
+    assert_eq!(codes[0]["accepted"], true);
+    // The session is kept: tickles arrive (probe.interval = 1s).
+    p.wait_until("tickles", Duration::from_secs(20), |p| {
+        p.events("tickle").len() >= 2
+    });
+    assert!(
+        chromium_left(&p).is_empty(),
+        "Chromium is closed after the login"
+    );
+    let state: Value =
+        serde_json::from_str(&fs::read_to_string(p.state.join("state.json")).expect("state"))
+            .expect("json");
+    assert_eq!(
+        state["last_totp_step"].as_u64(),
+        codes[0]["step"].as_u64(),
+        "the used step is persisted"
+    );
+    eprintln!("ready in {} ms", now_ms() - started);
+    let st = p.stop();
+    assert!(st.success(), "{st}");
+    assert!(
+        !p.events("logout").is_empty(),
+        "a clean stop logs out at IBKR"
+    );
+    p.assert_secrets_stayed_home();
+}
+
+#[test]
+fn changed_element_ids_still_log_in_because_lookup_is_by_label() {
+    let mut p = Portal::new(&[("ids_changed", "true")], "live", "");
+    p.start();
+    p.wait_ready(READY);
+    assert_eq!(p.events("login_attempt").len(), 1);
+    assert_eq!(p.events("code").len(), 1);
+    p.stop();
+}
+
+#[test]
+fn a_wrong_password_halts_and_the_halt_survives_a_restart_of_ibwarden() {
+    let mut p = Portal::new(&[("password", "not-what-ibwarden-has")], "live", "");
+    p.start();
+    p.wait_log("notify kind=LoginFailed", READY);
+    assert_eq!(p.readyz(), Some(503));
+    let state: Value =
+        serde_json::from_str(&fs::read_to_string(p.state.join("state.json")).expect("state"))
+            .expect("json");
+    assert!(state["credentials_rejected"].is_u64(), "{state}");
+    // ibwarden dies hard and comes back: it types nothing.
+    p.child
+        .as_ref()
+        .expect("child")
+        .signal_group(nix::sys::signal::Signal::SIGKILL);
+    p.child
+        .as_mut()
+        .expect("child")
+        .wait_exit(Duration::from_secs(10));
+    p.start();
+    p.wait_log("rejected the username or password earlier", READY);
+    assert_eq!(
+        p.events("login_attempt").len(),
+        1,
+        "the wrong password was typed once, ever"
+    );
+    assert!(p.events("code").is_empty(), "no code spent");
+    p.stop();
+}
+
+#[test]
+fn a_rejected_code_waits_for_the_next_step() {
+    let mut p = Portal::new(&[("reject_codes", "1")], "live", "");
+    p.start();
+    p.wait_ready(READY);
+    let codes = p.events("code");
+    assert_eq!(codes.len(), 2, "{codes:?}");
+    assert_eq!(codes[0]["accepted"], false);
+    assert_eq!(codes[1]["accepted"], true);
+    let (a, b) = (codes[0]["step"].as_u64(), codes[1]["step"].as_u64());
+    assert!(b > a, "a new step, never the same code: {a:?} {b:?}");
+    p.stop();
+}
+
+#[test]
+fn an_expired_session_is_reauthenticated_and_a_failed_reauth_leads_to_a_full_login() {
+    let mut p = Portal::new(&[("session_expiry_s", "4")], "live", "");
+    p.start();
+    p.wait_ready(READY);
+    p.wait_until("a reauthenticate", Duration::from_secs(30), |p| {
+        !p.events("reauthenticate").is_empty()
+    });
+    p.wait_ready(READY);
+    assert_eq!(
+        p.events("login_attempt").len(),
+        1,
+        "reauthenticate, not a new login"
+    );
+    p.stop();
+
+    let mut p = Portal::new(
+        &[
+            ("session_expiry_s", "4"),
+            ("reauth_fails", "true"),
+            ("reauth_fail_after_s", "2"),
+        ],
+        "live",
+        "",
+    );
+    p.start();
+    p.wait_ready(READY);
+    p.wait_until("a second login", Duration::from_secs(90), |p| {
+        p.events("login_attempt").len() >= 2
+    });
+    p.wait_ready(READY);
+    let codes = p.events("code");
+    assert!(
+        codes.len() >= 2 && codes.iter().all(|c| c["accepted"] == true),
+        "{codes:?}"
+    );
+    p.stop();
+}
+
+#[test]
+fn a_competing_session_follows_the_policy() {
+    // primary: takes the session back with a new login.
+    let mut p = Portal::new(
+        &[("competing_after_s", "3")],
+        "live",
+        "existing_session = \"primary\"\n",
+    );
+    p.start();
+    p.wait_ready(READY);
+    p.wait_until("a takeover login", Duration::from_secs(90), |p| {
+        p.events("login_attempt").len() >= 2
+    });
+    p.wait_ready(READY);
+    p.stop();
+
+    // secondary: leaves it, says so, and is not ready.
+    let mut p = Portal::new(
+        &[("competing_after_s", "3")],
+        "live",
+        "existing_session = \"secondary\"\n",
+    );
+    p.start();
+    p.wait_ready(READY);
+    p.wait_log("notify kind=SessionConflict", Duration::from_secs(60));
+    assert_eq!(p.readyz(), Some(503));
+    assert_eq!(p.events("login_attempt").len(), 1, "no fight");
+    p.stop();
+}
+
+#[test]
+fn a_crash_of_the_gateway_jvm_is_restarted() {
+    let mut p = Portal::new(&[], "live", "");
+    p.start();
+    p.wait_ready(READY);
+    // The gateway's JVM dies (kill -9, as the OOM killer would).
+    let pid = p.events("start")[0]["pid"]
+        .as_i64()
+        .expect("the simulator's pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the JVM");
+    p.wait_log("notify kind=Crash", Duration::from_secs(30));
+    p.wait_until("a second start", Duration::from_secs(60), |p| {
+        p.events("start").len() >= 2
+    });
+    p.wait_ready(READY);
+    let codes = p.events("code");
+    assert_eq!(codes.len(), 2, "one login per JVM: {codes:?}");
+    assert!(
+        codes[1]["step"].as_u64() > codes[0]["step"].as_u64(),
+        "a fresh code"
+    );
+    let _ = &p.install;
+    p.stop();
+}
