@@ -280,9 +280,18 @@ mod tests {
 
     #[test]
     fn filter_levels() {
-        assert_eq!(filter(0, None).to_string(), "chromiumoxide=error,ibwarden=info,warn");
-        assert_eq!(filter(1, None).to_string(), "chromiumoxide=error,ibwarden=debug,warn");
-        assert_eq!(filter(3, Some("")).to_string(), "chromiumoxide=error,ibwarden=trace,warn");
+        assert_eq!(
+            filter(0, None).to_string(),
+            "chromiumoxide=error,ibwarden=info,warn"
+        );
+        assert_eq!(
+            filter(1, None).to_string(),
+            "chromiumoxide=error,ibwarden=debug,warn"
+        );
+        assert_eq!(
+            filter(3, Some("")).to_string(),
+            "chromiumoxide=error,ibwarden=trace,warn"
+        );
         assert_eq!(
             filter(0, Some("ibwarden::core=trace")).to_string(),
             "ibwarden::core=trace"
