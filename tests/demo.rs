@@ -42,6 +42,9 @@ fn the_client_portal_demo_reaches_ready_and_stops_cleanly() {
         out.status
     );
     assert!(stderr.contains("demo: ready after"), "{stderr}");
-    assert!(stdout.contains("browser login finished outcome=LoggedIn"), "{stdout}");
+    assert!(
+        stdout.contains("browser login finished outcome=LoggedIn"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("demo-Passw0rd!") && !stderr.contains("demo-Passw0rd!"));
 }
