@@ -182,16 +182,6 @@ except asyncio.TimeoutError:
     print("STILL CONNECTED", flush=True)
 "#;
 
-fn python_with_ib_async() -> PathBuf {
-    let venv = target_dir().join("pyvenv");
-    let st = Command::new(repo_root().join("scripts/test-deps-python"))
-        .arg(&venv)
-        .status()
-        .expect("run scripts/test-deps-python");
-    assert!(st.success(), "scripts/test-deps-python failed");
-    venv.join("bin/python")
-}
-
 /// A connect from `source` (another loopback address) to `to`: what the client sees.
 fn connect_from(source: [u8; 4], to: SocketAddr) -> std::io::Result<Vec<u8>> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -218,7 +208,7 @@ fn the_entrypoint_runs_from_the_environment_as_pid_1_and_relays_only_while_ready
         nix::unistd::Uid::effective().is_root(),
         "a PID namespace needs root (CI containers are)"
     );
-    let python = python_with_ib_async();
+    let python = test_python();
     let install = SimInstall::new(&Scenario::new());
     let mut rec = install.record();
     let mut c = Container::start(&install, &[]);

@@ -13,27 +13,15 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::{json, Value};
 
-use common::{repo_root, target_dir};
+use common::{repo_root, test_python};
 
 const KUBE_VERSION: &str = "1.30";
 const RELEASE: &str = "prod";
 const NAMESPACE: &str = "trading";
-
-/// The venv's python with helm-python-sdk, kubernetes-validate and PyYAML.
-fn python() -> PathBuf {
-    let venv = target_dir().join("pyvenv");
-    let st = Command::new(repo_root().join("scripts/test-deps-python"))
-        .arg(&venv)
-        .status()
-        .expect("run scripts/test-deps-python");
-    assert!(st.success(), "scripts/test-deps-python failed");
-    venv.join("bin/python")
-}
 
 /// A successful render: the objects and their YAML (shown when an assertion fails).
 struct Rendered {
@@ -66,7 +54,7 @@ fn try_render(values: &Value) -> Result<Rendered, String> {
         .expect("tempdir");
     let file = dir.path().join("values.yaml"); // JSON is YAML
     std::fs::write(&file, serde_json::to_vec_pretty(values).unwrap()).expect("write values");
-    let out = Command::new(python())
+    let out = Command::new(test_python())
         .arg(repo_root().join("packaging/helm/render.py"))
         .args(["--json", "--lint", "--validate", KUBE_VERSION])
         .args(["--release", RELEASE, "--namespace", NAMESPACE])

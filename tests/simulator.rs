@@ -617,19 +617,6 @@ fn hang_keeps_windows_but_api_stops_answering() {
 
 // ------------------------------------------------------------------------------ ib_async
 
-fn python_with_ib_async() -> std::path::PathBuf {
-    let venv = common::target_dir().join("pyvenv");
-    let st = Command::new(common::repo_root().join("scripts/test-deps-python"))
-        .arg(&venv)
-        .status()
-        .expect("run scripts/test-deps-python");
-    assert!(
-        st.success(),
-        "scripts/test-deps-python failed (needs python3-venv and PyPI access)"
-    );
-    venv.join("bin/python")
-}
-
 const IB_ASYNC_PROBE: &str = r#"
 import sys
 from ib_async import IB
@@ -652,7 +639,7 @@ ib.disconnect()
 
 #[test]
 fn ib_async_connects_only_after_login() {
-    let python = python_with_ib_async();
+    let python = common::test_python();
     let mut s = Session::start(&Scenario::new());
     let port = s.install.api_port.to_string();
     let run = |mode: &str| {

@@ -102,6 +102,21 @@ pub fn simulator_template() -> &'static Path {
     })
 }
 
+/// The test venv's python (`scripts/test-deps-python`: ib_async, helm-python-sdk,
+/// kubernetes-validate, PyYAML), created or updated first.
+pub fn test_python() -> PathBuf {
+    let venv = target_dir().join("pyvenv");
+    let st = Command::new(repo_root().join("scripts/test-deps-python"))
+        .arg(&venv)
+        .status()
+        .expect("run scripts/test-deps-python");
+    assert!(
+        st.success(),
+        "scripts/test-deps-python failed (needs python3-venv and PyPI access)"
+    );
+    venv.join("bin/python")
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
