@@ -46,6 +46,28 @@ pub struct Snapshot {
     /// When the driver loop last published (unix ms); `/livez` fails when it goes stale.
     /// The driver must publish periodically even when idle, not only on state changes.
     pub heartbeat_unix_ms: u64,
+    /// The Client Portal session, for `program = "clientportal"` (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_portal: Option<ClientPortal>,
+}
+
+/// What the Client Portal gateway's API last said, and how the session is kept.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ClientPortal {
+    /// `authenticated` of the last `auth/status` or tickle answer.
+    pub authenticated: Option<bool>,
+    /// `connected` of that answer.
+    pub connected: Option<bool>,
+    /// `competing` of that answer.
+    pub competing: Option<bool>,
+    /// When that answer came (unix ms).
+    pub last_status_unix_ms: Option<u64>,
+    /// When the last tickle was answered (unix ms).
+    pub last_tickle_unix_ms: Option<u64>,
+    /// `reauthenticate` requests sent since ibwarden started.
+    pub reauthentications: u64,
+    /// A browser login is running (Chromium is open only then).
+    pub browser_open: bool,
 }
 
 /// A planned event: `{"what": "daily restart", "at_unix_ms": ...}` in `status --json`.

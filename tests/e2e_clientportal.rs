@@ -3,60 +3,36 @@
 //! the API), logging in through the page in real headless Chromium. Every assertion about
 //! what happened is on the simulator's record; ibwarden never reads it.
 
+#[path = "common/clientportal.rs"]
+mod clientportal;
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, is_ev, now_ms, processes_with, repo_root, target_dir, ChildGuard, Record};
+use clientportal::{CpInstall, CpScenario};
+use common::{
+    free_port, is_ev, now_ms, processes_with, ChildGuard, Record, TEST_PASSWORD, TEST_TOTP_SECRET,
+    TEST_USER,
+};
 use serde_json::Value;
 
-const USER: &str = "cpuser01";
-const PASSWORD: &str = "Cp-Secret_pw!9";
-const TOTP: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+const USER: &str = TEST_USER;
+const PASSWORD: &str = TEST_PASSWORD;
+const TOTP: &str = TEST_TOTP_SECRET;
 const READY: Duration = Duration::from_secs(120);
 
-/// The simulator's template install (built once per test binary).
-fn template() -> PathBuf {
-    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = target_dir().join("clientportal-sim");
-        let st = Command::new(repo_root().join("scripts/build-clientportal-sim"))
-            .arg(&out)
-            .stdout(Stdio::null())
-            .status()
-            .expect("run scripts/build-clientportal-sim");
-        assert!(st.success(), "scripts/build-clientportal-sim failed");
-        out.join("clientportal.gw")
-    })
-    .clone()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("mkdir");
-    for e in fs::read_dir(from).expect("read template") {
-        let e = e.expect("entry");
-        let dest = to.join(e.file_name());
-        if e.file_type().expect("type").is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            fs::copy(e.path(), &dest).expect("copy");
-        }
-    }
-}
-
-/// One account's gateway install, config, secrets and state, and ibwarden running them.
+/// One account's gateway install (a [`CpInstall`]: the simulator with its scenario and
+/// record), ibwarden's config, secrets and state beside it, and ibwarden running them.
 struct Portal {
-    dir: tempfile::TempDir,
-    install: PathBuf,
+    cp: CpInstall,
     record: PathBuf,
     health: SocketAddr,
     state: PathBuf,
@@ -70,51 +46,23 @@ struct Portal {
 
 impl Portal {
     fn new(scenario: &[(&str, &str)], mode: &str, extra: &str) -> Portal {
-        let dir = tempfile::Builder::new()
-            .prefix("ibw-cp-")
-            .tempdir()
-            .expect("tempdir");
-        let install = dir.path().join("clientportal.gw");
-        copy_dir(&template(), &install);
-        let port = free_port();
-        let conf = install.join("root/conf.yaml");
-        let text = fs::read_to_string(&conf).expect("conf.yaml");
-        fs::write(
-            &conf,
-            text.replace("listenPort: 5000", &format!("listenPort: {port}")),
-        )
-        .expect("conf.yaml");
-        let mut sc: BTreeMap<String, String> = BTreeMap::new();
-        sc.insert("username".into(), USER.into());
-        sc.insert("password".into(), PASSWORD.into());
-        sc.insert("totp_secret".into(), TOTP.into());
-        for (k, v) in scenario {
-            sc.insert(k.to_string(), v.to_string());
-        }
-        let scenario_path = dir.path().join("scenario.properties");
-        let props: String = sc.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-        fs::write(&scenario_path, props).expect("scenario");
-        let record = dir.path().join("record.jsonl");
-        fs::write(
-            install.join("bin/sim.env"),
-            format!(
-                "SIM_SCENARIO={}\nSIM_RECORD={}\nSIM_STATE={}\n",
-                scenario_path.display(),
-                record.display(),
-                dir.path().join("sim-state").display()
-            ),
-        )
-        .expect("sim.env");
+        let sc = scenario
+            .iter()
+            .fold(CpScenario::new(), |sc, (k, v)| sc.set(k, v));
+        let cp = CpInstall::new(&sc);
+        let dir = cp.root().to_path_buf();
+        let install = cp.install_dir.clone();
+        let record = cp.record_path.clone();
         let secret = |name: &str, value: &str| {
-            let p = dir.path().join(name);
+            let p = dir.join(name);
             fs::write(&p, format!("{value}\n")).expect("secret");
             fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).expect("chmod");
         };
         secret("password", PASSWORD);
         secret("totp", TOTP);
         let health = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let state = dir.path().join("state");
-        let config = dir.path().join("portal.toml");
+        let state = dir.join("state");
+        let config = dir.join("portal.toml");
         fs::write(
             &config,
             format!(
@@ -128,10 +76,9 @@ impl Portal {
             ),
         )
         .expect("config");
-        let log = dir.path().join("ibwarden.log");
+        let log = dir.join("ibwarden.log");
         Portal {
-            dir,
-            install,
+            cp,
             record,
             health,
             state,
@@ -154,7 +101,7 @@ impl Portal {
             .arg(&self.config)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
+            .env("HOME", self.cp.root().join("home"))
             .stdin(Stdio::null())
             .stdout(Stdio::from(out.try_clone().expect("dup")))
             .stderr(Stdio::from(out));
@@ -180,6 +127,28 @@ impl Portal {
                 }
             });
         }
+    }
+
+    /// Runs `ibwarden ARGS --config CONFIG` (the control socket is found from the config).
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_ibwarden"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ibwarden")
+    }
+
+    /// `ibwarden status --json`.
+    fn status(&self) -> Value {
+        let out = self.cli(&["status", "--json"]);
+        assert!(
+            out.status.success(),
+            "status: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
     }
 
     fn log_text(&self) -> String {
@@ -337,6 +306,40 @@ fn a_live_login_is_ready_with_one_attempt_one_code_and_no_browser_left() {
         "the used step is persisted"
     );
     eprintln!("ready in {} ms", now_ms() - started);
+    // What `status` tells a person: the session as the API last said, the last tickle, the
+    // gateway's pid (the simulator's own), one login, the browser closed.
+    let status = p.status();
+    let cp = &status["client_portal"];
+    assert_eq!(cp["authenticated"], true, "{status}");
+    assert_eq!(cp["connected"], true, "{status}");
+    assert_eq!(cp["competing"], false, "{status}");
+    assert_eq!(cp["browser_open"], false, "{status}");
+    let tickled = cp["last_tickle_unix_ms"]
+        .as_u64()
+        .expect("a tickle answered");
+    let last_tickle = p.events("tickle").last().cloned().expect("tickles");
+    assert!(
+        tickled + 5_000 >= last_tickle["t"].as_u64().expect("t"),
+        "the last tickle is recent: {status}"
+    );
+    assert_eq!(status["logins"], 1, "{status}");
+    assert_eq!(status["jvm_pid"], p.events("start")[0]["pid"], "{status}");
+    let people = p.cli(&["status"]);
+    let text = String::from_utf8_lossy(&people.stdout);
+    assert!(
+        text.contains("session:       authenticated, connected") && text.contains("last tickle:"),
+        "{text}"
+    );
+    // The display's tools have nothing to show here, and say so.
+    for args in [&["screenshot", "--out", "x.png"][..], &["vnc"][..]] {
+        let out = p.cli(args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("not available for the Client Portal gateway"),
+            "{args:?}: {err}"
+        );
+    }
     let st = p.stop();
     assert!(st.success(), "{st}");
     assert!(
@@ -494,6 +497,72 @@ fn a_crash_of_the_gateway_jvm_is_restarted() {
         codes[1]["step"].as_u64() > codes[0]["step"].as_u64(),
         "a fresh code"
     );
-    let _ = &p.install;
+    p.stop();
+}
+
+#[test]
+fn a_push_only_account_halts_with_a_notice_and_chooses_no_device() {
+    let mut p = Portal::new(&[("push_only", "true")], "live", "");
+    p.start();
+    p.wait_log("notify kind=HumanStep", READY);
+    let status = p.status();
+    assert_eq!(status["phase"], "Halted", "{status}");
+    assert_eq!(p.readyz(), Some(503));
+    assert_eq!(p.events("login_attempt").len(), 1, "the credentials, once");
+    assert!(
+        p.events("device").is_empty(),
+        "IB Key (a push to the phone) is never chosen"
+    );
+    assert!(p.events("code").is_empty(), "no code typed");
+    p.wait_until("the browser closed", Duration::from_secs(10), |p| {
+        chromium_left(p).is_empty()
+    });
+    p.stop();
+}
+
+#[test]
+fn unauthorized_answers_right_after_the_login_do_not_spend_another_login() {
+    let mut p = Portal::new(&[("api_401_count", "3")], "live", "");
+    p.start();
+    p.wait_ready(READY);
+    let after_login: Vec<Value> = p
+        .rec()
+        .events()
+        .into_iter()
+        .skip_while(|e| !(is_ev(e, "code") && e["accepted"] == true))
+        .filter(|e| is_ev(e, "api") && e["status"] == 401)
+        .collect();
+    assert_eq!(
+        after_login.len(),
+        3,
+        "the gateway answered 401 three times after the login: {after_login:?}"
+    );
+    assert_eq!(
+        p.events("login_attempt").len(),
+        1,
+        "waited out, not logged in again"
+    );
+    assert_eq!(p.events("code").len(), 1);
+    p.stop();
+}
+
+#[test]
+fn a_slow_login_page_still_logs_in_with_one_attempt() {
+    let mut p = Portal::new(&[("slow_page_ms", "2500")], "live", "");
+    p.start();
+    p.wait_ready(READY);
+    assert_eq!(p.events("login_attempt").len(), 1);
+    assert_eq!(p.events("device").len(), 1);
+    assert_eq!(p.events("code").len(), 1);
+    // The delay was real: the login's pages (login, second factor, code) came one after the
+    // other, each at least the scenario's delay after the one before.
+    let ev = p.rec().events();
+    let t: Vec<u64> = ev
+        .iter()
+        .filter(|e| is_ev(e, "page") && e["page"] != "not_found" && e["page"] != "redirect")
+        .filter_map(|e| e["t"].as_u64())
+        .collect();
+    assert!(t.len() >= 3, "{ev:?}");
+    assert!(t.windows(2).all(|w| w[1] - w[0] >= 2_400), "{t:?}");
     p.stop();
 }

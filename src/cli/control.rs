@@ -299,6 +299,64 @@ pub fn format_status(s: &Value, now_ms: u64) -> String {
         ),
         None => line("next planned:", "nothing scheduled".into()),
     }
+    if let Some(cp) = s.get("client_portal").filter(|v| v.is_object()) {
+        let flag = |k: &str| cp.get(k).and_then(Value::as_bool);
+        let session = match (flag("authenticated"), flag("connected"), flag("competing")) {
+            (None, _, _) => "no answer from the gateway's API yet".to_string(),
+            (Some(a), c, comp) => {
+                let mut words = vec![if a {
+                    "authenticated"
+                } else {
+                    "not authenticated"
+                }];
+                words.push(if c == Some(true) {
+                    "connected"
+                } else {
+                    "not connected"
+                });
+                if comp == Some(true) {
+                    words.push("another session competes");
+                }
+                match cp.get("last_status_unix_ms").and_then(Value::as_u64) {
+                    Some(t) => format!(
+                        "{} ({} ago)",
+                        words.join(", "),
+                        human_duration(now_ms.saturating_sub(t) / 1000)
+                    ),
+                    None => words.join(", "),
+                }
+            }
+        };
+        line("session:", session);
+        line(
+            "last tickle:",
+            match cp.get("last_tickle_unix_ms").and_then(Value::as_u64) {
+                Some(t) => format!(
+                    "{} ({} ago)",
+                    when(t),
+                    human_duration(now_ms.saturating_sub(t) / 1000)
+                ),
+                None => "none yet".into(),
+            },
+        );
+        line(
+            "reauth:",
+            format!(
+                "{} reauthenticate requests sent",
+                cp.get("reauthentications")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+            ),
+        );
+        line(
+            "browser:",
+            if flag("browser_open") == Some(true) {
+                "open (a login is running)".into()
+            } else {
+                "closed".into()
+            },
+        );
+    }
     if s.get("human_connected").and_then(Value::as_bool) == Some(true) {
         line(
             "display:",
@@ -365,6 +423,53 @@ mod tests {
         assert!(text.contains("daily restart at"), "{text}");
         assert!(text.contains("(in 1h 0m)"), "{text}");
         assert!(!text.contains("gateway pid"), "{text}");
+        assert!(
+            !text.contains("last tickle"),
+            "only for the Client Portal: {text}"
+        );
+    }
+
+    #[test]
+    fn client_portal_status_for_people() {
+        let s = serde_json::json!({
+            "phase": "Ready",
+            "ready": true,
+            "reason": "ready: authenticated and connected",
+            "jvm_pid": 4242,
+            "client_portal": {
+                "authenticated": true,
+                "connected": true,
+                "competing": true,
+                "last_status_unix_ms": 3_990_000u64,
+                "last_tickle_unix_ms": 3_940_000u64,
+                "reauthentications": 2,
+                "browser_open": false
+            }
+        });
+        let text = format_status(&s, 4_000_000);
+        assert!(
+            text.contains(
+                "session:       authenticated, connected, another session competes (10s ago)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("(1m 0s ago)"), "{text}");
+        assert!(
+            text.contains("reauth:        2 reauthenticate requests sent"),
+            "{text}"
+        );
+        assert!(text.contains("browser:       closed"), "{text}");
+        let fresh = serde_json::json!({
+            "phase": "LoggingIn",
+            "client_portal": {"authenticated": null, "reauthentications": 0, "browser_open": true}
+        });
+        let text = format_status(&fresh, 4_000_000);
+        assert!(
+            text.contains("no answer from the gateway's API yet"),
+            "{text}"
+        );
+        assert!(text.contains("last tickle:   none yet"), "{text}");
+        assert!(text.contains("open (a login is running)"), "{text}");
     }
 
     #[test]

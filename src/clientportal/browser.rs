@@ -22,6 +22,7 @@ use chromiumoxide::browser::{Browser, BrowserConfig};
 use chromiumoxide::cdp::browser_protocol::input::InsertTextParams;
 use chromiumoxide::Page;
 use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::machine::LoginOutcome;
@@ -61,23 +62,28 @@ pub fn find_chromium(path_env: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
     None
 }
 
-/// Logs in; the outcome as the machine understands it. The browser is gone when it returns.
-pub async fn login(req: LoginRequest) -> LoginOutcome {
+/// Logs in; the outcome as the machine understands it. The browser is gone when it returns,
+/// also when `cancel` fires first (the machine gave the login up): the login is dropped,
+/// which kills Chromium, and the profile is wiped all the same.
+pub async fn login(req: LoginRequest, cancel: CancellationToken) -> LoginOutcome {
     let started = Instant::now();
     if let Err(e) = fresh_dir(&req.profile_dir) {
         return LoginOutcome::NotSubmitted(format!("cannot prepare the browser profile: {e}"));
     }
     let submitted = std::sync::atomic::AtomicBool::new(false);
-    let outcome = match tokio::time::timeout(req.timeout, run(&req, &submitted)).await {
-        Ok(o) => o,
-        Err(_) => {
-            let why = format!("the login did not finish within {}s", req.timeout.as_secs());
-            if submitted.load(std::sync::atomic::Ordering::SeqCst) {
-                LoginOutcome::Failed(why)
-            } else {
-                LoginOutcome::NotSubmitted(why)
-            }
+    let ended = |why: String| {
+        if submitted.load(std::sync::atomic::Ordering::SeqCst) {
+            LoginOutcome::Failed(why)
+        } else {
+            LoginOutcome::NotSubmitted(why)
         }
+    };
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(req.timeout, run(&req, &submitted)) => match r {
+            Ok(o) => o,
+            Err(_) => ended(format!("the login did not finish within {}s", req.timeout.as_secs())),
+        },
+        _ = cancel.cancelled() => ended("abandoned".into()),
     };
     let _ = std::fs::remove_dir_all(&req.profile_dir);
     info!(outcome = ?outcome, took_ms = started.elapsed().as_millis() as u64, "browser login finished");

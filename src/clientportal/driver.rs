@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::api::Api;
 use super::browser::{self, LoginRequest};
@@ -31,8 +31,24 @@ use crate::status::{self as st, SharedStatus};
 /// What the adapters report.
 enum Ev {
     Input(Input),
+    /// An API answer: the gateway run it was asked of, whether it was a tickle, its round
+    /// trip.
+    Api {
+        run: u64,
+        tickle: bool,
+        rtt: Duration,
+        reply: ApiReply,
+    },
     Control(ControlRequest),
     Tick,
+}
+
+/// What the loop knows beside the machine, for the status.
+#[derive(Default)]
+struct View {
+    jvm_pid: Option<u32>,
+    last_tickle_unix_ms: Option<u64>,
+    probe_latency_ms: Option<f64>,
 }
 
 /// What the loop needs from the wiring.
@@ -112,6 +128,12 @@ pub async fn run(p: Parts) -> anyhow::Result<i32> {
     let sd = crate::sdnotify::Systemd::from_env();
     let state_dir = cfg.state.dir.clone();
     let mut jvm: Option<Arc<PidFd>> = None;
+    // The browser login running: its attempt, its cancel token, its task.
+    let mut login: Option<(u64, CancellationToken, tokio::task::JoinHandle<()>)> = None;
+    let cancel_all = cancel.clone();
+    // Bumped at each launch: API answers are matched to the gateway run they asked.
+    let mut jvm_run: u64 = 0;
+    let mut view = View::default();
     let mut told_ready = false;
     let mut code = 0;
     let mut queue: std::collections::VecDeque<Action> = machine.on(Input::Start, unix_ms()).into();
@@ -131,6 +153,8 @@ pub async fn run(p: Parts) -> anyhow::Result<i32> {
                     Ok(mut proc) => {
                         info!(pid = proc.pid(), "Client Portal gateway JVM started");
                         jvm = Some(proc.pidfd());
+                        jvm_run += 1;
+                        view.jvm_pid = Some(proc.pid());
                         let tx = tx.clone();
                         tasks.spawn(async move {
                             let code = proc.wait().await.ok().and_then(|s| s.code());
@@ -166,7 +190,10 @@ pub async fn run(p: Parts) -> anyhow::Result<i32> {
                     let api = api.clone();
                     let tx = tx.clone();
                     let which = action.clone();
+                    let run = jvm_run;
                     tasks.spawn(async move {
+                        let tickle = which == Action::Tickle;
+                        let asked = std::time::Instant::now();
                         let reply = tokio::task::spawn_blocking(move || match which {
                             Action::Tickle => api.tickle(),
                             Action::Reauthenticate => api.reauthenticate(),
@@ -174,10 +201,25 @@ pub async fn run(p: Parts) -> anyhow::Result<i32> {
                         })
                         .await
                         .unwrap_or_else(|e| ApiReply::Down(e.to_string()));
-                        let _ = tx.send(Ev::Input(Input::Api(reply)));
+                        let _ = tx.send(Ev::Api {
+                            run,
+                            tickle,
+                            rtt: asked.elapsed(),
+                            reply,
+                        });
                     });
                 }
-                Action::Login { step, wait } => {
+                Action::AbortLogin => {
+                    if let Some((_, cancel, _)) = &login {
+                        info!("abandoning the browser login in progress");
+                        cancel.cancel();
+                    }
+                }
+                Action::Login {
+                    attempt,
+                    step,
+                    wait,
+                } => {
                     let req = LoginRequest {
                         url: api.login_url(),
                         chromium: chromium.clone(),
@@ -188,15 +230,28 @@ pub async fn run(p: Parts) -> anyhow::Result<i32> {
                         timeout: cfg.login.login_timeout + wait,
                     };
                     info!(
+                        attempt,
                         step,
                         wait_ms = wait.as_millis() as u64,
                         "logging in through the Client Portal page"
                     );
-                    let tx = tx.clone();
-                    tasks.spawn(async move {
-                        let outcome = browser::login(req).await;
-                        let _ = tx.send(Ev::Input(Input::Login(outcome)));
+                    // One browser at a time, on one profile dir: a previous login (there
+                    // should be none) is cancelled and its clean-up awaited first.
+                    let previous = login.take().map(|(_, cancel, done)| {
+                        cancel.cancel();
+                        done
                     });
+                    let cancel = cancel_all.child_token();
+                    let tx = tx.clone();
+                    let token = cancel.clone();
+                    let done = tasks.spawn(async move {
+                        if let Some(done) = previous {
+                            let _ = done.await;
+                        }
+                        let outcome = browser::login(req, token).await;
+                        let _ = tx.send(Ev::Input(Input::Login { attempt, outcome }));
+                    });
+                    login = Some((attempt, cancel, done));
                 }
                 Action::Notify {
                     kind,
@@ -209,7 +264,7 @@ pub async fn run(p: Parts) -> anyhow::Result<i32> {
                 Action::Exit(c) => code = c,
             }
         }
-        publish(&status, &machine);
+        publish(&status, &machine, &view, login.is_some());
         if machine.is_ready() && !told_ready {
             told_ready = true;
             info!(status = machine.reason(), "ready");
@@ -229,14 +284,24 @@ pub async fn run(p: Parts) -> anyhow::Result<i32> {
         let Some(ev) = ev else { break };
         match ev {
             Ev::Input(input) => {
-                match &input {
-                    Input::Login(LoginOutcome::Failed(why)) => {
-                        warn!(why = %why, "the browser login failed after submitting")
+                if matches!(input, Input::JvmExited { .. }) {
+                    view.jvm_pid = None;
+                }
+                if let Input::Login { attempt, outcome } = &input {
+                    if login.as_ref().is_some_and(|(a, _, _)| a == attempt) {
+                        login = None;
                     }
-                    Input::Login(LoginOutcome::NotSubmitted(why)) => {
-                        warn!(why = %why, "the browser login stopped before submitting anything")
+                    match outcome {
+                        LoginOutcome::Failed(why) => {
+                            warn!(attempt, why = %why, "the browser login failed after submitting")
+                        }
+                        LoginOutcome::NotSubmitted(why) => warn!(
+                            attempt,
+                            why = %why,
+                            "the browser login stopped before submitting anything"
+                        ),
+                        _ => {}
                     }
-                    _ => {}
                 }
                 queue.extend(machine.on(input, unix_ms()));
             }
@@ -264,6 +329,28 @@ pub async fn run(p: Parts) -> anyhow::Result<i32> {
                 };
                 let _ = req.reply.send(reply);
             }
+            Ev::Api {
+                run,
+                tickle,
+                rtt,
+                reply,
+            } => {
+                if run != jvm_run {
+                    // Asked of a gateway that has been replaced since: it says nothing of
+                    // this one.
+                    debug!(
+                        run,
+                        current = jvm_run,
+                        "an API answer of a previous gateway run ignored"
+                    );
+                } else {
+                    if tickle && matches!(reply, ApiReply::Status(_)) {
+                        view.last_tickle_unix_ms = Some(unix_ms());
+                        view.probe_latency_ms = Some(rtt.as_secs_f64() * 1000.0);
+                    }
+                    queue.extend(machine.on(Input::Api(reply), unix_ms()));
+                }
+            }
             Ev::Tick => {
                 if crate::sdnotify::watchdog_interval().is_some() {
                     sd.watchdog();
@@ -289,8 +376,22 @@ async fn sleep_until(wake_ms: Option<u64>) {
     }
 }
 
-fn publish(status: &SharedStatus, m: &Machine) {
+fn publish(status: &SharedStatus, m: &Machine, view: &View, browser_open: bool) {
     let mut snap = st::read(status);
+    snap.jvm_pid = view.jvm_pid;
+    snap.logins = m.logins();
+    snap.restarts = m.restarts().to_vec();
+    snap.probe_latency_ms = view.probe_latency_ms;
+    let last = m.last_status();
+    snap.client_portal = Some(st::ClientPortal {
+        authenticated: last.map(|(s, _)| s.authenticated),
+        connected: last.map(|(s, _)| s.connected),
+        competing: last.map(|(s, _)| s.competing),
+        last_status_unix_ms: last.map(|(_, t)| t),
+        last_tickle_unix_ms: view.last_tickle_unix_ms,
+        reauthentications: m.reauthentications(),
+        browser_open,
+    });
     snap.phase = match m.phase() {
         Phase::Halted(_) => "Halted".into(),
         other => format!("{other:?}"),

@@ -71,8 +71,15 @@ pub enum Input {
     /// An API answer (to the last [`Action::Status`], [`Action::Tickle`] or
     /// [`Action::Reauthenticate`]).
     Api(ApiReply),
-    /// A browser login ended.
-    Login(LoginOutcome),
+    /// A browser login ended: the attempt it answers ([`Action::Login`]'s) and how.
+    /// An outcome of any other attempt than the one awaited (a login the machine gave up
+    /// on, one from before a crash) is ignored.
+    Login {
+        /// The attempt it answers.
+        attempt: u64,
+        /// How it ended.
+        outcome: LoginOutcome,
+    },
     /// The wake-up time ([`Machine::next_wake_ms`]) was reached.
     Timer,
     /// Stop for good (SIGTERM, `ibwarden stop`).
@@ -101,11 +108,16 @@ pub enum Action {
     /// Log in through the web page; type the code of `step` (after `wait`) if a code is
     /// asked.
     Login {
+        /// This attempt's number: its outcome must carry it back.
+        attempt: u64,
         /// The TOTP step whose code to type (already saved as used).
         step: u64,
         /// Wait this long before typing the code (the step has not begun yet).
         wait: Duration,
     },
+    /// Abandon the browser login in progress (its deadline passed, the gateway went away,
+    /// a stop or restart): close the browser; its outcome, if one still comes, is ignored.
+    AbortLogin,
     /// Tell a person.
     Notify {
         /// What kind of notice.
@@ -248,6 +260,18 @@ pub struct Machine {
     /// Competing sessions taken over within the last hour (unix seconds).
     takeovers: Vec<u64>,
     readies: u64,
+    /// The last login attempt's number (0: none yet).
+    attempt: u64,
+    /// The attempt whose outcome is awaited, if one is.
+    awaiting: Option<u64>,
+    /// `reauthenticate` requests sent.
+    reauthentications: u64,
+    /// 401 answers in a row while ready.
+    unauthorized: u32,
+    /// Gateway relaunches by reason.
+    restarts: Vec<(String, u64)>,
+    /// The last status the API gave, and when (unix ms).
+    last_status: Option<(AuthStatus, u64)>,
 }
 
 impl Machine {
@@ -268,6 +292,12 @@ impl Machine {
             told: false,
             takeovers: Vec::new(),
             readies: 0,
+            attempt: 0,
+            awaiting: None,
+            reauthentications: 0,
+            unauthorized: 0,
+            restarts: Vec::new(),
+            last_status: None,
         }
     }
 
@@ -289,6 +319,31 @@ impl Machine {
     /// Times it became ready.
     pub fn readies(&self) -> u64 {
         self.readies
+    }
+
+    /// Browser logins started so far.
+    pub fn logins(&self) -> u64 {
+        self.attempt
+    }
+
+    /// A browser login is in progress.
+    pub fn logging_in(&self) -> bool {
+        self.awaiting.is_some()
+    }
+
+    /// `reauthenticate` requests sent so far.
+    pub fn reauthentications(&self) -> u64 {
+        self.reauthentications
+    }
+
+    /// Gateway relaunches by reason (`crash`, `hung`, `no web server`, `requested`).
+    pub fn restarts(&self) -> &[(String, u64)] {
+        &self.restarts
+    }
+
+    /// The last status the gateway's API gave, and when (unix ms).
+    pub fn last_status(&self) -> Option<(AuthStatus, u64)> {
+        self.last_status
     }
 
     /// The persisted state as it stands.
@@ -326,10 +381,13 @@ impl Machine {
             }
             Input::JvmExited { code } => self.jvm_exited(code, now_ms, &mut out),
             Input::Api(reply) => self.api(reply, now_ms, &mut out),
-            Input::Login(outcome) => self.login_outcome(outcome, now_ms, &mut out),
+            Input::Login { attempt, outcome } => {
+                self.login_outcome(attempt, outcome, now_ms, &mut out)
+            }
             Input::Timer => self.timer(now_ms, &mut out),
             Input::Stop => {
                 if !matches!(self.phase, Phase::Stopping | Phase::Stopped) {
+                    self.abandon_login(&mut out);
                     self.wake = None;
                     self.deadline_ms = None;
                     if self.jvm {
@@ -352,7 +410,9 @@ impl Machine {
                 self.backoff = self.s.backoff_initial;
                 self.wake = None;
                 self.deadline_ms = None;
+                self.abandon_login(&mut out);
                 if self.jvm {
+                    self.count_restart("requested");
                     self.set(Phase::Launching, "restart requested");
                     out.push(Action::Kill);
                 } else {
@@ -361,6 +421,20 @@ impl Machine {
             }
         }
         out
+    }
+
+    /// Gives up the login in progress, if one is: its outcome will be ignored.
+    fn abandon_login(&mut self, out: &mut Vec<Action>) {
+        if self.awaiting.take().is_some() {
+            out.push(Action::AbortLogin);
+        }
+    }
+
+    fn count_restart(&mut self, why: &str) {
+        match self.restarts.iter_mut().find(|(r, _)| r == why) {
+            Some((_, n)) => *n += 1,
+            None => self.restarts.push((why.to_string(), 1)),
+        }
     }
 
     fn set(&mut self, phase: Phase, reason: impl Into<String>) {
@@ -427,6 +501,9 @@ impl Machine {
 
     fn jvm_exited(&mut self, code: Option<i32>, now_ms: u64, out: &mut Vec<Action>) {
         self.jvm = false;
+        // A login against a gateway that is gone cannot succeed; an outcome from it must
+        // not be taken for the next gateway's.
+        self.abandon_login(out);
         match self.phase {
             Phase::Stopping | Phase::Stopped => {
                 self.set(Phase::Stopped, "stopped");
@@ -438,6 +515,7 @@ impl Machine {
                 out.push(Action::Launch);
             }
             _ => {
+                self.count_restart("crash");
                 if code != Some(0) {
                     self.told = true;
                     out.push(Action::Notify {
@@ -456,13 +534,32 @@ impl Machine {
     }
 
     fn api(&mut self, reply: ApiReply, now_ms: u64, out: &mut Vec<Action>) {
+        if !self.jvm {
+            // An answer that was on its way when the gateway went away: it says nothing
+            // about the next one.
+            return;
+        }
+        if let ApiReply::Status(st) = reply {
+            self.last_status = Some((st, now_ms));
+        }
         match (&self.phase, reply) {
             (Phase::WaitHttp, ApiReply::Down(_)) => {
                 self.wake = Some((now_ms + ms(POLL), Wake::Poll));
             }
-            (Phase::WaitHttp | Phase::Ready, ApiReply::Unauthorized) => {
-                self.api_failures = 0;
+            (Phase::WaitHttp, ApiReply::Unauthorized) => {
                 self.full_login(now_ms, "no session: logging in", out);
+            }
+            (Phase::Ready, ApiReply::Unauthorized) => {
+                // One 401 may be the gateway's own hiccup (it answers 401 for a moment
+                // after a login, too): asked once more before a login spends a code.
+                self.api_failures = 0;
+                self.unauthorized += 1;
+                if self.unauthorized >= 2 {
+                    self.unauthorized = 0;
+                    self.full_login(now_ms, "the session is gone (401): logging in", out);
+                } else {
+                    self.wake = Some((now_ms + ms(POLL), Wake::Poll));
+                }
             }
             (Phase::WaitHttp, ApiReply::Status(st)) => {
                 self.deadline_ms = None;
@@ -477,19 +574,26 @@ impl Machine {
                     self.wake = Some((now_ms + ms(POLL), Wake::Poll));
                 }
             }
-            (Phase::Authenticating | Phase::Reauthenticating, ApiReply::Unauthorized) => {
-                let why = if self.phase == Phase::Reauthenticating {
-                    "reauthenticate failed (no session left): logging in"
-                } else {
-                    "the session vanished after the login: logging in again"
-                };
-                self.full_login(now_ms, why, out);
+            (Phase::Authenticating, ApiReply::Unauthorized) => {
+                // Right after a login the gateway may answer 401 until it has taken the
+                // session over from the page: asked again until the deadline, which counts
+                // the login as failed. Logging in again at once would spend a code on a
+                // login that succeeded.
+                self.wake = Some((now_ms + ms(POLL), Wake::Poll));
+            }
+            (Phase::Reauthenticating, ApiReply::Unauthorized) => {
+                self.full_login(
+                    now_ms,
+                    "reauthenticate failed (no session left): logging in",
+                    out,
+                );
             }
             (Phase::Authenticating | Phase::Reauthenticating, ApiReply::Down(_)) => {
                 self.wake = Some((now_ms + ms(POLL), Wake::Poll));
             }
             (Phase::Ready, ApiReply::Status(st)) => {
                 self.api_failures = 0;
+                self.unauthorized = 0;
                 if st.authenticated && st.connected && !st.competing {
                     self.wake = Some((now_ms + ms(self.s.tickle_interval), Wake::Tickle));
                 } else {
@@ -501,6 +605,7 @@ impl Machine {
                 if self.api_failures >= self.s.failures_before_restart {
                     self.api_failures = 0;
                     self.told = true;
+                    self.count_restart("hung");
                     self.set(
                         Phase::Launching,
                         format!("the gateway stopped answering ({why}): restarting it"),
@@ -533,6 +638,7 @@ impl Machine {
             self.set(Phase::Reauthenticating, "reauthenticating the session");
             self.deadline_ms = Some(now_ms + ms(self.s.auth_timeout));
             self.wake = None;
+            self.reauthentications += 1;
             out.push(Action::Reauthenticate);
         } else {
             self.wake = Some((now_ms + ms(POLL), Wake::Poll));
@@ -580,6 +686,7 @@ impl Machine {
 
     fn ready(&mut self, now_ms: u64, out: &mut Vec<Action>) {
         self.set(Phase::Ready, "ready: authenticated and connected");
+        self.unauthorized = 0;
         self.readies += 1;
         self.deadline_ms = None;
         self.api_failures = 0;
@@ -659,7 +766,12 @@ impl Machine {
         out.push(Action::Save(self.state.clone()));
         self.set(Phase::LoggingIn, why.to_string());
         self.deadline_ms = Some(now_ms + ms(plan.wait + self.s.login_timeout));
+        // A login still running (there should be none) is superseded.
+        self.abandon_login(out);
+        self.attempt += 1;
+        self.awaiting = Some(self.attempt);
         out.push(Action::Login {
+            attempt: self.attempt,
             step: plan.step,
             wait: plan.wait,
         });
@@ -670,10 +782,17 @@ impl Machine {
         out.push(Action::Save(self.state.clone()));
     }
 
-    fn login_outcome(&mut self, outcome: LoginOutcome, now_ms: u64, out: &mut Vec<Action>) {
-        if self.phase != Phase::LoggingIn {
+    fn login_outcome(
+        &mut self,
+        attempt: u64,
+        outcome: LoginOutcome,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) {
+        if self.phase != Phase::LoggingIn || self.awaiting != Some(attempt) {
             return;
         }
+        self.awaiting = None;
         match outcome {
             LoginOutcome::LoggedIn => {
                 self.set(Phase::Authenticating, "logged in; waiting for the session");
@@ -747,6 +866,7 @@ impl Machine {
             match self.phase {
                 Phase::WaitHttp => {
                     self.told = true;
+                    self.count_restart("no web server");
                     self.set(
                         Phase::Launching,
                         "the gateway's web server did not answer in time: restarting it",
@@ -754,6 +874,7 @@ impl Machine {
                     out.push(Action::Kill);
                 }
                 Phase::LoggingIn => {
+                    self.abandon_login(out);
                     self.failed_login(now_ms, out);
                     self.back_off(now_ms, Wake::Login, "the login did not finish in time");
                 }
