@@ -359,7 +359,20 @@ pub fn route(path: &str, snap: &Snapshot, now_unix_ms: u64, opts: &HealthOptions
             }
         }
         "/readyz" => {
-            if snap.ready {
+            let relay_down = opts
+                .relay
+                .as_ref()
+                .is_some_and(|r| r.listening.load(std::sync::atomic::Ordering::SeqCst) == 0);
+            if snap.ready && relay_down {
+                // Ready means a client can connect: with `[relay]` on, through the relay.
+                // The relay binds a moment after the gateway is found serving (or cannot
+                // bind at all): until it listens, a probe routing clients to it must wait.
+                Response::text(
+                    503,
+                    "not ready (Ready): the gateway serves, but the API relay does not \
+                     listen yet (relay.listen)\n",
+                )
+            } else if snap.ready {
                 Response::text(200, "ready\n")
             } else {
                 let reason = if snap.reason.is_empty() {
@@ -735,6 +748,30 @@ mod tests {
         s.ready = true;
         assert_eq!(route("/readyz", &s, 1_000_000, &o).status, 200);
         assert_eq!(route("/nope", &s, 1_000_000, &o).status, 404);
+    }
+
+    #[test]
+    fn readyz_waits_for_the_relay_when_there_is_one() {
+        let stats = Arc::new(crate::relay::RelayStats::default());
+        let o = HealthOptions {
+            relay: Some(stats.clone()),
+            ..HealthOptions::default()
+        };
+        let mut s = snap();
+        s.phase = "Ready".into();
+        s.ready = true;
+        let r = route("/readyz", &s, 1_000_000, &o);
+        assert_eq!(
+            r.status, 503,
+            "the gateway serves but clients cannot connect yet"
+        );
+        assert!(r.body.contains("relay"), "{}", r.body);
+        stats
+            .listening
+            .store(1, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(route("/readyz", &s, 1_000_000, &o).status, 200);
+        s.ready = false;
+        assert_eq!(route("/readyz", &s, 1_000_000, &o).status, 503);
     }
 
     #[test]
