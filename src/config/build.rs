@@ -630,6 +630,16 @@ pub(super) fn build(
             .collect(),
     };
     let relay_max = int_key_or_default(ctx, &r, "max_connections") as u32;
+    if relay_listen.is_some() && client_portal {
+        ctx.error(
+            r.span_of("listen"),
+            Some(r.key("listen")),
+            "the API relay carries the TWS API, and program = \"clientportal\" has none: its \
+             Web API is the gateway's own HTTPS port (root/conf.yaml listenPort); remove \
+             [relay] listen"
+                .into(),
+        );
+    }
     if let (Some(a), false) = (relay_listen, r.has("allow")) {
         if !a.ip().is_loopback() {
             ctx.warn(

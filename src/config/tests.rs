@@ -702,3 +702,17 @@ fn silent_acceptances_warn_a_fixed_offset_zone_and_a_public_health_port() {
         );
     }
 }
+
+#[test]
+fn the_relay_is_refused_for_the_client_portal_gateway() {
+    let text = format!(
+        "[gateway]\nprogram = \"clientportal\"\n{MINIMAL}\n[relay]\nlisten = \"0.0.0.0:4003\"\n"
+    );
+    let e = errors(&text);
+    assert!(
+        e.contains("config.toml:10:10: key `relay.listen`") && e.contains("clientportal"),
+        "{e}"
+    );
+    let tws = format!("{MINIMAL}\n[relay]\nlisten = \"127.0.0.1:4003\"\n");
+    assert!(parse(&tws).is_ok());
+}
