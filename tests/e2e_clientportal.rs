@@ -326,6 +326,7 @@ fn a_live_login_is_ready_with_one_attempt_one_code_and_no_browser_left() {
     assert_eq!(status["jvm_pid"], p.events("start")[0]["pid"], "{status}");
     let people = p.cli(&["status"]);
     let text = String::from_utf8_lossy(&people.stdout);
+    eprintln!("ibwarden status:\n{text}");
     assert!(
         text.contains("session:       authenticated, connected") && text.contains("last tickle:"),
         "{text}"
