@@ -70,6 +70,20 @@ pub async fn login(req: LoginRequest, cancel: CancellationToken) -> LoginOutcome
     if let Err(e) = fresh_dir(&req.profile_dir) {
         return LoginOutcome::NotSubmitted(format!("cannot prepare the browser profile: {e}"));
     }
+    let outcome = login_in(&req, cancel).await;
+    let _ = std::fs::remove_dir_all(&req.profile_dir);
+    info!(outcome = ?outcome, took_ms = started.elapsed().as_millis() as u64, "browser login finished");
+    outcome
+}
+
+/// [`login`] in the profile directory as it is (it must exist): the caller wipes it. The
+/// profile's preferences are written first: no password manager, no autofill, so Chromium
+/// keeps nothing that was typed (the `Login Data` store would hold the password, only
+/// obfuscated, with `--password-store=basic`).
+pub async fn login_in(req: &LoginRequest, cancel: CancellationToken) -> LoginOutcome {
+    if let Err(e) = write_preferences(&req.profile_dir) {
+        return LoginOutcome::NotSubmitted(format!("cannot prepare the browser profile: {e}"));
+    }
     let submitted = std::sync::atomic::AtomicBool::new(false);
     let ended = |why: String| {
         if submitted.load(std::sync::atomic::Ordering::SeqCst) {
@@ -79,15 +93,26 @@ pub async fn login(req: LoginRequest, cancel: CancellationToken) -> LoginOutcome
         }
     };
     let outcome = tokio::select! {
-        r = tokio::time::timeout(req.timeout, run(&req, &submitted)) => match r {
+        r = tokio::time::timeout(req.timeout, run(req, &submitted)) => match r {
             Ok(o) => o,
             Err(_) => ended(format!("the login did not finish within {}s", req.timeout.as_secs())),
         },
         _ = cancel.cancelled() => ended("abandoned".into()),
     };
-    let _ = std::fs::remove_dir_all(&req.profile_dir);
-    info!(outcome = ?outcome, took_ms = started.elapsed().as_millis() as u64, "browser login finished");
     outcome
+}
+
+/// `Default/Preferences` of a fresh profile: nothing typed is remembered.
+const PREFERENCES: &str = r#"{"credentials_enable_service":false,"credentials_enable_autosignin":false,"profile":{"password_manager_enabled":false},"autofill":{"enabled":false,"profile_enabled":false,"credit_card_enabled":false},"savefile":{"default_directory":"/nonexistent"}}"#;
+
+fn write_preferences(profile: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = profile.join("Default");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    std::fs::write(dir.join("Preferences"), PREFERENCES)
 }
 
 fn fresh_dir(dir: &Path) -> std::io::Result<()> {
