@@ -91,12 +91,21 @@ impl Portal {
     }
 
     fn start(&mut self) {
+        self.start_as(None)
+    }
+
+    /// Starts ibwarden; with `confined`, as that binary, run by `nobody` the way the systemd
+    /// unit's sandbox runs it ([`confine`]).
+    fn start_as(&mut self, confined: Option<&std::path::Path>) {
         let out = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .expect("log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ibwarden"));
+        let mut cmd = Command::new(confined.unwrap_or(env!("CARGO_BIN_EXE_ibwarden").as_ref()));
+        if confined.is_some() {
+            confine(&mut cmd);
+        }
         cmd.args(["--log-format", "human", "-v", "run", "--config"])
             .arg(&self.config)
             .env_clear()
@@ -610,14 +619,16 @@ fn chromium_keeps_no_secret_in_its_profile() {
     fs::set_permissions(&profile, fs::Permissions::from_mode(0o700)).expect("chmod");
     let step = clientportal::usable_step(&[]);
     let code = gw.scenario().code_at_step(step);
+    let chromium = find_chromium(std::env::var_os("PATH").as_deref()).expect("chromium on PATH");
     let req = LoginRequest {
         url: format!("https://127.0.0.1:{}/", gw.install.port),
-        chromium: find_chromium(std::env::var_os("PATH").as_deref()).expect("chromium on PATH"),
+        chromium: chromium.clone(),
         profile_dir: profile.clone(),
         username: USER.into(),
         password: Secret::new(PASSWORD.into()),
         code: Some((Secret::new(code.clone()), Duration::ZERO)),
         timeout: Duration::from_secs(90),
+        no_sandbox: ibwarden::clientportal::browser::sandbox_blocker(&chromium).is_some(),
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let outcome = rt.block_on(login_in(&req, tokio_util::sync::CancellationToken::new()));
@@ -646,4 +657,198 @@ fn chromium_keeps_no_secret_in_its_profile() {
     // there. It is reported, not forbidden.
     let code_files = files_holding(&profile, &code);
     eprintln!("files holding the spent code: {code_files:?}");
+}
+
+/// Runs `cmd` as `nobody` with no new privileges and new namespaces refused by a seccomp
+/// filter: what the systemd unit's `User=`, `NoNewPrivileges=yes` and
+/// `RestrictNamespaces=yes` do (systemd's filter also answers clone3 with ENOSYS, so the C
+/// library falls back to clone, whose flags can be checked).
+#[cfg(target_arch = "x86_64")]
+fn confine(cmd: &mut Command) {
+    as_nobody(cmd, true)
+}
+
+/// Runs `cmd` as `nobody`; with `restrict`, also confined as [`confine`] says.
+#[cfg(target_arch = "x86_64")]
+fn as_nobody(cmd: &mut Command, restrict: bool) {
+    use std::os::unix::process::CommandExt;
+    let nobody = nix::unistd::User::from_name("nobody")
+        .expect("passwd")
+        .expect("a nobody user");
+    let (uid, gid) = (nobody.uid.as_raw(), nobody.gid.as_raw());
+    const NAMESPACES: u32 = (libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWCGROUP) as u32;
+    const ALLOW: u32 = 0x7fff_0000; // SECCOMP_RET_ALLOW
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let (ld, jeq, jset, ret) = (
+        libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+        libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+        libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K,
+        libc::BPF_RET | libc::BPF_K,
+    );
+    let filter = [
+        /* 0 */ stmt(ld, 4), // seccomp_data.arch
+        /* 1 */ jump(jeq, 0xc000_003e, 0, 7), // AUDIT_ARCH_X86_64, else allow
+        /* 2 */ stmt(ld, 0), // seccomp_data.nr
+        /* 3 */ jump(jeq, libc::SYS_clone3 as u32, 7, 0),
+        /* 4 */ jump(jeq, libc::SYS_unshare as u32, 2, 0),
+        /* 5 */ jump(jeq, libc::SYS_clone as u32, 1, 0),
+        /* 6 */ stmt(ret, ALLOW),
+        /* 7 */ stmt(ld, 16), // args[0], low half
+        /* 8 */ jump(jset, NAMESPACES, 1, 0),
+        /* 9 */ stmt(ret, ALLOW),
+        /* 10 */ stmt(ret, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        /* 11 */ stmt(ret, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+    ];
+    // SAFETY: only raw system calls run between fork and exec; `filter` outlives the
+    // closure's use of it (it is moved in).
+    unsafe {
+        cmd.pre_exec(move || {
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(uid) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            if !restrict {
+                return Ok(());
+            }
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                    &prog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Under the systemd unit's sandbox (run by a plain user, no new namespaces, no new
+/// privileges) Chromium's own sandbox cannot start: ibwarden sees that and starts it with
+/// `--no-sandbox`, and the login works. The confinement is checked first: Chromium started
+/// plainly under it must fail the way it does under systemd.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn under_the_units_sandbox_chromium_runs_unsandboxed_and_logs_in() {
+    use std::os::unix::fs::{chown, MetadataExt};
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "running as nobody needs root (CI containers are)"
+    );
+    let nobody = nix::unistd::User::from_name("nobody")
+        .expect("passwd")
+        .expect("nobody");
+    let mut p = Portal::new(&[], "live", "");
+    // Everything the service may touch belongs to its user, as StateDirectory= would make it.
+    let root = p.cp.root().to_path_buf();
+    let bin_dir = root.join("bin");
+    fs::create_dir(&bin_dir).expect("mkdir");
+    let bin = bin_dir.join("ibwarden");
+    fs::copy(env!("CARGO_BIN_EXE_ibwarden"), &bin).expect("copy the binary");
+    let mut todo = vec![root.clone()];
+    while let Some(path) = todo.pop() {
+        chown(&path, Some(nobody.uid.as_raw()), Some(nobody.gid.as_raw())).expect("chown");
+        if path.is_dir() {
+            todo.extend(
+                fs::read_dir(&path)
+                    .expect("dir")
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).expect("chmod");
+    assert_eq!(fs::metadata(&bin).expect("meta").uid(), nobody.uid.as_raw());
+
+    let chromium =
+        ibwarden::clientportal::browser::find_chromium(std::env::var_os("PATH").as_deref())
+            .expect("chromium");
+    let mut plain = Command::new(&chromium);
+    plain
+        .args([
+            "--headless=new",
+            "--disable-gpu",
+            "--dump-dom",
+            "about:blank",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            root.join("home/plain").display()
+        ))
+        .env("HOME", root.join("home"))
+        .stdin(Stdio::null());
+    confine(&mut plain);
+    let out = plain.output().expect("chromium");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("No usable sandbox"),
+        "the confinement is what systemd's is: plain Chromium must fail under it ({}): {err}",
+        out.status
+    );
+
+    // `ibwarden check` tells which it is: as a plain user with namespaces it is available.
+    let check = |restrict: bool| {
+        let mut cmd = Command::new(&bin);
+        cmd.args(["check", "--config"])
+            .arg(&p.config)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", root.join("home"))
+            .stdin(Stdio::null());
+        as_nobody(&mut cmd, restrict);
+        let out = cmd.output().expect("check");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines()
+            .find(|l| l.contains("chromium sandbox"))
+            .unwrap_or_else(|| panic!("no sandbox line in check: {text}"))
+            .to_string()
+    };
+    let free = check(false);
+    assert!(free.contains("available"), "{free}");
+    let confined = check(true);
+    assert!(
+        confined.contains("off (--no-sandbox)") && confined.contains("no-new-privileges"),
+        "{confined}"
+    );
+
+    p.start_as(Some(&bin));
+    p.wait_ready(READY);
+    assert_eq!(p.events("login_attempt").len(), 1);
+    assert_eq!(p.events("code").len(), 1);
+    assert!(
+        p.log_text().contains("Chromium runs with --no-sandbox"),
+        "said why in the log"
+    );
+    let argv = p.argv_seen.lock().expect("lock").clone();
+    assert!(
+        argv.iter().any(|l| l.contains("--no-sandbox")),
+        "Chromium was started with --no-sandbox: {argv:?}"
+    );
+    let st = p.stop();
+    assert!(st.success(), "{st}");
+    p.assert_secrets_stayed_home();
 }

@@ -231,7 +231,17 @@ fn check_client_portal(report: &mut Report, config: &Config) {
         Err(e) => report.line(Status::Fail, "client portal gateway", e),
     }
     match ibwarden::clientportal::browser::find_chromium(std::env::var_os("PATH").as_deref()) {
-        Some(p) => report.line(Status::Ok, "chromium", p.display().to_string()),
+        Some(p) => {
+            report.line(Status::Ok, "chromium", p.display().to_string());
+            match ibwarden::clientportal::browser::sandbox_blocker(&p) {
+                None => report.line(Status::Ok, "chromium sandbox", "available"),
+                Some(why) => report.line(
+                    Status::Warn,
+                    "chromium sandbox",
+                    format!("off (--no-sandbox): {why}"),
+                ),
+            }
+        }
         None => report.line(
             Status::Fail,
             "chromium",

@@ -46,6 +46,82 @@ pub struct LoginRequest {
     pub code: Option<(Secret, Duration)>,
     /// The whole login's deadline.
     pub timeout: Duration,
+    /// Start Chromium with `--no-sandbox`: its own sandbox cannot start here
+    /// ([`sandbox_blocker`] says why).
+    pub no_sandbox: bool,
+}
+
+/// Why Chromium's own sandbox cannot start in this process, if it cannot.
+///
+/// Its sandbox needs a user namespace, or else its setuid helper (`chrome-sandbox`, Debian's
+/// `chromium-sandbox`). Measured here: as a non-root user with new namespaces refused by
+/// seccomp and no-new-privileges set (what the systemd unit's `RestrictNamespaces=yes` and
+/// `NoNewPrivileges=yes` do), Chromium exits at once with "No usable sandbox!". Then it is
+/// started with `--no-sandbox`: the page it shows is the local gateway's login page only, and
+/// the service's own sandbox still holds it.
+pub fn sandbox_blocker(chromium: &Path) -> Option<String> {
+    if nix::unistd::Uid::effective().is_root() {
+        return Some("ibwarden runs as root, and Chromium refuses its sandbox as root".into());
+    }
+    if user_namespaces_work() {
+        return None;
+    }
+    if no_new_privs() {
+        return Some(
+            "new user namespaces are refused (systemd RestrictNamespaces=, a container's \
+             seccomp profile) and no-new-privileges forbids the setuid sandbox"
+                .into(),
+        );
+    }
+    if setuid_helper(chromium) {
+        return None;
+    }
+    Some(
+        "new user namespaces are refused and Chromium's setuid sandbox (Debian: \
+         chromium-sandbox) is not installed"
+            .into(),
+    )
+}
+
+/// A child can enter a new user namespace (tried in a child, on its way to exec).
+fn user_namespaces_work() -> bool {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: only unshare(2), a raw system call, runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).map_err(std::io::Error::from)
+        });
+    }
+    cmd.status().is_ok_and(|s| s.success())
+}
+
+fn no_new_privs() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines().any(|l| {
+            l.strip_prefix("NoNewPrivs:")
+                .is_some_and(|v| v.trim() == "1")
+        })
+    })
+}
+
+/// `chrome-sandbox` beside the real Chromium binary, setuid root.
+fn setuid_helper(chromium: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let real = std::fs::canonicalize(chromium).unwrap_or_else(|_| chromium.to_path_buf());
+    // Debian's /usr/bin/chromium is a shell script that runs /usr/lib/chromium/chromium.
+    let dirs = [
+        real.parent().map(Path::to_path_buf),
+        Some(PathBuf::from("/usr/lib/chromium")),
+    ];
+    dirs.iter().flatten().any(|d| {
+        std::fs::metadata(d.join("chrome-sandbox"))
+            .is_ok_and(|m| m.uid() == 0 && m.mode() & 0o4000 != 0)
+    })
 }
 
 /// Finds Chromium on `PATH` (Debian: `chromium`).
@@ -146,8 +222,7 @@ async fn run(req: &LoginRequest, submitted: &std::sync::atomic::AtomicBool) -> L
             "--password-store=basic",
             "--ignore-certificate-errors",
         ]);
-    if nix::unistd::Uid::effective().is_root() {
-        // Chromium refuses to start its sandbox as root.
+    if req.no_sandbox {
         builder = builder.no_sandbox();
     }
     let config = match builder.build() {

@@ -98,6 +98,16 @@ pub async fn run(p: Parts) -> anyhow::Result<i32> {
         return Ok(crate::driver::exit::CONFIG);
     };
     info!(install = %install.dir.display(), port = install.port, chromium = %chromium.display(), "Client Portal gateway found");
+    let no_sandbox = match browser::sandbox_blocker(&chromium) {
+        Some(why) => {
+            info!(
+                why,
+                "Chromium runs with --no-sandbox (inside ibwarden's own confinement only)"
+            );
+            true
+        }
+        None => false,
+    };
     let api = Api::new(install.port, install.ssl);
     let settings = Settings {
         // probe.interval is how often the session is looked at (a tickle answers with the
@@ -228,6 +238,7 @@ pub async fn run(p: Parts) -> anyhow::Result<i32> {
                         password: secrets.password.clone(),
                         code: secrets.totp.as_ref().map(|t| (t.code_at_step(step), wait)),
                         timeout: cfg.login.login_timeout + wait,
+                        no_sandbox,
                     };
                     info!(
                         attempt,
