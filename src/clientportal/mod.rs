@@ -15,6 +15,7 @@
 pub mod api;
 pub mod browser;
 pub mod driver;
+pub mod events;
 pub mod install;
 pub mod machine;
 pub mod selectors;
