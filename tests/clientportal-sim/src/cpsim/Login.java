@@ -4,6 +4,8 @@ import java.security.SecureRandom;
 import java.util.HashMap;
 import java.util.Iterator;
 import java.util.Map;
+import simcommon.Recorder;
+import simcommon.Totp;
 
 /**
  * The browser login at `/sso/Login`: credentials, second-factor device, IB Key push wait or

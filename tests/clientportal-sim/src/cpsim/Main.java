@@ -20,6 +20,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import javax.net.ssl.KeyManagerFactory;
 import javax.net.ssl.SSLContext;
+import simcommon.Recorder;
 
 /**
  * Simulator of IBKR's Client Portal gateway (`clientportal.gw`), started as

@@ -3,6 +3,7 @@ package cpsim;
 import java.security.SecureRandom;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import simcommon.Recorder;
 
 /**
  * The gateway's SSO session (opened by a browser login, shared by every API client) and the

@@ -36,6 +36,8 @@ import javax.swing.JToggleButton;
 import javax.swing.ListSelectionModel;
 import javax.swing.SwingUtilities;
 import javax.swing.Timer;
+import simcommon.Recorder;
+import simcommon.Totp;
 
 /**
  * The gateway simulator: a stand-in for IB Gateway's login frame, dialogs, main window and

@@ -1,4 +1,4 @@
-package cpsim;
+package simcommon;
 
 import java.io.FileOutputStream;
 import java.io.IOException;
@@ -9,16 +9,17 @@ import java.util.Map;
 /**
  * The record file: one JSON object per line, appended and flushed per line, for tests and
  * benchmarks. The supervisor never reads it. Path from -Dsim.record; no path means no record.
+ * Shared by both simulators (tests/simulator and tests/clientportal-sim).
  */
-final class Recorder {
+public final class Recorder {
     private final FileOutputStream out;
 
-    Recorder(String path) throws IOException {
+    public Recorder(String path) throws IOException {
         this.out = path == null || path.isEmpty() ? null : new FileOutputStream(path, true);
     }
 
     /** Records an event: ev name, then alternating key/value pairs. */
-    synchronized void event(String ev, Object... kv) {
+    public synchronized void event(String ev, Object... kv) {
         if (out == null) {
             return;
         }
@@ -40,7 +41,7 @@ final class Recorder {
         }
     }
 
-    static void value(StringBuilder sb, Object v) {
+    public static void value(StringBuilder sb, Object v) {
         if (v == null) {
             sb.append("null");
         } else if (v instanceof Number || v instanceof Boolean) {
@@ -74,7 +75,7 @@ final class Recorder {
         }
     }
 
-    static void quote(StringBuilder sb, String s) {
+    private static void quote(StringBuilder sb, String s) {
         sb.append('"');
         for (int i = 0; i < s.length(); i++) {
             char c = s.charAt(i);

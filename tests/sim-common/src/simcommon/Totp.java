@@ -1,21 +1,24 @@
-package cpsim;
+package simcommon;
 
 import javax.crypto.Mac;
 import javax.crypto.spec.SecretKeySpec;
 
-/** RFC 6238 TOTP: HMAC-SHA1, 6 digits, 30 s steps (what IBKR's Mobile Authenticator uses). */
-final class Totp {
+/**
+ * RFC 6238 TOTP: HMAC-SHA1, 6 digits, 30 s steps (what IBKR's Mobile Authenticator uses).
+ * Shared by both simulators (tests/simulator and tests/clientportal-sim).
+ */
+public final class Totp {
     private final byte[] key;
 
-    Totp(String base32) {
+    public Totp(String base32) {
         this.key = base32Decode(base32);
     }
 
-    static long step(long unixSeconds) {
+    public static long step(long unixSeconds) {
         return Math.floorDiv(unixSeconds, 30L);
     }
 
-    String code(long step) {
+    public String code(long step) {
         try {
             Mac mac = Mac.getInstance("HmacSHA1");
             mac.init(new SecretKeySpec(key, "HmacSHA1"));
@@ -35,7 +38,7 @@ final class Totp {
         }
     }
 
-    static byte[] base32Decode(String s) {
+    private static byte[] base32Decode(String s) {
         String alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
         s = s.replace(" ", "").replace("=", "").toUpperCase();
         byte[] out = new byte[s.length() * 5 / 8];
