@@ -852,3 +852,68 @@ fn under_the_units_sandbox_chromium_runs_unsandboxed_and_logs_in() {
     assert!(st.success(), "{st}");
     p.assert_secrets_stayed_home();
 }
+
+/// Kills a pid on drop (a JVM that outlived its ibwarden must not outlive the test).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0 as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// `run.sh` runs `java` as the shell's child (IBKR's does; so does the simulator's): a
+/// SIGKILLed ibwarden takes the shell with it, not the JVM, which keeps the port and its
+/// session. The next ibwarden stops it before launching its own.
+#[test]
+fn a_gateway_orphaned_by_a_killed_ibwarden_is_stopped_before_the_next_launch() {
+    let mut p = Portal::new(&[], "live", "");
+    p.start();
+    p.wait_ready(READY);
+    let jvm = p.events("start")[0]["pid"].as_u64().expect("pid") as u32;
+    let _guard = KillOnDrop(jvm);
+    let child = p.child.as_mut().expect("running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill ibwarden");
+    child.wait_exit(Duration::from_secs(10));
+    // The orphan still serves its session: what the next ibwarden would otherwise talk to.
+    let client = clientportal::CpClient::new(p.cp.port);
+    let (st, v) = client.api("GET", "/v1/api/iserver/auth/status");
+    assert_eq!(
+        (st, v["authenticated"].clone()),
+        (200, Value::Bool(true)),
+        "{v}"
+    );
+    assert!(ibwarden::procfs::is_alive(jvm), "the JVM outlived ibwarden");
+
+    p.start();
+    p.wait_log(
+        "a Client Portal gateway of an earlier run is still running",
+        READY,
+    );
+    p.wait_until("the second gateway", READY, |p| {
+        p.events("start").len() >= 2
+    });
+    p.wait_ready(READY);
+    let exits = p.events("exit");
+    assert!(
+        exits.iter().any(|e| e["reason"] == "shutdown"),
+        "the orphan was stopped through its own exit (SIGTERM): {exits:?}"
+    );
+    assert!(!ibwarden::procfs::is_alive(jvm), "the orphan is gone");
+    let starts = p.events("start");
+    assert_ne!(starts[1]["pid"], starts[0]["pid"]);
+    assert_eq!(
+        p.events("login_attempt").len(),
+        2,
+        "the new gateway logged in once"
+    );
+    let st = p.stop();
+    assert!(st.success(), "{st}");
+}

@@ -108,6 +108,27 @@ pub async fn run(p: Parts) -> anyhow::Result<i32> {
         }
         None => false,
     };
+    let strays = super::stray::find(&install.dir);
+    if !strays.is_empty() {
+        warn!(
+            pids = ?strays,
+            "a Client Portal gateway of an earlier run is still running (that ibwarden was \
+             killed before it could stop it); stopping it first"
+        );
+        super::stray::stop(&install.dir, &strays, Duration::from_secs(20)).await;
+    }
+    if std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], install.port)),
+        Duration::from_secs(1),
+    )
+    .is_ok()
+    {
+        warn!(
+            port = install.port,
+            "something already listens on the Client Portal gateway's port (root/conf.yaml \
+             listenPort): the gateway ibwarden starts cannot bind it until it goes"
+        );
+    }
     let api = Api::new(install.port, install.ssl);
     let settings = Settings {
         // probe.interval is how often the session is looked at (a tickle answers with the
@@ -358,6 +379,11 @@ pub async fn run(p: Parts) -> anyhow::Result<i32> {
                     if tickle && matches!(reply, ApiReply::Status(_)) {
                         view.last_tickle_unix_ms = Some(unix_ms());
                         view.probe_latency_ms = Some(rtt.as_secs_f64() * 1000.0);
+                    }
+                    // IBKR's run.sh runs java as the shell's child: once the gateway
+                    // answers, the pid shown is the JVM's, not the shell's.
+                    if let Some(pid) = view.jvm_pid {
+                        view.jvm_pid = Some(super::stray::java_of(pid));
                     }
                     queue.extend(machine.on(Input::Api(reply), unix_ms()));
                 }

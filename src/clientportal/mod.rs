@@ -19,3 +19,4 @@ pub mod events;
 pub mod install;
 pub mod machine;
 pub mod selectors;
+pub mod stray;
