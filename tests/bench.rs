@@ -178,43 +178,10 @@ impl Report {
 
 // ------------------------------------------------------------------------------ machine
 
-fn sh(cmd: &str) -> String {
-    Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
 fn machine() -> Value {
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .unwrap_or("unknown")
-        .trim()
-        .to_string();
-    let mem_kb: u64 = fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("MemTotal:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    json!({
-        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "cpu": cpu,
-        "ram_gib": (mem_kb as f64 / 1024.0 / 1024.0 * 10.0).round() / 10.0,
-        "kernel": sh("uname -r"),
-        "os": sh(". /etc/os-release 2>/dev/null && echo \"$PRETTY_NAME\""),
-        "java": sh("java -version 2>&1 | head -1"),
-        "xvfb": sh("dpkg-query -W -f '${Version}' xvfb 2>/dev/null"),
-        "rustc": sh("rustc --version"),
-        "git": sh(&format!("git -C {} rev-parse --short HEAD", repo_root().display())),
-        "date_utc": sh("date -u +%Y-%m-%dT%H:%MZ"),
-        "loadavg_at_start": sh("cat /proc/loadavg"),
-    })
+    let mut m = bench_machine();
+    m["xvfb"] = sh("dpkg-query -W -f '${Version}' xvfb 2>/dev/null").into();
+    m
 }
 
 // ------------------------------------------------------------------------------ /proc
