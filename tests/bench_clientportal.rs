@@ -109,18 +109,7 @@ struct Figure {
 }
 
 fn stats(v: &[f64]) -> Option<(f64, f64, f64)> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    let median = if s.len() % 2 == 1 {
-        s[s.len() / 2]
-    } else {
-        (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
-    };
-    let rank = ((0.99 * s.len() as f64).ceil() as usize).clamp(1, s.len());
-    Some((s[0], median, s[rank - 1]))
+    common::min_median_p99(v)
 }
 
 fn median(v: &[f64]) -> f64 {

@@ -35,8 +35,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{
-    free_port, is_ev, now_ms, repo_root, require_tool, shell_exit_code, target_dir, ChildGuard,
-    Record, TEST_PASSWORD, TEST_TOTP_SECRET, TEST_USER,
+    free_port, is_ev, now_ms, properties_text, repo_root, require_tool, shell_exit_code,
+    target_dir, totp_code, ChildGuard, Record, TEST_PASSWORD, TEST_TOTP_SECRET, TEST_USER,
 };
 
 /// Deadline for the JVM to start and listen on a loaded 2-core box.
@@ -123,38 +123,15 @@ impl CpScenario {
 
     /// The properties-file text (values escaped for java.util.Properties).
     pub fn to_properties(&self) -> String {
-        let mut s = String::from("# clientportal simulator scenario (written by tests/common)\n");
-        for (k, v) in &self.entries {
-            let mut esc = String::new();
-            for (i, c) in v.chars().enumerate() {
-                match c {
-                    '\\' => esc.push_str("\\\\"),
-                    '\n' => esc.push_str("\\n"),
-                    ' ' if i == 0 => esc.push_str("\\ "),
-                    '#' | '!' | '=' | ':' => {
-                        esc.push('\\');
-                        esc.push(c)
-                    }
-                    c if (c as u32) > 0x7e => esc.push_str(&format!("\\u{:04x}", c as u32)),
-                    c => esc.push(c),
-                }
-            }
-            s.push_str(&format!("{k}={esc}\n"));
-        }
-        s
+        properties_text("clientportal simulator scenario", &self.entries)
     }
 
     /// The code of TOTP step `step` (RFC 6238, SHA-1, 6 digits, 30 s).
     pub fn code_at_step(&self, step: u64) -> String {
-        let secret = self.get("totp_secret").unwrap_or(TEST_TOTP_SECRET);
-        let totp = totp_rs::Builder::new()
-            .with_algorithm(totp_rs::Algorithm::SHA1)
-            .with_digits(6)
-            .with_step_duration(30)
-            .with_secret(totp_rs::Secret::try_from_base32(secret).expect("base32 secret"))
-            .build()
-            .expect("totp");
-        totp.generate(step * 30).to_string()
+        totp_code(
+            self.get("totp_secret").unwrap_or(TEST_TOTP_SECRET),
+            step * 30,
+        )
     }
 }
 

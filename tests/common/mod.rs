@@ -414,38 +414,15 @@ impl Scenario {
 
     /// The properties-file text (values escaped for java.util.Properties).
     pub fn to_properties(&self) -> String {
-        let mut s = String::from("# gateway simulator scenario (written by tests/common)\n");
-        for (k, v) in &self.entries {
-            let mut esc = String::new();
-            for (i, c) in v.chars().enumerate() {
-                match c {
-                    '\\' => esc.push_str("\\\\"),
-                    '\n' => esc.push_str("\\n"),
-                    ' ' if i == 0 => esc.push_str("\\ "),
-                    '#' | '!' | '=' | ':' => {
-                        esc.push('\\');
-                        esc.push(c)
-                    }
-                    c if (c as u32) > 0x7e => esc.push_str(&format!("\\u{:04x}", c as u32)),
-                    c => esc.push(c),
-                }
-            }
-            s.push_str(&format!("{k}={esc}\n"));
-        }
-        s
+        properties_text("gateway simulator scenario", &self.entries)
     }
 
     /// The TOTP code the simulator expects at `unix_seconds` (its clock offset not applied).
     pub fn totp_at(&self, unix_seconds: u64) -> String {
-        let secret = self.get("totp_secret").unwrap_or(TEST_TOTP_SECRET);
-        let totp = totp_rs::Builder::new()
-            .with_algorithm(totp_rs::Algorithm::SHA1)
-            .with_digits(6)
-            .with_step_duration(30)
-            .with_secret(totp_rs::Secret::try_from_base32(secret).expect("base32 secret"))
-            .build()
-            .expect("totp");
-        totp.generate(unix_seconds).to_string()
+        totp_code(
+            self.get("totp_secret").unwrap_or(TEST_TOTP_SECRET),
+            unix_seconds,
+        )
     }
 
     /// A code valid now with at least 8 s of margin (the next step's code when the current
@@ -1163,4 +1140,60 @@ pub fn bench_machine() -> serde_json::Value {
         "date_utc": sh("date -u +%Y-%m-%dT%H:%MZ"),
         "loadavg_at_start": sh("cat /proc/loadavg"),
     })
+}
+
+// ------------------------------------------------------------------------------ simulators
+
+/// A simulator's scenario file: `# HEADER (written by tests/common)`, then `key=value`
+/// lines with the values escaped for java.util.Properties.
+pub fn properties_text(header: &str, entries: &BTreeMap<String, String>) -> String {
+    let mut s = format!("# {header} (written by tests/common)\n");
+    for (k, v) in entries {
+        let mut esc = String::new();
+        for (i, c) in v.chars().enumerate() {
+            match c {
+                '\\' => esc.push_str("\\\\"),
+                '\n' => esc.push_str("\\n"),
+                ' ' if i == 0 => esc.push_str("\\ "),
+                '#' | '!' | '=' | ':' => {
+                    esc.push('\\');
+                    esc.push(c)
+                }
+                c if (c as u32) > 0x7e => esc.push_str(&format!("\\u{:04x}", c as u32)),
+                c => esc.push(c),
+            }
+        }
+        s.push_str(&format!("{k}={esc}\n"));
+    }
+    s
+}
+
+/// The RFC 6238 code (SHA-1, 6 digits, 30 s) of base32 `secret` at `unix_seconds`.
+pub fn totp_code(secret: &str, unix_seconds: u64) -> String {
+    totp_rs::Builder::new()
+        .with_algorithm(totp_rs::Algorithm::SHA1)
+        .with_digits(6)
+        .with_step_duration(30)
+        .with_secret(totp_rs::Secret::try_from_base32(secret).expect("base32 secret"))
+        .build()
+        .expect("totp")
+        .generate(unix_seconds)
+        .to_string()
+}
+
+/// (min, median, p99) of benchmark samples; p99 is the nearest rank (the maximum with
+/// fewer than 100 samples). `None` for no samples.
+pub fn min_median_p99(v: &[f64]) -> Option<(f64, f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let median = if s.len() % 2 == 1 {
+        s[s.len() / 2]
+    } else {
+        (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
+    };
+    let rank = ((0.99 * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    Some((s[0], median, s[rank - 1]))
 }
